@@ -1,0 +1,25 @@
+# The two commands the README gives. Both do the whole set-up first (scripts/setup.sh is
+# idempotent and returns at once when nothing changed).
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test test-all bench check
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	@scripts/demo.sh
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+bench: setup
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python bench/run_all.py
+
+check: setup
+	$(BIN)/expc check

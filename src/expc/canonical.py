@@ -1,0 +1,112 @@
+"""Stage 3, canonicalize: a validated document -> canonical bytes and their digest.
+
+The canonical bytes are RFC 8785 (JCS) of the parsed document after every float is rounded to 15
+significant digits (engines differ in the last bit of `std.exp`/`std.log`; the stored value is
+the rounded one). The digest is the sha256 hex of those bytes. Engine text is never hashed.
+
+A manifest file holds a pretty form of the same data (sorted keys, 2-space indent, numbers
+written as JCS writes them, newline at end) so that diffs read well; its digest is the digest of
+the JCS form of its parsed body. This module is imported by the trainer too: keep it light.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import rfc8785
+
+from .errors import ExpcError, Problem, json_path
+
+MAX_SAFE_INTEGER = 2**53 - 1
+SIGNIFICANT_DIGITS = 15
+
+
+def canonicalize(document):
+    """Round floats, reject numbers JSON cannot carry exactly; report every bad number at once."""
+    problems: list[Problem] = []
+
+    def walk(value, path):
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int):
+            if abs(value) > MAX_SAFE_INTEGER:
+                problems.append(Problem(f"integer {value} is beyond +-(2^53-1) and cannot be "
+                                        "represented exactly", json_path(path)))
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                problems.append(Problem(f"{value} is not a finite number", json_path(path)))
+                return value
+            return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+        if isinstance(value, dict):
+            return {k: walk(v, (*path, k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(value)]
+        raise TypeError(f"not JSON data: {type(value).__name__}")  # a bug, not a user mistake
+
+    out = walk(document, ())
+    if problems:
+        raise ExpcError(problems)
+    return out
+
+
+def canonical_bytes(manifest) -> bytes:
+    return rfc8785.dumps(manifest)
+
+
+def digest(manifest) -> str:
+    """sha256 hex of the canonical bytes."""
+    return hashlib.sha256(canonical_bytes(manifest)).hexdigest()
+
+
+def pretty(manifest) -> str:
+    """The file body: sorted keys, 2-space indent, JCS number text, one newline at the end."""
+    return _pretty(manifest, "") + "\n"
+
+
+def _pretty(value, indent: str) -> str:
+    inner = indent + "  "
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        items = [f"{inner}{json.dumps(k, ensure_ascii=False)}: {_pretty(value[k], inner)}"
+                 for k in sorted(value)]
+        return "{\n" + ",\n".join(items) + "\n" + indent + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        return "[\n" + ",\n".join(inner + _pretty(v, inner) for v in value) + "\n" + indent + "]"
+    return rfc8785.dumps(value).decode("utf-8")
+
+
+def parse_manifest_text(text: str, where: str):
+    """Parse a manifest body; refuse NaN/Infinity that Python's json would otherwise accept."""
+    def refuse(token):
+        raise ExpcError(f"{token} is not valid JSON", where)
+
+    try:
+        return json.loads(text, parse_constant=refuse)
+    except ValueError as err:
+        raise ExpcError(f"not valid JSON: {err}", where) from None
+
+
+def load_manifest(path: Path | str):
+    """Read a manifest file and check that its content hashes to its name; return (data, digest).
+
+    Both `expc run` and every trainer rank call this before doing anything else.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ExpcError(f"no such manifest: {path}") from None
+    data = parse_manifest_text(text, str(path))
+    actual = digest(data)
+    if path.stem != actual:
+        raise ExpcError(
+            f"content does not match its name: the file hashes to {actual[:12]}, its name says "
+            f"{path.stem[:12]}. A manifest is never edited by hand: change the spec and rebuild.",
+            str(path))
+    return data, actual

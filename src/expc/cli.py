@@ -1,0 +1,151 @@
+"""The command line: a thin adapter over the library. Each command converts its arguments, makes
+one call, prints the result. User mistakes (ExpcError) are rendered once, in `main`.
+
+Heavy modules (torch, deepspeed, wandb) are imported only inside the commands that run things,
+so `expc build`, `show`, `check`, `diff` and `--help` stay fast.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .errors import ExpcError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def tla_option(command):
+    return click.option("--tla", "tla", multiple=True, metavar="NAME=VALUE",
+                        help="Top-level argument for the spec (JSON if it parses, else a string).")(command)
+
+
+def set_option(command):
+    return click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
+                        help="Override one leaf before validation, e.g. model.n_layer=12.")(command)
+
+
+def json_option(command):
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(command)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="expc")
+def cli():
+    """expc: compile Jsonnet experiment specs into content-addressed manifests, and run them.
+
+    \b
+      expc build specs/tiny.jsonnet        compile; prints manifests/<digest>.json
+      expc show specs/tiny.jsonnet         the resolved manifest, nothing written
+      expc run manifests/<digest>.json     train it with DeepSpeed
+    """
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@tla_option
+@set_option
+@json_option
+def build(specs, tla, sets, as_json):
+    """Compile SPECS into manifests/<digest>.json; print one path per line.
+
+    A spec returning a sweep writes one manifest per member. Nothing is written unless every
+    spec compiles.
+
+    \b
+    Example:
+      expc build specs/large.jsonnet --set model.n_layer=12
+    """
+    from .compile import build as build_specs
+    from .evaluate import parse_tla
+    from .project import find_project
+
+    manifests = build_specs(specs, parse_tla(tla), sets)
+    project = find_project(specs[0])
+    rows = [{"path": project.relative(project.manifests / f"{m.digest}.json"), "digest": m.digest,
+             "spec": m.spec, "member": m.member} for m in manifests]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            click.echo(row["path"])
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("target", type=click.Path(dir_okay=False))
+@tla_option
+@set_option
+def show(target, tla, sets):
+    """Print the resolved manifest of a spec (or a sweep's manifests), writing nothing.
+
+    TARGET is a spec, a manifest file, or a digest prefix.
+    """
+    from .canonical import load_manifest, pretty
+
+    if target.endswith((".jsonnet", ".libsonnet")):
+        from .compile import compile_spec
+        from .evaluate import parse_tla
+
+        manifests = compile_spec(target, tla=parse_tla(tla), sets=sets)
+        if len(manifests) == 1 and manifests[0].member is None:
+            click.echo(pretty(manifests[0].data), nl=False)
+        else:
+            click.echo(pretty({m.member: m.data for m in manifests}), nl=False)
+        return
+    from .project import find_manifest
+
+    data, _ = load_manifest(find_manifest(target))
+    click.echo(pretty(data), nl=False)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--json-schema", "as_json_schema", is_flag=True, help="Print the JSON Schema itself.")
+def schema(as_json_schema):
+    """Print the manifest reference: every field with its type and description."""
+    from .validate import manifest_schema
+
+    if as_json_schema:
+        click.echo(json.dumps(manifest_schema(), indent=2, sort_keys=True))
+    else:
+        from .reference import reference_markdown
+
+        click.echo(reference_markdown(), nl=False)
+
+
+@cli.command("ls", context_settings=CONTEXT)
+@click.argument("what", type=click.Choice(["hardware", "models", "manifests", "runs"]), default="manifests")
+@json_option
+def ls_command(what, as_json):
+    """List hardware profiles, model sizes, manifests or runs."""
+    from .listing import listing
+
+    rows = listing(what)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        return
+    widths = {k: max(len(str(k)), *(len(str(r[k])) for r in rows)) for k in rows[0]}
+    click.echo("  ".join(k.ljust(w) for k, w in widths.items()).rstrip())
+    for row in rows:
+        click.echo("  ".join(str(row[k]).ljust(w) for k, w in widths.items()).rstrip())
+
+
+def main(argv=None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="expc", standalone_mode=False)
+    except ExpcError as err:
+        click.echo(f"error: {err.render()}", err=True)
+        sys.exit(1)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""The one exception type for user mistakes, and how a location is written.
+
+Every stage raises `ExpcError` for input a user can fix; the CLI renders it once, at its edge.
+Anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong, with where it is: `file:line:col` or a JSON path (or both)."""
+
+    message: str
+    location: str | None = None  # "specs/x.jsonnet:3:5" or "$.model.n_head"
+    origin: str | None = None  # where the offending value was set, when known
+
+    def render(self) -> str:
+        head = f"{self.location}: {self.message}" if self.location else self.message
+        return f"{head}\n  (set at {self.origin})" if self.origin else head
+
+
+@dataclass
+class ExpcError(Exception):
+    """A user mistake. Carries one or more problems, all reported at once."""
+
+    problems: list[Problem] = field(default_factory=list)
+    context: str | None = None  # e.g. "specs/large.jsonnet" or "sweep member 'lr_1e-3'"
+
+    def __init__(self, message: str | list[Problem], location: str | None = None,
+                 context: str | None = None):
+        if isinstance(message, str):
+            self.problems = [Problem(message, location)]
+        else:
+            self.problems = list(message)
+        self.context = context
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = []
+        if len(self.problems) > 1:
+            where = f" in {self.context}" if self.context else ""
+            lines.append(f"{len(self.problems)} problems{where}:")
+            lines += ["- " + p.render().replace("\n", "\n  ") for p in self.problems]
+        else:
+            prefix = f"{self.context}: " if self.context and not self.problems[0].location else ""
+            lines.append(prefix + self.problems[0].render())
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def json_path(parts) -> str:
+    """A JSON path for display: ('model', 'layers', 0) -> $.model.layers[0]."""
+    out = "$"
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean "x"?)' for the closest choice, or '' when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""

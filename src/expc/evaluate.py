@@ -1,0 +1,121 @@
+"""Stage 1, evaluate: a spec file -> a document (plain JSON data), with go-jsonnet.
+
+Evaluation is hermetic. Imports resolve from the importing file's own folder, then from the
+project's `lib/`; anything that lands outside those folders (an absolute path, `..`, a symlink) is
+refused. No environment variable reaches the spec: `std.extVar` has nothing, and the only inputs
+besides files are declared top-level arguments (`--tla name=value`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ExpcError, Problem
+from .project import Project
+
+# go-jsonnet writes a location as `path:line:col` or `path:line:col-col` or `path:(l:c)-(l:c)`.
+_LOCATION = re.compile(r"(?P<file>[^\s:()]+\.(?:jsonnet|libsonnet|json)):\(?(?P<line>\d+):(?P<col>\d+)")
+
+
+@dataclass
+class Evaluation:
+    """What a spec evaluated to, and which files it read (for `expc affected`)."""
+
+    document: object
+    imports: list[str] = field(default_factory=list)  # project-relative, in first-read order
+
+
+def parse_tla(items: list[str] | tuple[str, ...]) -> dict[str, object]:
+    """`name=value` pairs -> {name: value}; a value that parses as JSON is JSON, else a string."""
+    out: dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ExpcError(f"--tla {item!r}: expected name=value with a Jsonnet identifier as name")
+        if name in out:
+            raise ExpcError(f"--tla {name}: given twice")
+        try:
+            out[name] = json.loads(text)
+        except ValueError:
+            out[name] = text
+    return out
+
+
+def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None) -> Evaluation:
+    """Evaluate one spec hermetically; raise ExpcError with `file:line:col` on any Jsonnet error."""
+    import _gojsonnet
+
+    spec = Path(spec).resolve()
+    if not spec.is_file():
+        raise ExpcError(f"no such spec: {spec}")
+    roots = [spec.parent, project.lib.resolve()]
+    imports: list[str] = []
+
+    def resolve_import(importer_dir: str, rel: str):
+        if os.path.isabs(rel):
+            raise RuntimeError(f"import {rel!r}: absolute paths are refused; import relative to lib/ or the spec's folder")
+        for base in (Path(importer_dir or spec.parent), roots[1]):
+            candidate = base / rel
+            if candidate.is_file():
+                real = candidate.resolve()
+                if not any(real.is_relative_to(root) for root in roots):
+                    raise RuntimeError(
+                        f"import {rel!r} resolves to {real}, outside lib/ and the spec's folder")
+                imports.append(project.relative(real))
+                return str(candidate), real.read_bytes()
+        raise RuntimeError(f"import {rel!r}: not found in the importing file's folder or lib/")
+
+    tla_codes = {k: json.dumps(v) for k, v in (tla or {}).items()}
+    if tla_codes:
+        _check_takes_arguments(spec, tla_codes, resolve_import, project)
+    try:
+        text = _gojsonnet.evaluate_file(str(spec), import_callback=resolve_import,
+                                        tla_codes=tla_codes, max_trace=20)
+    except RuntimeError as err:
+        raise jsonnet_error(str(err), project) from None
+    return Evaluation(json.loads(text), imports)
+
+
+def _check_takes_arguments(spec, tla_codes, resolve_import, project):
+    """go-jsonnet ignores top-level arguments given to a spec that is not a function: refuse."""
+    import _gojsonnet
+
+    probe = f"std.isFunction(import {json.dumps(spec.name)})"
+    try:
+        is_function = _gojsonnet.evaluate_snippet(str(spec.parent / "<tla-check>"), probe,
+                                                  import_callback=resolve_import)
+    except RuntimeError as err:
+        raise jsonnet_error(str(err), project) from None
+    if is_function.strip() != "true":
+        names = ", ".join(sorted(tla_codes))
+        raise ExpcError(f"--tla {names}: {project.relative(spec)} takes no top-level arguments "
+                        "(make it a function: `function(lr=3e-4) ...`)")
+
+
+def jsonnet_error(text: str, project: Project) -> ExpcError:
+    """A go-jsonnet error message -> ExpcError located at the innermost frame.
+
+    The innermost frame is where the error was raised (often a lib `assert`); when that is not in
+    a spec, the outermost spec frame is added as "called from", so both lines are shown.
+    """
+    root = str(project.root) + os.sep
+    text = text.replace(root, "")
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    head = lines[0] if lines else text
+    head = re.sub(r"^(RUNTIME|STATIC) ERROR: ", "", head)
+    frames = [m for ln in lines for m in [_LOCATION.search(ln)] if m]
+    if not frames:
+        return ExpcError(head.strip())
+    first = frames[0]
+    location = f"{first['file']}:{first['line']}:{first['col']}"
+    # A static (parse) error has its location at the start of the first line.
+    message = head[first.end():].lstrip(" -0123456789:)(").strip() if head.startswith(first.group(0)) else head
+    message = message.strip()
+    callers = [f for f in frames[1:] if f["file"].startswith("specs" + os.sep) or f["file"].endswith(".jsonnet")]
+    if callers and callers[-1]["file"] != first["file"]:
+        c = callers[-1]
+        message += f"\n  called from {c['file']}:{c['line']}:{c['col']}"
+    return ExpcError([Problem(message, location)])

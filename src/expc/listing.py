@@ -1,0 +1,66 @@
+"""`expc ls`: hardware profiles and model sizes from the lib, manifests from the index, runs from
+runs/*/metadata.json. Rows are plain dicts so the CLI can print a table or JSON."""
+from __future__ import annotations
+
+import json
+
+from .project import Project, find_project
+
+
+def listing(what: str, project: Project | None = None) -> list[dict]:
+    project = project or find_project()
+    return {"hardware": _hardware, "models": _models, "manifests": _manifests, "runs": _runs}[what](project)
+
+
+def _lib_table(project: Project, file: str) -> dict:
+    from .errors import ExpcError
+    from .evaluate import evaluate
+
+    path = project.lib / file
+    if not path.is_file():
+        raise ExpcError(f"no {project.relative(path)} in this project")
+    return evaluate(path, project).document
+
+
+def _hardware(project):
+    return [{"name": name, "nodes": p["nodes"], "procs_per_node": p["procs_per_node"],
+             "device": p["device"], "memory_gib": p["device_memory_gib"],
+             "bf16": p["bf16"], "interconnect": p["interconnect"]}
+            for name, p in _lib_table(project, "hardware.libsonnet").items()]
+
+
+def _models(project):
+    from .estimate import parameter_count
+
+    return [{"name": name, "params": _human(parameter_count(m)), "n_layer": m["n_layer"],
+             "n_head": m["n_head"], "n_embd": m["n_embd"], "block_size": m["block_size"],
+             "vocab_size": m["vocab_size"]}
+            for name, m in _lib_table(project, "models.libsonnet").items()]
+
+
+def _manifests(project):
+    from .write import read_index
+
+    rows = []
+    for digest, entry in read_index(project)["manifests"].items():
+        for source in entry["sources"]:
+            member = f"[{source['member']}]" if "member" in source else ""
+            rows.append({"digest": digest[:12], "spec": source["spec"] + member})
+    return rows
+
+
+def _runs(project):
+    rows = []
+    for meta in sorted(project.runs.glob("*/metadata.json")) if project.runs.is_dir() else []:
+        info = json.loads(meta.read_text())
+        rows.append({"digest": meta.parent.name[:12], "status": info.get("status", "?"),
+                     "step": info.get("step", ""), "started": info.get("start", ""),
+                     "duration_s": info.get("duration_s", "")})
+    return rows
+
+
+def _human(n: float) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(int(n))

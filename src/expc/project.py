@@ -1,0 +1,76 @@
+"""Where things live: the project root, its lib/, specs/, manifests/ and runs/ folders.
+
+The root is found from a spec the way git finds a repository: the nearest ancestor folder that
+holds a `lib/` folder (or, for a spec outside any such folder, the spec's own folder).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @property
+    def lib(self) -> Path:
+        return self.root / "lib"
+
+    @property
+    def specs(self) -> Path:
+        return self.root / "specs"
+
+    @property
+    def manifests(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def relative(self, path: Path | str) -> str:
+        """A path as users see it: relative to the root when inside it."""
+        path = Path(path)
+        try:
+            return str(path.resolve().relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def spec_files(self) -> list[Path]:
+        return sorted(self.specs.rglob("*.jsonnet")) if self.specs.is_dir() else []
+
+
+def find_project(start: Path | str | None = None) -> Project:
+    """The project holding `start` (a file or folder; default: the working directory)."""
+    start = Path(start or os.getcwd()).resolve()
+    here = start if start.is_dir() else start.parent
+    for folder in (here, *here.parents):
+        if (folder / "lib").is_dir() and (folder / "specs").is_dir():
+            return Project(folder)
+    for folder in (here, *here.parents):
+        if (folder / "lib").is_dir():
+            return Project(folder)
+    return Project(here)
+
+
+def find_manifest(ref: str, project: Project | None = None) -> Path:
+    """A manifest path, or a unique digest prefix (like git), -> the manifest's path."""
+    from .errors import ExpcError
+
+    path = Path(ref)
+    if path.suffix == ".json" or os.sep in ref:
+        if not path.is_file():
+            raise ExpcError(f"no such manifest: {ref}")
+        return path
+    project = project or find_project()
+    if not all(c in "0123456789abcdef" for c in ref) or len(ref) < 4:
+        raise ExpcError(f"{ref!r} is neither a manifest file nor a digest prefix (4+ hex characters)")
+    matches = sorted(project.manifests.glob(f"{ref}*.json"))
+    if not matches:
+        raise ExpcError(f"no manifest in {project.relative(project.manifests)}/ starts with {ref}")
+    if len(matches) > 1:
+        shown = ", ".join(m.stem[:12] for m in matches[:5])
+        raise ExpcError(f"digest prefix {ref} is ambiguous: {shown}")
+    return matches[0]

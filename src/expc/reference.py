@@ -1,0 +1,38 @@
+"""The manifest reference, generated from the schema's descriptions (`expc schema`)."""
+from __future__ import annotations
+
+from .validate import manifest_schema
+
+
+def reference_markdown() -> str:
+    schema = manifest_schema()
+    lines = ["# Manifest reference", "", schema.get("description", ""), "",
+             "Generated from the schema by `expc schema`; each field is documented once, there.", ""]
+    _fields(schema, "", lines, schema)
+    return "\n".join(lines) + "\n"
+
+
+def _type(node: dict) -> str:
+    if "const" in node:
+        return f"`{node['const']!r}`".replace("'", '"')
+    if "enum" in node:
+        return " \\| ".join(f"`{v}`".replace("'", '"') for v in node["enum"])
+    kind = node.get("type", "any")
+    kind = " or ".join(kind) if isinstance(kind, list) else kind
+    bounds = [f"{op} {node[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"),
+                                                  ("maximum", "<="), ("exclusiveMaximum", "<"))
+              if key in node]
+    return kind + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _fields(node: dict, prefix: str, lines: list, root: dict) -> None:
+    required = set(node.get("required", []))
+    for name, child in node.get("properties", {}).items():
+        if "$ref" in child:
+            ref = child["$ref"].split("/")[-1]
+            child = {**root["$defs"][ref], **{k: v for k, v in child.items() if k != "$ref"}}
+        path = f"{prefix}.{name}" if prefix else name
+        flag = "" if name in required else " (optional)"
+        lines.append(f"- `{path}`: {_type(child)}{flag}. {child.get('description', '')}".rstrip())
+        if child.get("type") == "object" or "properties" in child:
+            _fields(child, path, lines, root)

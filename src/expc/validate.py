@@ -1,0 +1,142 @@
+"""Stage 2, validate: a document -> the same document, or every problem with it at once.
+
+First the JSON Schema (Draft 2020-12, `schema/manifest.schema.json`, whose `deepspeed` section is
+`schema/deepspeed.schema.json`, generated from DeepSpeed's own config models); then the semantic
+rules a schema cannot express: batch arithmetic, head/width divisibility, precision against the
+hardware, no "auto" in the DeepSpeed section, and whether the run fits in device memory.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+from .errors import ExpcError, Problem, did_you_mean, json_path
+
+
+@lru_cache(maxsize=None)
+def manifest_schema() -> dict:
+    """The manifest schema with the DeepSpeed schema placed in its `deepspeed` property."""
+    folder = resources.files("expc") / "schema"
+    schema = json.loads((folder / "manifest.schema.json").read_text())
+    deepspeed = json.loads((folder / "deepspeed.schema.json").read_text())
+    description = schema["properties"]["deepspeed"]["description"]
+    deepspeed.pop("$schema", None)
+    deepspeed.pop("$id", None)
+    schema["$defs"] = {**schema.get("$defs", {}), **deepspeed.pop("$defs", {})}
+    schema["properties"]["deepspeed"] = {**deepspeed, "description": description}
+    return schema
+
+
+@lru_cache(maxsize=None)
+def _validator():
+    import jsonschema_rs
+
+    return jsonschema_rs.Draft202012Validator(manifest_schema())
+
+
+def validate(document, origin=None) -> None:
+    """Raise ExpcError listing every schema and semantic problem; return None when valid.
+
+    `origin(path) -> "file:line"` (optional) names where a value was set, for the message.
+    """
+    problems = schema_problems(document)
+    if not problems:  # semantic rules assume the shapes the schema guarantees
+        problems = semantic_problems(document)
+    if problems:
+        if origin:
+            problems = [Problem(p.message, p.location, origin(p.location)) for p in problems]
+        raise ExpcError(problems)
+
+
+def schema_problems(document) -> list[Problem]:
+    problems = []
+    for error in _validator().iter_errors(document):
+        path = list(error.instance_path)
+        kind = error.kind.name
+        if kind == "AdditionalProperties":
+            allowed = _schema_at(list(error.schema_path)[:-1]).get("properties", {})
+            for name in error.kind.unexpected:
+                problems.append(Problem(f"unknown key {name!r}{did_you_mean(name, allowed)}",
+                                        json_path([*path, name])))
+        elif kind == "Required":
+            missing = error.kind.property
+            problems.append(Problem(f"missing required key {missing!r}", json_path([*path, missing])))
+        else:
+            problems.append(Problem(error.message, json_path(path)))
+    return sorted(problems, key=lambda p: p.location or "")
+
+
+def _schema_at(schema_path: list) -> dict:
+    node = manifest_schema()
+    root = node
+    for step in schema_path:
+        if isinstance(node, dict) and "$ref" in node and step not in node:
+            node = _resolve(root, node["$ref"])
+        node = node[step] if not isinstance(node, list) else node[int(step)]
+        if isinstance(node, dict) and "$ref" in node and len(node) == 1:
+            node = _resolve(root, node["$ref"])
+    return node if isinstance(node, dict) else {}
+
+
+def _resolve(root: dict, ref: str) -> dict:
+    node = root
+    for part in ref.lstrip("#/").split("/"):
+        node = node[part]
+    return node
+
+
+def semantic_problems(manifest) -> list[Problem]:
+    """Rules across fields. Every rule appends; none stops the others."""
+    problems: list[Problem] = []
+    hw, model, ds = manifest["hardware"], manifest["model"], manifest["deepspeed"]
+
+    world = hw["nodes"] * hw["procs_per_node"]
+    batch_keys = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
+    missing = [k for k in batch_keys if k not in ds]
+    if missing:
+        for key in missing:
+            problems.append(Problem(f"missing {key!r}: all three batch sizes are spelled out so the "
+                                    "arithmetic is checked before launch", json_path(["deepspeed", key])))
+    elif all(isinstance(ds[k], int) for k in batch_keys):
+        micro, accum, total = ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["train_batch_size"]
+        if micro * accum * world != total:
+            problems.append(Problem(
+                f"train_batch_size is {total}, but micro batch {micro} x accumulation {accum} x world "
+                f"size {world} ({hw['nodes']} node(s) x {hw['procs_per_node']} processes) = "
+                f"{micro * accum * world}", json_path(["deepspeed", "train_batch_size"])))
+
+    if model["n_embd"] % model["n_head"]:
+        problems.append(Problem(f"n_embd {model['n_embd']} is not divisible by n_head {model['n_head']}",
+                                json_path(["model", "n_embd"])))
+
+    for precision in ("bf16", "fp16"):
+        section = ds.get(precision)
+        if isinstance(section, dict) and section.get("enabled") is True and not hw[precision]:
+            problems.append(Problem(f"{precision} is enabled but hardware {hw['name']!r} does not "
+                                    f"support {precision}", json_path(["deepspeed", precision, "enabled"])))
+
+    expected_backend = {"cpu": "gloo", "cuda": "nccl"}[hw["accelerator"]]
+    if hw["accelerator"] == "cpu" and hw["backend"] != "gloo":
+        problems.append(Problem(f"backend {hw['backend']!r} does not run on CPU; use {expected_backend!r}",
+                                json_path(["hardware", "backend"])))
+
+    for path in _auto_values(ds, ["deepspeed"]):
+        problems.append(Problem('"auto" is not allowed: every value is spelled out so the manifest '
+                                "is exactly what runs", json_path(path)))
+
+    if manifest["data"]["source"] in ("stdlib", "text", "synthetic") and model["vocab_size"] < 256:
+        problems.append(Problem(f"vocab_size {model['vocab_size']} is too small for a byte-level "
+                                f"corpus (needs 256)", json_path(["model", "vocab_size"])))
+    return problems
+
+
+def _auto_values(node, path):
+    if node == "auto":
+        yield path
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _auto_values(value, [*path, key])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _auto_values(value, [*path, index])

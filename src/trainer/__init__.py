@@ -1,0 +1,1 @@
+"""The DeepSpeed trainer: reads one manifest, nothing else."""

@@ -1,0 +1,39 @@
+"""Shared fixtures. `pytest --update-golden` rewrites golden files instead of comparing them."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", help="rewrite golden files")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return request.config.getoption("--update-golden")
+
+
+@pytest.fixture
+def golden(update_golden):
+    """golden(path, text): compare text with the file at path, or rewrite it with --update-golden."""
+    def check(path: Path, text: str) -> None:
+        if update_golden or not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            if not update_golden:
+                pytest.fail(f"golden file {path} was missing and has been written; rerun")
+        assert text == path.read_text(encoding="utf-8"), f"differs from golden {path} (--update-golden rewrites)"
+    return check
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    """A scratch project: a copy of the real lib/ and an empty specs/ folder."""
+    shutil.copytree(ROOT / "lib", tmp_path / "lib")
+    (tmp_path / "specs").mkdir()
+    return tmp_path

@@ -1,0 +1,53 @@
+"""Repository invariants: every spec compiles to its committed manifests; every committed manifest
+re-hashes to its name; the fast commands never import the heavy libraries."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from expc.canonical import load_manifest, pretty
+from expc.compile import compile_spec
+from expc.project import Project
+
+from .conftest import ROOT
+
+PROJECT = Project(ROOT)
+SPECS = PROJECT.spec_files()
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_spec_compiles_to_committed_manifests(spec):
+    for m in compile_spec(spec, PROJECT):
+        path = PROJECT.manifests / f"{m.digest}.json"
+        assert path.exists(), f"{m.label}: run `expc build {PROJECT.relative(spec)}`"
+        assert path.read_text() == pretty(m.data)
+
+
+@pytest.mark.parametrize("path", sorted(PROJECT.manifests.glob("[0-9a-f]*.json")), ids=lambda p: p.stem[:12])
+def test_committed_manifest_rehashes_to_its_name(path):
+    data, digest = load_manifest(path)
+    assert digest == path.stem
+    assert path.read_text() == pretty(data)
+
+
+def test_index_names_only_committed_manifests():
+    index = json.loads((PROJECT.manifests / "index.json").read_text())
+    for digest in index["manifests"]:
+        assert (PROJECT.manifests / f"{digest}.json").exists()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["build", "specs/tiny.jsonnet"], ["show", "specs/tiny.jsonnet"],
+                                  ["ls", "models"], ["schema"]])
+def test_fast_commands_leave_heavy_libraries_unimported(args):
+    probe = (
+        "import sys\n"
+        "from expc.cli import cli\n"
+        f"try:\n    cli.main(args={args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('torch', 'deepspeed', 'wandb', 'numpy') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
