@@ -11,6 +11,9 @@ import torch.distributed as dist
 
 # The shared-memory comm op would be compiled on CPU (~45 s) and is not used by gloo collectives.
 sys.modules["deepspeed.comm.torch"].build_shm_op = lambda: None
+from trainer.ranks import adopt_launcher_ranks  # noqa: E402
+
+adopt_launcher_ranks()
 deepspeed.init_distributed("gloo", timeout=timedelta(seconds=60))
 
 from expc.canonical import load_manifest  # noqa: E402

@@ -1,0 +1,190 @@
+"""Multi-node launch plans: a manifest, its run folder and the operator's choice of launcher ->
+the exact commands, files and environment of the launch.
+
+Four ways to start the same job; the manifest (and so the digest) never changes between them:
+
+  pdsh     one `deepspeed --hostfile` command here; DeepSpeed's launcher reaches every host over
+           ssh with pdsh. The default with `--hostfile`.
+  no-ssh   one command per node, run by the operator on each node (`--node-rank R --master-addr H`):
+           `deepspeed --no_ssh --node_rank R`. For clusters without ssh between nodes.
+  mpi      one `deepspeed --launcher openmpi` command here; mpirun starts every rank, and the
+           trainer takes its rank from OpenMPI's variables (no mpi4py needed).
+  slurm    an sbatch script whose one `srun` step runs the no-ssh per-node command on every node
+           of the allocation, with the node rank from `$SLURM_NODEID`.
+
+Everything a plan writes goes into the run folder, so the launch can be read (and repeated) later:
+`hostfile` (normalised: each host with exactly `procs_per_node` slots), `.deepspeed_env` (the
+variables pdsh and mpirun would otherwise drop, found through `DS_ENV_FILE`), `slurm.sbatch`,
+and `launch-plan.json` (written by the caller from `as_json`).
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .deepspeed_env import deepspeed_env_text
+from .errors import ExpcError
+from .hosts import Host
+
+LAUNCHERS = ("pdsh", "no-ssh", "mpi", "slurm")
+DEFAULT_MASTER_PORT = 29500
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every launcher needs: where things are, and how the trainer is started."""
+
+    manifest: dict
+    manifest_path: Path  # absolute: remote nodes resolve it on their own (shared) file system
+    run_dir: Path  # absolute, for the same reason
+    bin_dir: Path  # the folder of the python, deepspeed and expc executables, the same on every node
+    env: dict[str, str]  # every rank's variables (see deepspeed_env.rank_environment)
+    master_port: int = DEFAULT_MASTER_PORT
+
+    @property
+    def nodes(self) -> int:
+        return self.manifest["hardware"]["nodes"]
+
+    @property
+    def procs_per_node(self) -> int:
+        return self.manifest["hardware"]["procs_per_node"]
+
+    @property
+    def deepspeed(self) -> str:
+        return str(self.bin_dir / "deepspeed")
+
+    @property
+    def trainer_argv(self) -> list[str]:
+        """The user script part of a deepspeed command: the trainer module and its two inputs."""
+        return ["--module", "trainer", str(self.manifest_path), "--run-dir", str(self.run_dir)]
+
+    @property
+    def logs(self) -> Path:
+        return self.run_dir / "logs"
+
+
+@dataclass
+class MultinodePlan:
+    launcher: str
+    commands: list[list[str]]  # run here, in order (for slurm: the sbatch submission)
+    env: dict[str, str]  # added to the environment of the commands run here
+    files: dict[str, str] = field(default_factory=dict)  # run-folder name -> text
+    notes: list[str] = field(default_factory=list)  # what the operator must do elsewhere
+
+    def describe(self) -> str:
+        """The --dry-run text: environment, commands, then each file written, in full."""
+        lines = [f"# launcher: {self.launcher}"]
+        lines += [f"# {note}" for note in self.notes]
+        for command in self.commands:
+            assignments = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
+            lines.append(" ".join(assignments + [shlex.join(command)]))
+        for name, text in self.files.items():
+            lines.append(f"# --- {name} ---")
+            lines.append(text.rstrip("\n"))
+        return "\n".join(lines) + "\n"
+
+    def as_json(self) -> dict:
+        return {"launcher": self.launcher, "commands": self.commands, "env": self.env,
+                "files": sorted(self.files), "notes": self.notes}
+
+
+def hostfile_text(hosts: list[Host] | tuple[Host, ...], procs_per_node: int) -> str:
+    return "".join(f"{host.name} slots={procs_per_node}\n" for host in hosts)
+
+
+def pdsh_plan(job: Job, hosts, master_addr: str | None = None, launcher_args: str = "") -> MultinodePlan:
+    """One deepspeed command reaching every host over ssh with pdsh."""
+    master = master_addr or hosts[0].name
+    command = [job.deepspeed, "--hostfile", str(job.run_dir / "hostfile"),
+               "--num_nodes", str(job.nodes), "--num_gpus", str(job.procs_per_node),
+               "--master_addr", master, "--master_port", str(job.master_port),
+               "--enable_each_rank_log", str(job.logs)]
+    if launcher_args:
+        command += ["--launcher_args", launcher_args]
+    return MultinodePlan(
+        "pdsh", [command + job.trainer_argv], {"DS_ENV_FILE": str(job.run_dir / ".deepspeed_env")},
+        {"hostfile": hostfile_text(hosts, job.procs_per_node), ".deepspeed_env": deepspeed_env_text(job.env)},
+        [f"every host must reach {master}:{job.master_port} and see {job.run_dir} and {job.bin_dir}"])
+
+
+def no_ssh_plan(job: Job, node_rank: int, master_addr: str, hosts=None) -> MultinodePlan:
+    """This node's share of an ssh-less launch; the operator runs the same expc command on each
+    node with its own --node-rank. DeepSpeed needs a hostfile only to size the world: without the
+    operator's, the nodes are named node-0, node-1, ..."""
+    hosts = hosts or [Host(f"node-{n}", job.procs_per_node, 0) for n in range(job.nodes)]
+    command = [job.deepspeed, "--no_ssh", "--hostfile", str(job.run_dir / "hostfile"),
+               "--num_nodes", str(job.nodes), "--num_gpus", str(job.procs_per_node),
+               "--node_rank", str(node_rank), "--master_addr", master_addr,
+               "--master_port", str(job.master_port), "--enable_each_rank_log", str(job.logs)]
+    return MultinodePlan(
+        "no-ssh", [command + job.trainer_argv], dict(job.env),
+        {"hostfile": hostfile_text(hosts, job.procs_per_node)},
+        [f"node {node_rank} of {job.nodes}: run the same expc command on every node with its own "
+         f"--node-rank, all with --master-addr {master_addr}"])
+
+
+def mpi_plan(job: Job, hosts, master_addr: str | None = None, launcher_args: str = "") -> MultinodePlan:
+    """DeepSpeed's OpenMPI launcher: mpirun starts every rank from the (normalised) hostfile; the
+    rendezvous address travels in .deepspeed_env, which DeepSpeed passes to mpirun as -x."""
+    master = master_addr or hosts[0].name
+    env = {**job.env, "MASTER_ADDR": master, "MASTER_PORT": str(job.master_port)}
+    command = [job.deepspeed, "--launcher", "openmpi", "--hostfile", str(job.run_dir / "hostfile"),
+               "--master_addr", master, "--master_port", str(job.master_port)]
+    if launcher_args:
+        command += ["--launcher_args", launcher_args]
+    return MultinodePlan(
+        "mpi", [command + job.trainer_argv], {"DS_ENV_FILE": str(job.run_dir / ".deepspeed_env")},
+        {"hostfile": hostfile_text(hosts, job.procs_per_node), ".deepspeed_env": deepspeed_env_text(env)},
+        ["DeepSpeed adds `--mca btl_tcp_if_include eth0` unless --launcher-args names another "
+         "btl_tcp_if_include; the trainer reads OpenMPI's rank variables"])
+
+
+def slurm_script(job: Job, digest: str, partition: str | None = None, time_limit: str | None = None) -> str:
+    """An sbatch script: one task per node, each running the ssh-less expc command for its node."""
+    gpus = job.manifest["hardware"]["accelerator"] == "cuda"
+    threads = job.manifest["launch"]["threads_per_process"]
+    lines = ["#!/bin/bash",
+             f"# expc run {digest[:12]} on {job.nodes} nodes x {job.procs_per_node} processes, through Slurm.",
+             f"# Submit with: sbatch {job.run_dir / 'slurm.sbatch'}",
+             f"#SBATCH --job-name=expc-{digest[:12]}",
+             f"#SBATCH --nodes={job.nodes}",
+             "#SBATCH --ntasks-per-node=1",
+             f"#SBATCH --cpus-per-task={job.procs_per_node * threads}"]
+    if gpus:
+        lines.append(f"#SBATCH --gpus-per-node={job.procs_per_node}")
+    if partition:
+        lines.append(f"#SBATCH --partition={partition}")
+    if time_limit:
+        lines.append(f"#SBATCH --time={time_limit}")
+    lines += [f"#SBATCH --output={job.logs / 'slurm-%j.out'}",
+              "set -euo pipefail",
+              "# The first node of the allocation hosts the rendezvous.",
+              'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+              "export MASTER_ADDR",
+              "# One task per node; each starts that node's ranks without ssh. The single quotes keep",
+              "# $SLURM_NODEID for the task to expand: it is the node's rank in the allocation.",
+              f"srun --nodes={job.nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c "
+              + shlex.quote(
+                  f"exec {shlex.quote(str(job.bin_dir / 'expc'))} run {shlex.quote(str(job.manifest_path))} "
+                  f'--node-rank "$SLURM_NODEID" --master-addr "$MASTER_ADDR" '
+                  f"--master-port {job.master_port}"),
+              ""]
+    return "\n".join(lines)
+
+
+def slurm_plan(job: Job, digest: str, partition: str | None = None,
+               time_limit: str | None = None) -> MultinodePlan:
+    script = job.run_dir / "slurm.sbatch"
+    return MultinodePlan(
+        "slurm", [["sbatch", str(script)]], {},
+        {"slurm.sbatch": slurm_script(job, digest, partition, time_limit)},
+        ["the allocation's nodes must see the run folder and the same expc install"])
+
+
+def check_launcher(launcher: str) -> None:
+    if launcher not in LAUNCHERS:
+        from .errors import did_you_mean
+
+        raise ExpcError(f'unknown launcher "{launcher}"{did_you_mean(launcher, LAUNCHERS)}; '
+                        f"choose one of {', '.join(LAUNCHERS)}")
