@@ -1,11 +1,25 @@
 // The whole library behind one import: `local expc = import 'expc.libsonnet';`
+//
+//   experiment  the base experiment (knobs: global_batch_size, micro_batch_size, lr,
+//               warmup_steps, precision)                                  experiment.libsonnet
+//   hardware    profiles named for the hardware, h100_80gb_nodes(n)       hardware.libsonnet
+//   models      GPT sizes from gpt_debug to gpt_6_7b, nanoGPT names       models.libsonnet
+//   data        stdlib(), synthetic(), tokens(path), text(path)           data.libsonnet
+//   zero        stage0..stage3, stage(n), offload_optimizer/param         zero.libsonnet
+//   optim       adamw, adamw_with(), warmup_cosine(), warmup_linear...     optim.libsonnet
+//   presets     quick_test, full_training, fp32, bf16, fp16               presets.libsonnet
+//   batch       world_size, accumulation, global_batch, tokens_per_step   batch.libsonnet
+//   sweep       grid(base, axes), variants(base, mixins)                  sweep.libsonnet
+//   names       pick(table, kind, name) with did-you-mean                 names.libsonnet
 {
   experiment:: import 'experiment.libsonnet',
   hardware:: import 'hardware.libsonnet',
   models:: import 'models.libsonnet',
+  data:: import 'data.libsonnet',
   zero:: import 'zero.libsonnet',
   optim:: import 'optim.libsonnet',
   presets:: import 'presets.libsonnet',
   batch:: import 'batch.libsonnet',
+  sweep:: import 'sweep.libsonnet',
   names:: import 'names.libsonnet',
 }

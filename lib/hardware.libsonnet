@@ -5,7 +5,11 @@
 //   local hardware = import 'hardware.libsonnet';
 //   hardware.h100_80gb_x8            // one node of 8 H100s
 //   hardware.h100_80gb_nodes(4)      // 4 such nodes (32 GPUs)
+//   hardware.nodes(hardware.a100_80gb_x8, 2)   // any node profile, repeated
 //   hardware.get('a100_40gb_x1')     // by name, with a did-you-mean on a typo
+//
+// The world size (nodes x procs_per_node) is what the batch arithmetic divides by. The profiles
+// are plain objects: `hardware.h100_80gb_x8 { procs_per_node: 4 }` is a half-used node.
 local names = import 'names.libsonnet';
 
 local gpu(name, device, procs, memory, bf16, interconnect, tflops) = {
@@ -44,11 +48,18 @@ local profiles = {
   h100_80gb_x8: gpu('h100_80gb_x8', 'H100-80GB', 8, 80, true, 'nvlink', 989),
 };
 
+// n copies of a one-node GPU profile, InfiniBand between them; named e.g. 'h100_80gb_x8_n4'.
+local nodes(profile, n) =
+  assert std.isNumber(n) && n >= 1 && n == std.floor(n) : 'nodes(profile, n): n must be a whole number >= 1, got %s' % [n];
+  assert profile.accelerator == 'cuda' && profile.nodes == 1 : 'nodes(profile, n): give a one-node GPU profile, got "%s"' % profile.name;
+  if n == 1 then profile
+  else profile { name: '%s_n%d' % [profile.name, n], nodes: n, interconnect: 'nvlink+infiniband' };
+
 profiles {
+  nodes(profile, n):: nodes(profile, n),
+
   // N nodes of 8 H100-80GB, NVLink inside a node and InfiniBand between nodes.
-  h100_80gb_nodes(n)::
-    assert std.isNumber(n) && n >= 1 && n == std.floor(n) : 'h100_80gb_nodes(n): n must be a whole number >= 1, got %s' % [n];
-    profiles.h100_80gb_x8 { name: 'h100_80gb_x8_n%d' % n, nodes: n, interconnect: 'nvlink+infiniband' },
+  h100_80gb_nodes(n):: nodes(profiles.h100_80gb_x8, n),
 
   get(name):: names.pick(profiles, 'hardware profile', name),
 }

@@ -1,6 +1,11 @@
 // Experiment presets: mixins for how long and how often.
 //   quick_test      a smoke run: a few dozen steps, frequent logs and checkpoints
 //   full_training   a long run: sparse evaluation and checkpoints, several kept
+//   fp32, bf16, fp16  set the precision knob (the default is bf16 where the hardware has it)
+//
+//   expc.experiment + expc.presets.quick_test + { ... }
+// A preset is a mixin like any other: fields after it win, so `train+: { max_steps: 10 }`
+// after `quick_test` shortens it further.
 {
   quick_test:: {
     train+: {
@@ -22,4 +27,7 @@
       keep_checkpoints: 3,
     },
   },
+  fp32:: { precision:: 'fp32' },
+  bf16:: { precision:: 'bf16' },
+  fp16:: { precision:: 'fp16' },
 }

@@ -5,9 +5,17 @@
 //
 //   expc.experiment + zero.stage(2)
 //   expc.experiment + zero.stage(3) + zero.offload_optimizer
+//
+// Communication overlap is on for GPUs (NCCL runs on its own streams) and off on CPU, where it
+// only adds threads competing for the same cores.
 local stage(n) =
   assert std.member([0, 1, 2, 3], n) : 'ZeRO stage must be 0, 1, 2 or 3, got %s' % [n];
-  { deepspeed+: { zero_optimization: { stage: n } + (if n >= 2 then { overlap_comm: false, contiguous_gradients: true } else {}) } };
+  {
+    local exp = self,
+    deepspeed+: { zero_optimization: { stage: n } + (
+      if n >= 2 then { overlap_comm: exp.hardware.accelerator == 'cuda', contiguous_gradients: true } else {}
+    ) },
+  };
 
 {
   stage(n):: stage(n),

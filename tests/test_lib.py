@@ -1,0 +1,142 @@
+"""The Jsonnet lib: sweeps, data presets, hardware, batch helpers and the experiment's asserts.
+
+Each case is a small spec in a scratch project (a copy of the real lib/), evaluated by the real
+go-jsonnet through expc's own evaluate stage; errors are checked by their exact text."""
+from __future__ import annotations
+
+import pytest
+
+from expc.compile import compile_spec
+from expc.errors import ExpcError
+from expc.evaluate import evaluate
+from expc.project import Project
+
+HEAD = "local expc = import 'expc.libsonnet';\n"
+CPU = "expc.experiment + { hardware: expc.hardware.cpu_laptop, model: expc.models.gpt_cpu }"
+
+
+def run(project, body: str, name: str = "case"):
+    spec = project / "specs" / f"{name}.jsonnet"
+    spec.write_text(HEAD + body)
+    return evaluate(spec, Project(project)).document
+
+
+def error_of(project, body: str) -> str:
+    with pytest.raises(ExpcError) as caught:
+        run(project, body)
+    return caught.value.render()
+
+
+def test_grid_names_members_by_values_as_written(project):
+    doc = run(project, f"expc.sweep.grid({CPU}, {{ lr: ['3e-4', '1e-3'], model: {{ debug: expc.models.gpt_debug }} }})")
+    assert sorted(doc) == ["lr=1e-3,model=debug", "lr=3e-4,model=debug"]
+    assert doc["lr=3e-4,model=debug"]["deepspeed"]["optimizer"]["params"]["lr"] == 3e-4
+    assert doc["lr=3e-4,model=debug"]["model"]["n_layer"] == 2
+
+
+def test_grid_labels_bare_numbers_exactly(project):
+    doc = run(project, f"expc.sweep.grid({CPU}, {{ lr: [3e-4, 1e-5, 0.1, 2] }})")
+    assert sorted(doc) == ["lr=0.0003", "lr=0.1", "lr=1e-5", "lr=2"]
+    assert [doc[k]["deepspeed"]["optimizer"]["params"]["lr"] for k in ("lr=0.0003", "lr=1e-5")] == [3e-4, 1e-5]
+
+
+def test_grid_dotted_path_keeps_the_rest_of_the_section(project):
+    doc = run(project, f"expc.sweep.grid({CPU}, {{ 'train.max_steps': [200, 400] }})")
+    assert doc["train.max_steps=400"]["train"]["max_steps"] == 400
+    assert doc["train.max_steps=400"]["train"]["log_interval"] == 10
+    # the schedule reads train.max_steps through `self`: late binding reaches it
+    assert doc["train.max_steps=400"]["deepspeed"]["scheduler"]["params"]["total_num_steps"] == 400
+
+
+def test_grid_on_a_knob_keeps_it_hidden_and_recomputes_accumulation(project):
+    doc = run(project, f"expc.sweep.grid({CPU} + {{ global_batch_size:: 16 }}, {{ micro_batch_size: [2, 8] }})")
+    assert doc["micro_batch_size=2"]["deepspeed"]["gradient_accumulation_steps"] == 4
+    assert doc["micro_batch_size=8"]["deepspeed"]["gradient_accumulation_steps"] == 1
+    assert "micro_batch_size" not in doc["micro_batch_size=2"]
+
+
+def test_grid_of_1000_members(project):
+    doc = run(project, f"expc.sweep.grid({CPU}, {{ lr: std.range(1, 10), seed: std.range(0, 9), 'train.max_steps': std.range(100, 109) }})")
+    assert len(doc) == 1000
+    assert "lr=7,seed=3,train.max_steps=105" in doc
+
+
+def test_grid_refuses_unlabelled_objects(project):
+    assert error_of(project, f"expc.sweep.grid({CPU}, {{ model: [expc.models.gpt_cpu] }})") == (
+        'lib/sweep.libsonnet:58:7: sweep axis "model": list values must be numbers, strings or '
+        "booleans; give other values labels: { label: value }\n  called from specs/case.jsonnet:2:1")
+
+
+def test_variants(project):
+    doc = run(project, f"expc.sweep.variants({CPU}, {{ a: {{ seed: 1 }}, b: {{ seed: 2 }} }})")
+    assert {k: v["seed"] for k, v in doc.items()} == {"a": 1, "b": 2}
+
+
+def test_data_presets(project):
+    doc = run(project, "{ s: expc.data.stdlib(), t: expc.data.tokens('d'), x: expc.data.text('f.txt', max_files=3) }")
+    assert doc["s"] == {"source": "stdlib", "max_files": 400, "val_fraction": 0.1}
+    assert doc["t"] == {"source": "tokens", "path": "d", "dtype": "uint16", "val_fraction": 0.05}
+    assert doc["x"] == {"source": "text", "path": "f.txt", "max_files": 3, "val_fraction": 0.1}
+
+
+def test_token_vocabulary_must_fit_the_shard_dtype(project):
+    body = ("expc.experiment + { hardware: expc.hardware.h100_80gb_x8, data: expc.data.tokens('d'),\n"
+            "  model: expc.models.gpt_124m { vocab_size: 100000 } }")
+    assert error_of(project, body) == (
+        "lib/experiment.libsonnet:44:3: model.vocab_size 100000 does not fit uint16 token shards; "
+        'use data.tokens(path, dtype="uint32")')
+
+
+def test_nodes_of_h100(project):
+    doc = run(project, "{ four: expc.hardware.h100_80gb_nodes(4), one: expc.hardware.h100_80gb_nodes(1) }")
+    assert doc["four"]["name"] == "h100_80gb_x8_n4"
+    assert doc["four"]["nodes"] * doc["four"]["procs_per_node"] == 32
+    assert doc["four"]["interconnect"] == "nvlink+infiniband"
+    assert doc["one"]["name"] == "h100_80gb_x8"
+
+
+def test_nodes_needs_a_whole_number(project):
+    assert error_of(project, "expc.hardware.h100_80gb_nodes(0)").startswith(
+        "lib/hardware.libsonnet:")
+    assert "n must be a whole number >= 1, got 0" in error_of(project, "expc.hardware.h100_80gb_nodes(0)")
+
+
+def test_batch_helpers(project):
+    doc = run(project, "{ a: expc.batch.accumulation(1024, 4, 32), g: expc.batch.global_batch(4, 8, 32) }")
+    assert doc == {"a": 8, "g": 1024}
+
+
+@pytest.mark.parametrize("mixin, message", [
+    ("{ precision:: 'bf16' }", 'precision "bf16" needs hardware with bf16; "cpu_laptop" has none (use "fp32")'),
+    ("{ precision:: 'fp8' }", 'precision must be "bf16", "fp16" or "fp32", got "fp8"'),
+    ("expc.presets.quick_test + { warmup_steps:: 60 }", "warmup_steps (60) must be shorter than train.max_steps (50)"),
+    ("{ global_batch_size:: 10 }", "global batch 10 is not a multiple of micro batch 4 x world size 2 = 8"),
+])
+def test_experiment_asserts(project, mixin, message):
+    assert error_of(project, f"{CPU} + {mixin}").split(": ", 1)[1] == message
+
+
+def test_fp16_adds_loss_scaling_only_when_asked(project):
+    a100 = "expc.experiment + { hardware: expc.hardware.a100_40gb_x1, model: expc.models.gpt_cpu }"
+    assert "fp16" not in run(project, a100)["deepspeed"]
+    fp16 = run(project, a100 + " + expc.presets.fp16")["deepspeed"]
+    assert fp16["fp16"]["enabled"] is True and fp16["fp16"]["loss_scale"] == 0
+    assert fp16["bf16"] == {"enabled": False}
+
+
+def test_zero_overlap_follows_the_hardware(project):
+    gpu = run(project, "expc.experiment + expc.zero.stage3 + { hardware: expc.hardware.h100_80gb_x8, model: expc.models.gpt_124m, global_batch_size:: 32 }")
+    cpu = run(project, f"{CPU} + expc.zero.stage2")
+    assert gpu["deepspeed"]["zero_optimization"]["overlap_comm"] is True
+    assert cpu["deepspeed"]["zero_optimization"]["overlap_comm"] is False
+
+
+def test_every_preset_compiles(project):
+    # each hardware profile with a model it can hold, through the whole pipeline
+    for hardware, model in [("cpu_laptop", "gpt_cpu"), ("a100_40gb_x1", "gpt_124m"), ("a100_80gb_x8", "gpt_760m"),
+                            ("h100_80gb_x1", "gpt_350m"), ("h100_80gb_x8", "gpt_1_3b")]:
+        spec = project / "specs" / f"{hardware}.jsonnet"
+        spec.write_text(HEAD + f"expc.experiment + expc.zero.stage2 + {{ hardware: expc.hardware.{hardware}, "
+                               f"model: expc.models.{model}, global_batch_size:: 64, micro_batch_size:: 4 }}")
+        [manifest] = compile_spec(spec, Project(project))
+        assert manifest.data["hardware"]["name"] == hardware
