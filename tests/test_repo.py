@@ -39,8 +39,16 @@ def test_index_names_only_committed_manifests():
         assert (PROJECT.manifests / f"{digest}.json").exists()
 
 
+def test_expc_check_passes_on_the_repository():
+    from expc.check import check
+
+    report = check(PROJECT)
+    assert not report.findings, "\n".join(f.render() for f in report.findings)
+
+
 @pytest.mark.parametrize("args", [["--help"], ["build", "specs/tiny.jsonnet"], ["show", "specs/tiny.jsonnet"],
-                                  ["ls", "models"], ["schema"]])
+                                  ["ls", "models"], ["schema"], ["check"],
+                                  ["diff", "specs/tiny.jsonnet", "specs/small.jsonnet"]])
 def test_fast_commands_leave_heavy_libraries_unimported(args):
     probe = (
         "import sys\n"

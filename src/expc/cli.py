@@ -6,6 +6,7 @@ so `expc build`, `show`, `check`, `diff` and `--help` stay fast.
 """
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
@@ -28,6 +29,21 @@ def set_option(command):
 
 def json_option(command):
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(command)
+
+
+def errors_exit_with(status: int):
+    """User errors in this command exit with `status` instead of 1 (for commands where 1 means
+    something else, like `diff`'s "they differ")."""
+    def decorate(command):
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except ExpcError as err:
+                err.exit_status = status
+                raise
+        return run
+    return decorate
 
 
 @click.group(context_settings=CONTEXT)
@@ -132,12 +148,83 @@ def ls_command(what, as_json):
         click.echo("  ".join(str(row[k]).ljust(w) for k, w in widths.items()).rstrip())
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("old", required=False)
+@click.argument("new", required=False)
+@click.option("--git", "rev", metavar="REV", help="Diff every manifest the working tree changes against REV.")
+@click.option("--format", "output_format", type=click.Choice(["text", "markdown"]), default="text",
+              help="markdown: a pull-request comment.")
+@json_option
+@errors_exit_with(2)
+def diff(old, new, rev, output_format, as_json):
+    """Semantic diff of manifests: changes by section, sweep members added and removed, and the
+    derived quantities (parameters, batch, tokens, memory, compute), old -> new.
+
+    OLD and NEW are manifest files, digest prefixes or specs. With one SPEC: its committed
+    manifests against what it compiles to now. Exit status: 0 equal, 1 different, 2 error.
+
+    \b
+    Examples:
+      expc diff manifests/1e69703c.json specs/tiny.jsonnet
+      expc diff 1e69 9a8b --format markdown
+      expc diff --git origin/main
+    """
+    from . import diff as differ
+    from .diff_render import diff_json, render_markdown, render_text
+    from .project import find_project
+
+    project = find_project()
+    if rev:
+        if old or new:
+            raise ExpcError("--git REV takes no OLD/NEW arguments")
+        result = differ.diff_git(rev, project)
+    elif old and new:
+        result = differ.diff_refs(old, new, project)
+    elif old and old.endswith(".jsonnet"):
+        result = differ.diff_spec_against_committed(old, project)
+    else:
+        raise ExpcError("give two manifests or specs (OLD NEW), one spec, or --git REV")
+    if as_json:
+        click.echo(json.dumps(diff_json(result), indent=2))
+    elif output_format == "markdown":
+        click.echo(render_markdown(result), nl=False)
+    else:
+        click.echo(render_text(result), nl=False)
+    return 1 if result.differs else 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--prune", is_flag=True, help="Remove manifests (and index entries) that no spec produces.")
+@json_option
+def check(prune, as_json):
+    """CI: every spec compiles, in memory, to the committed manifests, and the index agrees.
+
+    Fails naming each stale, missing, orphaned or hand-edited manifest and the command that fixes it.
+    """
+    from .check import check as run_check
+    from .project import find_project
+
+    report = run_check(find_project(), prune=prune)
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        for path in report.pruned:
+            click.echo(f"removed {path}")
+        for finding in report.findings:
+            click.echo(finding.render())
+        if report.findings:
+            click.echo(f"{len(report.findings)} problem(s); {report.specs} spec(s) compiled")
+        else:
+            click.echo(f"ok: {report.specs} spec(s), {report.manifests} manifest(s) up to date")
+    return 1 if report.findings else 0
+
+
 def main(argv=None) -> None:
     try:
         code = cli.main(args=argv, prog_name="expc", standalone_mode=False)
     except ExpcError as err:
         click.echo(f"error: {err.render()}", err=True)
-        sys.exit(1)
+        sys.exit(err.exit_status)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

@@ -27,6 +27,9 @@ class ExpcError(Exception):
 
     problems: list[Problem] = field(default_factory=list)
     context: str | None = None  # e.g. "specs/large.jsonnet" or "sweep member 'lr_1e-3'"
+    # The CLI's exit status for this error; a command whose 1 means something else (`expc diff`:
+    # "they differ") raises its errors with 2, through cli.errors_exit_with.
+    exit_status = 1
 
     def __init__(self, message: str | list[Problem], location: str | None = None,
                  context: str | None = None):
