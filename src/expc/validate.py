@@ -43,6 +43,7 @@ def validate(document, origin=None) -> None:
     problems = schema_problems(document)
     if not problems:  # semantic rules assume the shapes the schema guarantees
         problems = semantic_problems(document)
+    problems = sorted(problems + auto_problems(document), key=lambda p: p.location or "")
     if problems:
         if origin:
             problems = [Problem(p.message, p.location, origin(p.location)) for p in problems]
@@ -53,7 +54,9 @@ def schema_problems(document) -> list[Problem]:
     problems = []
     for error in _validator().iter_errors(document):
         path = list(error.instance_path)
-        kind = error.kind.name
+        kind = type(error.kind).__name__
+        if error.instance == "auto" and path[:1] == ["deepspeed"]:
+            continue  # auto_problems says why "auto" is refused, wherever it is
         if kind == "AdditionalProperties":
             allowed = _schema_at(list(error.schema_path)[:-1]).get("properties", {})
             for name in error.kind.unexpected:
@@ -121,14 +124,49 @@ def semantic_problems(manifest) -> list[Problem]:
         problems.append(Problem(f"backend {hw['backend']!r} does not run on CPU; use {expected_backend!r}",
                                 json_path(["hardware", "backend"])))
 
-    for path in _auto_values(ds, ["deepspeed"]):
-        problems.append(Problem('"auto" is not allowed: every value is spelled out so the manifest '
-                                "is exactly what runs", json_path(path)))
-
     if manifest["data"]["source"] in ("stdlib", "text", "synthetic") and model["vocab_size"] < 256:
         problems.append(Problem(f"vocab_size {model['vocab_size']} is too small for a byte-level "
                                 f"corpus (needs 256)", json_path(["model", "vocab_size"])))
+
+    problems += _memory_problems(manifest)
     return problems
+
+
+def _memory_problems(manifest) -> list[Problem]:
+    """The estimated memory per device (estimate.memory_per_device) must fit the device."""
+    from .estimate import memory_per_device
+
+    hw, ds = manifest["hardware"], manifest["deepspeed"]
+    zero = ds.get("zero_optimization") if isinstance(ds.get("zero_optimization"), dict) else {}
+    if not isinstance(zero.get("stage", 0), int) or not isinstance(ds.get("train_micro_batch_size_per_gpu", 1), int):
+        return []  # the schema reports these
+    memory = memory_per_device(manifest)
+    if memory.total <= hw["device_memory_gib"]:
+        return []
+    hints = []
+    stage, micro = zero.get("stage", 0), ds.get("train_micro_batch_size_per_gpu", 1)
+    if stage < 3:
+        hints.append(f"a higher ZeRO stage (now {stage})")
+    if stage >= 1 and "offload_optimizer" not in zero:
+        hints.append("optimizer offload (zero.offload_optimizer)")
+    if stage == 3 and "offload_param" not in zero:
+        hints.append("parameter offload (zero.offload_param)")
+    if micro > 1:
+        hints.append(f"a smaller micro batch (now {micro})")
+    if stage >= 1:
+        hints.append("more devices to partition over")
+    hint = "; try " + ", ".join(hints) if hints else ""
+    return [Problem(f"the run does not fit in device memory: an estimated {memory.total:.1f} GiB per device, but "
+                    f"{hw['name']!r} has {hw['device_memory_gib']:g} GiB\n"
+                    f"  {memory.describe()}{hint}", json_path(["hardware", "device_memory_gib"]))]
+
+
+def auto_problems(document) -> list[Problem]:
+    """DeepSpeed's "auto" (filled in at launch) is refused anywhere in the DeepSpeed section."""
+    if not isinstance(document, dict) or "deepspeed" not in document:
+        return []
+    return [Problem('"auto" is not allowed: every value is spelled out so the manifest is exactly '
+                    "what runs", json_path(path)) for path in _auto_values(document["deepspeed"], ["deepspeed"])]
 
 
 def _auto_values(node, path):

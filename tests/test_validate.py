@@ -1,0 +1,80 @@
+"""validate: the schema (every problem at once, did-you-mean) and the semantic rules."""
+import copy
+from pathlib import Path
+
+import pytest
+
+from expc.compile import compile_spec
+from expc.errors import ExpcError
+from expc.validate import schema_problems, semantic_problems, validate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return compile_spec(ROOT / "specs" / "tiny.jsonnet")[0].data
+
+
+def problems_of(document):
+    with pytest.raises(ExpcError) as info:
+        validate(document)
+    return [(p.location, p.message) for p in info.value.problems]
+
+
+def test_tiny_is_valid(tiny):
+    validate(tiny)
+    assert schema_problems(tiny) == [] and semantic_problems(tiny) == []
+
+
+def test_every_schema_problem_at_once_sorted_by_path(tiny):
+    doc = copy.deepcopy(tiny)
+    doc["model"]["n_layr"] = 3
+    doc["train"]["max_steps"] = 0
+    doc["seed"] = "x"
+    del doc["data"]["val_fraction"]
+    assert problems_of(doc) == [
+        ("$.data.val_fraction", "missing required key 'val_fraction'"),
+        ("$.model.n_layr", 'unknown key \'n_layr\' (did you mean "n_layer"?)'),
+        ("$.seed", '"x" is not of type "integer"'),
+        ("$.train.max_steps", "0 is less than the minimum of 1"),
+    ]
+
+
+def test_batch_arithmetic(tiny):
+    doc = copy.deepcopy(tiny)
+    doc["deepspeed"]["train_batch_size"] = 24
+    assert problems_of(doc) == [("$.deepspeed.train_batch_size",
+        "train_batch_size is 24, but micro batch 8 x accumulation 1 x world size 2 "
+        "(1 node(s) x 2 processes) = 16")]
+
+
+def test_memory_fit(tiny):
+    doc = copy.deepcopy(tiny)
+    doc["model"].update(n_layer=32, n_embd=4096, n_head=32, block_size=2048, vocab_size=50304)
+    doc["deepspeed"]["train_micro_batch_size_per_gpu"] = 1
+    doc["deepspeed"]["gradient_accumulation_steps"] = 8
+    [(location, message)] = problems_of(doc)
+    assert location == "$.hardware.device_memory_gib"
+    assert message == (
+        # fp32 on CPU: 4 + 4/2 + 8/2 bytes per parameter (stage 2, 2 processes) for 6.66B parameters;
+        # activations 32 layers x 68 bytes x 2048 tokens x 4096 wide
+        "the run does not fit in device memory: an estimated 79.8 GiB per device, but 'cpu_laptop' has 8 GiB\n"
+        "  parameters 24.8 + gradients 12.4 + optimizer 24.8 + activations 17.8 = 79.8 GiB; try a "
+        "higher ZeRO stage (now 2), optimizer offload (zero.offload_optimizer), more devices to partition over")
+    doc["model"].update(n_layer=24, n_embd=2048, n_head=16, block_size=256)  # 1.3B
+    assert [loc for loc, _ in problems_of(doc)] == ["$.hardware.device_memory_gib"]
+    doc["deepspeed"]["zero_optimization"].update(stage=3, offload_optimizer={"device": "cpu"},
+                                                 offload_param={"device": "cpu"})
+    validate(doc)  # only gradients and activations stay on the device now
+
+
+def test_precision_and_auto(tiny):
+    doc = copy.deepcopy(tiny)
+    doc["deepspeed"]["bf16"] = {"enabled": True}
+    doc["deepspeed"]["gradient_clipping"] = "auto"
+    assert problems_of(doc) == [
+        ("$.deepspeed.bf16.enabled", "bf16 is enabled but hardware 'cpu_laptop' does not support bf16"),
+        ("$.deepspeed.gradient_clipping",
+         '"auto" is not allowed: every value is spelled out so the manifest is exactly what runs'),
+    ]
