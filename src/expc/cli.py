@@ -219,6 +219,33 @@ def check(prune, as_json):
     return 1 if report.findings else 0
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--specs", "specs_only", is_flag=True, help="Print each affected spec once (for `expc build`).")
+@json_option
+def affected(paths, specs_only, as_json):
+    """The specs and manifests whose evaluation read PATHS (lib files, directly or through other libs).
+
+    \b
+    Example:
+      expc affected lib/hardware.libsonnet
+      expc build $(expc affected --specs lib/zero.libsonnet)
+    """
+    from .affected import affected as find_affected
+    from .project import find_project
+
+    rows = find_affected(paths, find_project())
+    if as_json:
+        click.echo(json.dumps([{"spec": a.spec, "member": a.member, "digest": a.digest,
+                                "because": list(a.because)} for a in rows], indent=2))
+    elif specs_only:
+        for spec in dict.fromkeys(a.spec for a in rows):
+            click.echo(spec)
+    else:
+        for a in rows:
+            click.echo(f"{a.digest[:12]}  {a.label}")
+
+
 def main(argv=None) -> None:
     try:
         code = cli.main(args=argv, prog_name="expc", standalone_mode=False)

@@ -1,0 +1,2 @@
+local hardware = import 'hardware.libsonnet';
+{ profile: hardware.cpu_laptop }
