@@ -78,3 +78,11 @@ def test_precision_and_auto(tiny):
         ("$.deepspeed.gradient_clipping",
          '"auto" is not allowed: every value is spelled out so the manifest is exactly what runs'),
     ]
+def test_unknown_deepspeed_key_gets_did_you_mean(tiny):
+    doc = copy.deepcopy(tiny)
+    doc["deepspeed"]["zero_optimization"]["stag"] = 2
+    [(location, message)] = problems_of(doc)
+    assert location == "$.deepspeed.zero_optimization.stag"
+    assert message == "unknown key 'stag' (did you mean \"stage\"?)"
+
+
