@@ -48,7 +48,8 @@ def test_expc_check_passes_on_the_repository():
 
 @pytest.mark.parametrize("args", [["--help"], ["build", "specs/tiny.jsonnet"], ["show", "specs/tiny.jsonnet"],
                                   ["ls", "models"], ["schema"], ["check"],
-                                  ["diff", "specs/tiny.jsonnet", "specs/small.jsonnet"]])
+                                  ["diff", "specs/tiny.jsonnet", "specs/small.jsonnet"],
+                                  ["explain", "specs/tiny.jsonnet", "seed"], ["affected", "lib/zero.libsonnet"]])
 def test_fast_commands_leave_heavy_libraries_unimported(args):
     probe = (
         "import sys\n"

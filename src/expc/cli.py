@@ -246,6 +246,33 @@ def affected(paths, specs_only, as_json):
             click.echo(f"{a.digest[:12]}  {a.label}")
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("target")
+@click.argument("json_path", required=False)
+@click.option("--member", help="The sweep member, when TARGET is a sweep spec.")
+@tla_option
+@json_option
+def explain(target, json_path, member, tla, as_json):
+    """Who set a value: the file, line and field of the Jsonnet that produced JSON_PATH in a
+    manifest, the knobs it read, and the definitions it overrode. Without JSON_PATH: every leaf.
+
+    TARGET is a manifest (or digest prefix; its spec comes from manifests/index.json) or a spec.
+
+    \b
+    Example:
+      expc explain manifests/1e69703c.json deepspeed.zero_optimization.stage
+      expc explain specs/sweep_lr.jsonnet train.max_steps --member lr=1e-3,model=cpu
+    """
+    from .evaluate import parse_tla
+    from .explain import explain_target
+
+    explanations = explain_target(target, json_path, member, parse_tla(tla))
+    if as_json:
+        click.echo(json.dumps([e.to_json() for e in explanations], indent=2))
+    else:
+        click.echo("\n".join(e.render() for e in explanations))
+
+
 def main(argv=None) -> None:
     try:
         code = cli.main(args=argv, prog_name="expc", standalone_mode=False)

@@ -53,7 +53,7 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
     for member, document in split(evaluation.document, spec_name):
         try:
             document = apply_overrides(document, overrides)
-            validate(document)
+            validate(document, origin=_origin(spec, project, member, tla, sets))
             data = canonical.canonicalize(document)
         except ExpcError as err:
             where = f"{spec_name}[{member}] " if member else f"{spec_name} "
@@ -65,6 +65,16 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
         raise ExpcError(problems)
     _refuse_identical_members(manifests)
     return manifests
+
+
+def _origin(spec, project, member, tla, sets):
+    """Where a faulty value was set, for validate's messages; provenance.py is loaded (and pays
+    for its probes) only when there is a problem to explain."""
+    def origin(location):
+        from .provenance import Source, origin_finder
+
+        return origin_finder(Source(spec, project, member, dict(tla or {}), list(sets)))(location)
+    return origin
 
 
 def split(document, spec_name: str) -> list[tuple[str | None, dict]]:

@@ -1,0 +1,69 @@
+"""`expc explain`: a manifest or spec, and a JSON path (or none: every leaf) -> provenance.
+
+A manifest is traced back to its spec through manifests/index.json; the spec is evaluated again
+and must still produce that very manifest (otherwise the answer would describe another one).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ExpcError
+from .project import find_manifest, find_project
+from .provenance import Explanation, Source, explain, parse_path
+
+
+def explain_target(target: str, json_path: str | None, member: str | None = None,
+                   tla: dict | None = None) -> list[Explanation]:
+    if target.endswith((".jsonnet", ".libsonnet")):
+        source, data = _spec_source(target, member, tla or {})
+    else:
+        source, data = _manifest_source(target)
+    if json_path:
+        return [explain(source, parse_path(json_path))]
+    return [explain(source, path) for path in _leaf_paths(data)]
+
+
+def _spec_source(target: str, member: str | None, tla: dict):
+    from .compile import compile_spec
+
+    project = find_project(target)
+    manifests = compile_spec(target, project, tla)
+    members = {m.member: m for m in manifests}
+    if member not in members:
+        known = ", ".join(repr(m) for m in members if m is not None)
+        if member is None:
+            raise ExpcError(f"{project.relative(target)} is a sweep: choose one with --member ({known})")
+        raise ExpcError(f"{project.relative(target)} has no member {member!r}"
+                        + (f" (members: {known})" if known else " (it is not a sweep)"))
+    return Source(Path(target), project, member, tla), members[member].data
+
+
+def _manifest_source(target: str):
+    from .canonical import load_manifest
+    from .compile import compile_spec
+    from .write import read_index
+
+    project = find_project()
+    path = find_manifest(target, project)
+    data, digest = load_manifest(path)
+    sources = read_index(project)["manifests"].get(digest, {}).get("sources", [])
+    if not sources:
+        raise ExpcError(f"{project.relative(path)}: manifests/index.json names no spec for it, so its "
+                        "provenance is unknown")
+    s = sources[0]
+    spec = project.root / s["spec"]
+    if not spec.is_file():
+        raise ExpcError(f"{project.relative(path)} was built from {s['spec']}, which no longer exists")
+    rebuilt = {m.member: m.digest for m in compile_spec(spec, project, s.get("tla", {}), s.get("set", []))}
+    if rebuilt.get(s.get("member")) != digest:
+        raise ExpcError(f"{project.relative(path)} is stale: {s['spec']} now compiles to another manifest "
+                        f"(`expc check` says more); explain the spec instead")
+    return Source(spec, project, s.get("member"), s.get("tla", {}), s.get("set", [])), data
+
+
+def _leaf_paths(data, prefix=()):
+    if isinstance(data, dict) and data:
+        for key in sorted(data):
+            yield from _leaf_paths(data[key], (*prefix, key))
+    else:
+        yield prefix
