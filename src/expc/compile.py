@@ -56,8 +56,9 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
             validate(document, origin=_origin(spec, project, member, tla, sets))
             data = canonical.canonicalize(document)
         except ExpcError as err:
-            where = f"{spec_name}[{member}] " if member else f"{spec_name} "
-            problems += [Problem(p.message, where + (p.location or ""), p.origin) for p in err.problems]
+            where = f"{spec_name}[{member}]" if member else spec_name
+            problems += [Problem(p.message, f"{where} {p.location}" if p.location else where, p.origin)
+                         for p in err.problems]
             continue
         manifests.append(Manifest(data, canonical.digest(data), spec_name, member, dict(tla or {}),
                                   list(sets), evaluation.imports))

@@ -48,35 +48,80 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None)
     """Evaluate one spec hermetically; raise ExpcError with `file:line:col` on any Jsonnet error."""
     import _gojsonnet
 
-    spec = Path(spec).resolve()
-    if not spec.is_file():
+    if not Path(spec).is_file():
         raise ExpcError(f"no such spec: {spec}")
+    spec = Path(spec).resolve()
     roots = [spec.parent, project.lib.resolve()]
     imports: list[str] = []
+    refusals: list[Problem] = []
 
     def resolve_import(importer_dir: str, rel: str):
+        folder = Path(importer_dir or spec.parent)
         if os.path.isabs(rel):
-            raise RuntimeError(f"import {rel!r}: absolute paths are refused; import relative to lib/ or the spec's folder")
-        for base in (Path(importer_dir or spec.parent), roots[1]):
+            raise _refuse(refusals, folder, rel, project, f"import {rel!r}: absolute paths are refused; "
+                          "import relative to lib/ or the spec's folder")
+        for base in (folder, roots[1]):
             candidate = base / rel
             if candidate.is_file():
                 real = candidate.resolve()
                 if not any(real.is_relative_to(root) for root in roots):
-                    raise RuntimeError(
-                        f"import {rel!r} resolves to {real}, outside lib/ and the spec's folder")
+                    raise _refuse(refusals, folder, rel, project, f"import {rel!r} resolves to "
+                                  f"{project.relative(real)}, outside lib/ and the spec's folder")
                 imports.append(project.relative(real))
                 return str(candidate), real.read_bytes()
-        raise RuntimeError(f"import {rel!r}: not found in the importing file's folder or lib/")
+        raise _refuse(refusals, folder, rel, project,
+                      f"import {rel!r}: not found in the importing file's folder or lib/")
 
     tla_codes = {k: json.dumps(v) for k, v in (tla or {}).items()}
-    if tla_codes:
-        _check_takes_arguments(spec, tla_codes, resolve_import, project)
     try:
+        if tla_codes:
+            _check_takes_arguments(spec, tla_codes, resolve_import, project)
         text = _gojsonnet.evaluate_file(str(spec), import_callback=resolve_import,
                                         tla_codes=tla_codes, max_trace=20)
-    except RuntimeError as err:
+    except (RuntimeError, UnicodeDecodeError) as err:
+        if refusals:
+            raise ExpcError(refusals[:1]) from None
+        unknown = re.match(r"RUNTIME ERROR: function has no parameter (\w+)", str(err))
+        if unknown:
+            raise _unknown_tla(unknown[1], spec, project) from None
         raise jsonnet_error(str(err), project) from None
     return Evaluation(json.loads(text), imports)
+
+
+def _refuse(refusals: list, folder: Path, rel: str, project: Project, message: str) -> RuntimeError:
+    """Record why an import is refused; go-jsonnet only learns that it failed.
+
+    The message does not travel through go-jsonnet because its binding copies a callback's
+    message without the terminator (trailing garbage, at times invalid UTF-8). The location is the
+    import's own text in the importing folder's files.
+    """
+    quoted = re.compile(r"import(?:str|bin)?\s*(['\"])" + re.escape(rel) + r"\1")
+    location = None
+    for path in sorted(folder.glob("*.*sonnet")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        match = quoted.search(text)
+        if match:
+            line = text.count("\n", 0, match.start()) + 1
+            col = match.start() - text.rfind("\n", 0, match.start())
+            location = f"{project.relative(path)}:{line}:{col}"
+            break
+    refusals.append(Problem(message, location))
+    return RuntimeError("import refused")
+
+
+def _unknown_tla(name: str, spec: Path, project: Project) -> ExpcError:
+    """go-jsonnet names the argument but not the parameters: read them off the spec's text."""
+    from .errors import did_you_mean
+
+    header = re.search(r"^\s*function\s*\(([^)]*)\)", _without_comments(spec.read_text()), re.M)
+    params = re.findall(r"([A-Za-z_]\w*)\s*(?:=|,|$)", header[1]) if header else []
+    known = f"; it takes {', '.join(params)}" if params else ""
+    return ExpcError(f"--tla {name}: {project.relative(spec)} has no parameter {name!r}"
+                     f"{did_you_mean(name, params)}{known}")
+
+
+def _without_comments(text: str) -> str:
+    return re.sub(r"(//|#)[^\n]*|/\*.*?\*/", "", text, flags=re.S)
 
 
 def _check_takes_arguments(spec, tla_codes, resolve_import, project):
@@ -106,6 +151,7 @@ def jsonnet_error(text: str, project: Project) -> ExpcError:
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     head = lines[0] if lines else text
     head = re.sub(r"^(RUNTIME|STATIC) ERROR: ", "", head)
+    head = head.replace("importer error: ", "")
     frames = [m for ln in lines for m in [_LOCATION.search(ln)] if m]
     if not frames:
         return ExpcError(head.strip())
@@ -114,6 +160,8 @@ def jsonnet_error(text: str, project: Project) -> ExpcError:
     # A static (parse) error has its location at the start of the first line.
     message = head[first.end():].lstrip(" -0123456789:)(").strip() if head.startswith(first.group(0)) else head
     message = message.strip()
+    if message == "Overflow":
+        message = "overflow: the result is not a finite number (JSON has no Infinity or NaN)"
     callers = [f for f in frames[1:] if f["file"].startswith("specs" + os.sep) or f["file"].endswith(".jsonnet")]
     if callers and callers[-1]["file"] != first["file"]:
         c = callers[-1]

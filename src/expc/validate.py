@@ -51,28 +51,54 @@ def validate(document, origin=None) -> None:
 
 
 def schema_problems(document) -> list[Problem]:
+    """Every JSON Schema problem, as messages a user can act on, sorted by JSON path."""
+    return sorted(_problems(document, _validator(), manifest_schema(), []), key=lambda p: p.location or "")
+
+
+def _problems(instance, validator, schema: dict, prefix: list) -> list[Problem]:
     problems = []
-    for error in _validator().iter_errors(document):
-        path = list(error.instance_path)
+    for error in validator.iter_errors(instance):
+        path = [*prefix, *error.instance_path]
         kind = type(error.kind).__name__
         if error.instance == "auto" and path[:1] == ["deepspeed"]:
             continue  # auto_problems says why "auto" is refused, wherever it is
         if kind == "AdditionalProperties":
-            allowed = _schema_at(list(error.schema_path)[:-1]).get("properties", {})
+            allowed = _schema_at(schema, list(error.schema_path)[:-1]).get("properties", {})
             for name in error.kind.unexpected:
                 problems.append(Problem(f"unknown key {name!r}{did_you_mean(name, allowed)}",
                                         json_path([*path, name])))
         elif kind == "Required":
             missing = error.kind.property
             problems.append(Problem(f"missing required key {missing!r}", json_path([*path, missing])))
+        elif kind == "AnyOf" and error.instance is not None and (
+                branch := _only_non_null(_schema_at(schema, list(error.schema_path)[:-1]))):
+            # An optional section (a model or null) that is not null: say what is wrong inside it,
+            # rather than that it matches neither branch.
+            problems += _problems(error.instance, _branch_validator(json.dumps(branch, sort_keys=True)),
+                                  branch, path)
         else:
             problems.append(Problem(error.message, json_path(path)))
-    return sorted(problems, key=lambda p: p.location or "")
+    return problems
 
 
-def _schema_at(schema_path: list) -> dict:
-    node = manifest_schema()
-    root = node
+def _only_non_null(node: dict) -> dict | None:
+    branches = [b for b in node.get("anyOf", []) if b != {"type": "null"}]
+    if len(branches) != 1:
+        return None
+    branch = branches[0]
+    return _resolve(manifest_schema(), branch["$ref"]) if set(branch) == {"$ref"} else branch
+
+
+@lru_cache(maxsize=None)
+def _branch_validator(branch_text: str):
+    import jsonschema_rs
+
+    return jsonschema_rs.Draft202012Validator({**json.loads(branch_text), "$defs": manifest_schema()["$defs"]})
+
+
+def _schema_at(start: dict, schema_path: list) -> dict:
+    root = manifest_schema()
+    node = start
     for step in schema_path:
         if isinstance(node, dict) and "$ref" in node and step not in node:
             node = _resolve(root, node["$ref"])

@@ -1,0 +1,2 @@
+local outside = import '/etc/hostname';
+outside

@@ -1,0 +1,2 @@
+local outside = import '../outside.libsonnet';
+outside

@@ -1,0 +1,2 @@
+local outside = import 'link.libsonnet';
+outside

@@ -1,0 +1,11 @@
+local expc = import 'expc.libsonnet';
+
+expc.experiment + expc.zero.stage2 + {
+  hardware: expc.hardware.cpu_laptop,
+  model: expc.models.gpt_debug,
+  global_batch_size:: 4,
+  micro_batch_size:: 2,
+} + {
+  model: expc.models.gpt_1_3b,
+  micro_batch_size:: 1,
+}

@@ -1,0 +1,5 @@
+local expc = import 'expc.libsonnet';
+
+expc.experiment + {
+  hardware: expc.hardware.cpu_laptop,,
+}

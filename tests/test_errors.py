@@ -1,0 +1,45 @@
+"""Golden errors: one folder per bad spec under tests/cases/errors/<case>/.
+
+    spec.jsonnet   copied to specs/<case>.jsonnet in a scratch project
+    args.txt       optional: more CLI arguments after the spec path
+    files/         optional: more files (and relative symlinks) copied into the project root
+    expected.txt   the exact stderr of `expc build specs/<case>.jsonnet ARGS`
+
+Each case must exit with status 1, print nothing on stdout, show no traceback and write nothing
+under manifests/. `pytest --update-golden` rewrites expected.txt.
+"""
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from expc.cli import main
+
+CASES = Path(__file__).resolve().parent / "cases" / "errors"
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in CASES.iterdir() if p.is_dir()))
+def test_error(case, project, golden, capsys, monkeypatch):
+    folder = CASES / case
+    if (folder / "files").is_dir():
+        shutil.copytree(folder / "files", project, symlinks=True, dirs_exist_ok=True)
+    shutil.copy(folder / "spec.jsonnet", project / "specs" / f"{case}.jsonnet")
+    args_file = folder / "args.txt"
+    extra = shlex.split(args_file.read_text()) if args_file.exists() else []
+    monkeypatch.chdir(project)
+
+    code, out, err = run_cli(["build", f"specs/{case}.jsonnet", *extra], capsys)
+
+    assert (code, out) == (1, ""), err
+    assert "Traceback" not in err
+    assert str(project) not in err, "messages show project-relative paths"
+    assert not (project / "manifests").exists() or not any((project / "manifests").iterdir())
+    golden(folder / "expected.txt", err)
