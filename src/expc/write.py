@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from .canonical import pretty
@@ -85,11 +84,22 @@ def update_index(manifests, project: Project) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write to a temporary file in the same folder, then rename it over `path`.
+
+    The temporary name is unique per process and call (O_EXCL refuses a clash), which is cheaper
+    than tempfile's random names when a sweep writes a thousand files.
+    """
+    global _temp_counter
+    _temp_counter += 1
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{_temp_counter}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+_temp_counter = 0
