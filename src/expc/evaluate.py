@@ -67,7 +67,8 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None)
                 if not any(real.is_relative_to(root) for root in roots):
                     raise _refuse(refusals, folder, rel, project, f"import {rel!r} resolves to "
                                   f"{project.relative(real)}, outside lib/ and the spec's folder")
-                imports.append(project.relative(real))
+                if real != spec:  # the --tla probe imports the spec itself
+                    imports.append(project.relative(real))
                 return str(candidate), real.read_bytes()
         raise _refuse(refusals, folder, rel, project,
                       f"import {rel!r}: not found in the importing file's folder or lib/")

@@ -60,10 +60,14 @@ def apply_overrides(document, overrides) -> object:
         last = parts[-1]
         if isinstance(node, dict) and isinstance(last, str):
             node[last] = value
-        elif isinstance(node, list) and isinstance(last, int) and last < len(node):
+        elif isinstance(node, list) and isinstance(last, int):
+            if last >= len(node):
+                raise ExpcError(f"--set {item}: index {last} is past the end of {_show(parts[:-1])} "
+                                f"(length {len(node)})")
             node[last] = value
         else:
-            raise ExpcError(f"--set {item}: cannot set {_show(parts)} on a {type(node).__name__}")
+            raise ExpcError(f"--set {item}: {_show(parts[:-1])} is {_kind(node)}, not "
+                            f"{'a list' if isinstance(last, int) else 'an object'}")
     return document
 
 
@@ -77,7 +81,16 @@ def _step(node, key, walked, item):
             raise ExpcError(f"--set {item}: index {key} is past the end of {_show(walked[:-1])} "
                             f"(length {len(node)})")
         return node[key]
-    raise ExpcError(f"--set {item}: {_show(walked[:-1])} is not {'a list' if isinstance(key, int) else 'an object'}")
+    raise ExpcError(f"--set {item}: {_show(walked[:-1])} is {_kind(node)}, not "
+                    f"{'a list' if isinstance(key, int) else 'an object'}")
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), "null")
 
 
 def _show(parts) -> str:
