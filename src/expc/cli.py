@@ -96,6 +96,11 @@ def show(target, tla, sets):
     """Print the resolved manifest of a spec (or a sweep's manifests), writing nothing.
 
     TARGET is a spec, a manifest file, or a digest prefix.
+
+    \b
+    Examples:
+      expc show specs/tiny.jsonnet --set train.max_steps=10
+      expc show 1e69703c
     """
     from .canonical import load_manifest, pretty
 
@@ -118,7 +123,12 @@ def show(target, tla, sets):
 @cli.command(context_settings=CONTEXT)
 @click.option("--json-schema", "as_json_schema", is_flag=True, help="Print the JSON Schema itself.")
 def schema(as_json_schema):
-    """Print the manifest reference: every field with its type and description."""
+    """Print the manifest reference: every field with its type and description.
+
+    \b
+    Example:
+      expc schema > docs/manifest.md
+    """
     from .validate import manifest_schema
 
     if as_json_schema:
@@ -133,7 +143,12 @@ def schema(as_json_schema):
 @click.argument("what", type=click.Choice(["hardware", "models", "manifests", "runs"]), default="manifests")
 @json_option
 def ls_command(what, as_json):
-    """List hardware profiles, model sizes, manifests or runs."""
+    """List hardware profiles, model sizes, manifests or runs.
+
+    \b
+    Example:
+      expc ls hardware --json
+    """
     from .listing import listing
 
     rows = listing(what)
@@ -200,6 +215,10 @@ def check(prune, as_json):
     """CI: every spec compiles, in memory, to the committed manifests, and the index agrees.
 
     Fails naming each stale, missing, orphaned or hand-edited manifest and the command that fixes it.
+
+    \b
+    Example:
+      expc check --prune
     """
     from .check import check as run_check
     from .project import find_project
