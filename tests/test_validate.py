@@ -86,3 +86,21 @@ def test_unknown_deepspeed_key_gets_did_you_mean(tiny):
     assert message == "unknown key 'stag' (did you mean \"stage\"?)"
 
 
+
+
+def test_shape_and_backend_rules(tiny):
+    doc = copy.deepcopy(tiny)
+    doc["model"]["n_head"] = 3
+    doc["model"]["vocab_size"] = 100
+    doc["hardware"]["backend"] = "nccl"
+    assert problems_of(doc) == [
+        ("$.hardware.backend", "backend 'nccl' does not run on CPU; use 'gloo'"),
+        ("$.model.n_embd", "n_embd 128 is not divisible by n_head 3"),
+        ("$.model.vocab_size", "vocab_size 100 is too small for a byte-level corpus (needs 256)"),
+    ]
+
+
+def test_validator_is_built_once():
+    from expc.validate import _validator
+
+    assert _validator() is _validator()
