@@ -42,12 +42,12 @@ class Manifest:
 
 
 def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | None = None,
-                 sets=()) -> list[Manifest]:
+                 sets=(), engine: str = "gojsonnet") -> list[Manifest]:
     """Compile one spec to its manifests, in memory. Raises ExpcError; writes nothing."""
     spec = Path(spec)
     project = project or find_project(spec)
     overrides = parse_set(sets)
-    evaluation = evaluate(spec, project, tla)
+    evaluation = evaluate(spec, project, tla, engine)
     spec_name = project.relative(spec)
     manifests, problems = [], []
     for member, document in split(evaluation.document, spec_name):
@@ -112,12 +112,13 @@ def _refuse_identical_members(manifests: list[Manifest]) -> None:
         seen[m.digest] = m
 
 
-def build(specs, tla: dict | None = None, sets=(), project: Project | None = None) -> list[Manifest]:
+def build(specs, tla: dict | None = None, sets=(), project: Project | None = None,
+          engine: str = "gojsonnet") -> list[Manifest]:
     """Compile every spec, then write all manifests. Nothing is written unless all compile."""
     from .write import write
 
     specs = [Path(s) for s in specs]
     project = project or find_project(specs[0])
-    manifests = [m for spec in specs for m in compile_spec(spec, project, tla, sets)]
+    manifests = [m for spec in specs for m in compile_spec(spec, project, tla, sets, engine)]
     write(manifests, project)
     return manifests
