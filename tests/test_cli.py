@@ -120,8 +120,13 @@ def test_usage_error_exit_2(proj, capsys):
 
 def test_nothing_written_when_one_spec_of_many_fails(proj, capsys):
     (proj / "specs" / "bad.jsonnet").write_text("{}")
-    code, _, err = run(["build", "specs/one.jsonnet", "specs/bad.jsonnet"], capsys)
-    assert code == 1 and "empty sweep" in err
+    (proj / "specs" / "worse.jsonnet").write_text("'text'")
+    code, _, err = run(["build", "specs/bad.jsonnet", "specs/one.jsonnet", "specs/worse.jsonnet"], capsys)
+    assert (code, err) == (1, "error: 2 problems:\n"
+                              "- specs/bad.jsonnet: the spec returned an empty sweep: a sweep (an object of "
+                              "member name -> experiment) needs at least one member\n"
+                              "- specs/worse.jsonnet: the spec returned a string; expected an experiment (an "
+                              "object with a 'schema' field) or a sweep (an object of member name -> experiment)\n")
     assert not (proj / "manifests").exists()
 
 

@@ -114,11 +114,19 @@ def _refuse_identical_members(manifests: list[Manifest]) -> None:
 
 def build(specs, tla: dict | None = None, sets=(), project: Project | None = None,
           engine: str = "gojsonnet") -> list[Manifest]:
-    """Compile every spec, then write all manifests. Nothing is written unless all compile."""
+    """Compile every spec, then write all manifests. Nothing is written unless all compile; the
+    problems of every failing spec are reported together."""
     from .write import write
 
     specs = [Path(s) for s in specs]
     project = project or find_project(specs[0])
-    manifests = [m for spec in specs for m in compile_spec(spec, project, tla, sets, engine)]
+    manifests, problems = [], []
+    for spec in specs:
+        try:
+            manifests += compile_spec(spec, project, tla, sets, engine)
+        except ExpcError as err:
+            problems += err.problems
+    if problems:
+        raise ExpcError(problems)
     write(manifests, project)
     return manifests
