@@ -12,6 +12,7 @@ from unittest import mock
 import pytest
 
 from expc.compile import compile_spec
+from expc.project import Project
 from expc.validate import manifest_schema, schema_problems
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,11 +64,14 @@ def test_committed_manifest_is_accepted_by_deepspeed(path, deepspeed_config):
 
 
 def test_spec_manifests_are_accepted_by_deepspeed(deepspeed_config):
-    """Every spec under specs/ (sweeps included), compiled now, parses in DeepSpeed."""
+    """Every spec under specs/ and every golden manifest case (sweeps included), compiled now,
+    parses in DeepSpeed."""
     specs = sorted((ROOT / "specs").rglob("*.jsonnet"))
-    assert specs
-    for spec in specs:
-        for m in compile_spec(spec):
+    cases = sorted((ROOT / "tests" / "cases" / "manifests").glob("*/spec.jsonnet"))
+    assert specs and cases
+    for spec in specs + cases:
+        tla = {"lr": 1e-3} if spec.parent.name == "tla" else None
+        for m in compile_spec(spec, Project(ROOT), tla=tla):
             hw = m.data["hardware"]
             deepspeed_config(m.data["deepspeed"], hw["nodes"] * hw["procs_per_node"])
 
