@@ -148,6 +148,28 @@ def schema(as_json_schema):
         click.echo(reference_markdown(), nl=False)
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("manifest")
+@click.option("--dry-run", is_flag=True, help="Print the deepspeed command and its environment; run nothing.")
+@click.option("--rerun", is_flag=True, help="Train a completed (or interrupted) run again as a fresh attempt.")
+@click.option("--master-port", type=int, default=29500, show_default=True,
+              help="Rendezvous port; give concurrent runs on one machine different ports.")
+def run(manifest, dry_run, rerun, master_port):
+    """Train MANIFEST (a manifest file or a unique digest prefix) with DeepSpeed.
+
+    Results go to runs/<digest>/. A completed digest is reported, not retrained; an interrupted
+    one resumes from its last checkpoint. Ctrl-C stops every rank after a checkpoint.
+
+    \b
+    Example:
+      expc run manifests/1e69703c1a0b...json
+      expc run 1e69703c --dry-run
+    """
+    from .run import RunRequest, run as run_manifest
+
+    sys.exit(run_manifest(RunRequest(manifest, dry_run=dry_run, rerun=rerun, master_port=master_port)))
+
+
 @cli.command("ls", context_settings=CONTEXT)
 @click.argument("what", type=click.Choice(["hardware", "models", "manifests", "runs"]), default="manifests")
 @json_option

@@ -1,0 +1,339 @@
+"""`expc run`: a manifest (path or digest prefix) -> a DeepSpeed run in runs/<digest>/.
+
+    verify the digest -> decide (completed: report; interrupted: resume; --rerun: fresh attempt)
+    -> plan the launch (launch.py) -> run the real `deepspeed` launcher in its own process group
+    -> follow metrics.jsonl for a rank-0 progress bar -> report the outcome
+
+A failed run exits non-zero with the last lines of the failing rank's log. Ctrl-C (or a SIGTERM
+sent to `expc run`) is passed to every rank as SIGTERM: each finishes its step, all save a
+checkpoint together, and the run is "preempted"; `expc run` again resumes it.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from .canonical import load_manifest
+from .errors import ExpcError
+from .launch import LaunchOptions, LaunchPlan, plan_launch
+from .project import find_manifest, find_project
+
+LOG_TAIL_LINES = 30
+GROUP_EXIT_TIMEOUT_S = 90  # the launcher gives ranks 30 s after SIGTERM; saving fits well inside
+
+
+@dataclass
+class RunRequest:
+    ref: str  # a manifest path or a digest prefix
+    dry_run: bool = False
+    rerun: bool = False
+    master_port: int = 29500
+
+
+def run(request: RunRequest) -> int:
+    """Returns the exit status for the CLI; raises ExpcError for user mistakes and failed runs."""
+    path = find_manifest(request.ref)
+    manifest, digest = load_manifest(path)  # refuses a file whose content does not match its name
+    project = find_project(path)
+    run_dir = project.runs / digest
+    plan = plan_launch(manifest, launch_options(path, run_dir, request.master_port))
+    if request.dry_run:
+        click.echo(plan.describe(), nl=False)
+        return 0
+    shown = project.relative(run_dir)
+    meta = read_metadata(run_dir)
+    if meta.get("status") == "completed" and not request.rerun:
+        click.echo(f"{digest[:12]} is already completed (step {meta.get('step')}): results in {shown}/")
+        click.echo("nothing to do; `expc run --rerun` trains it again as a fresh attempt")
+        return 0
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir, digest):
+        if request.rerun and meta:
+            attempt = archive_attempt(run_dir)
+            click.echo(f"{digest[:12]}: previous attempt moved to {shown}/attempts/{attempt}/")
+        step = latest_checkpoint_step(run_dir)
+        max_steps = manifest["train"]["max_steps"]
+        if step:
+            # "running" with nobody holding the lock: the last launch died without a word (kill -9)
+            how = "interrupted" if meta.get("status") == "running" else meta.get("status")
+            click.echo(f"resuming {digest[:12]} from step {step} of {max_steps} ({how}): {shown}/")
+        else:
+            click.echo(f"training {digest[:12]}: {plan.world_size} processes, {max_steps} steps: {shown}/")
+        return launch(plan, run_dir, digest, max_steps, step, project)
+
+
+def launch_options(path: Path, run_dir: Path, master_port: int) -> LaunchOptions:
+    from trainer.tracking import has_api_key  # light: no torch
+
+    return LaunchOptions(manifest_path=path.resolve(), run_dir=run_dir.resolve(),
+                         bin_dir=Path(sys.executable).parent, master_port=master_port,
+                         wandb_key=has_api_key(), operator_env=dict(os.environ))
+
+
+def read_metadata(run_dir: Path) -> dict:
+    path = run_dir / "metadata.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def latest_checkpoint_step(run_dir: Path) -> int:
+    from trainer.rundir import latest_step  # the trainer's own rule for a complete checkpoint
+
+    return latest_step(run_dir / "checkpoints")
+
+
+class run_lock:
+    """One `expc run` per digest at a time: two launches writing the same checkpoints would
+    corrupt each other. The lock is released by the kernel if expc dies."""
+
+    def __init__(self, run_dir: Path, digest: str):
+        self.path, self.digest = run_dir / ".lock", digest
+
+    def __enter__(self):
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.close()
+            raise ExpcError(f"{self.digest[:12]} is being run by another `expc run` on this machine") from None
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
+
+
+def archive_attempt(run_dir: Path) -> int:
+    """Move everything of the previous attempt into attempts/<n>/ (history is kept, and the
+    trainer counts the attempts to give the new one its own W&B run)."""
+    attempts = run_dir / "attempts"
+    attempt = 1 + len(list(attempts.glob("*"))) if attempts.is_dir() else 1
+    target = attempts / str(attempt)
+    target.mkdir(parents=True)
+    for item in run_dir.iterdir():
+        if item.name not in ("attempts", ".lock"):
+            shutil.move(str(item), str(target / item.name))
+    return attempt
+
+
+def launch(plan: LaunchPlan, run_dir: Path, digest: str, max_steps: int, start_step: int, project) -> int:
+    import subprocess
+
+    plan.logs.mkdir(parents=True, exist_ok=True)
+    launcher_log = open(plan.logs / "launcher.log", "a")
+    started = time.time()
+    # Its own session: the terminal's Ctrl-C reaches only us, and we stop the ranks in order.
+    proc = subprocess.Popen(plan.argv, env={**os.environ, **plan.env}, cwd=project.root,
+                            stdout=launcher_log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    follower = MetricsFollower(run_dir / "metrics.jsonl", started)
+    stop = StopSignals()
+    try:
+        with Progress(digest, max_steps, start_step) as progress:
+            while proc.poll() is None:
+                time.sleep(0.2)
+                progress.update(follower.new_records())
+                if stop.count == 1 and not stop.forwarded:
+                    stop.forwarded = True
+                    click.echo("\nstopping: every rank saves a checkpoint, then exits (Ctrl-C again kills)", err=True)
+                    stop_ranks(proc.pid)
+                elif stop.count > 1:  # asked twice: no more waiting
+                    _signal_group(proc.pid, signal.SIGKILL)
+            progress.update(follower.new_records())
+    finally:
+        stop.restore()
+        proc.wait()
+        wait_for_group(proc.pid)
+        launcher_log.close()
+    return report(proc.returncode, plan, run_dir, digest, stop.first, project)
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) or a scheduler's SIGTERM to `expc run`: counted here, acted on by the
+    polling loop (never inside the handler)."""
+
+    def __init__(self):
+        self.count, self.first, self.forwarded = 0, None, False
+        self.previous = {sig: signal.signal(sig, self.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handle(self, signum, frame):
+        self.count += 1
+        self.first = self.first or signal.Signals(signum).name
+
+    def restore(self):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def stop_ranks(launcher_pid: int) -> None:
+    """SIGTERM to the ranks themselves, not to the launcher: DeepSpeed's launcher would answer
+    by terminating each rank's whole process tree (W&B's service with it) one rank at a time.
+    The ranks save together and exit 0, and the launcher then ends on its own."""
+    import psutil
+
+    try:
+        ranks = [p for p in psutil.Process(launcher_pid).children(recursive=True)
+                 if p.cmdline()[1:4] == ["-u", "-m", "trainer"]]
+    except psutil.Error:
+        ranks = []
+    if not ranks:  # still starting: nothing is training yet, stop everything
+        _signal_group(launcher_pid, signal.SIGTERM)
+    for rank in ranks:
+        try:
+            rank.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def wait_for_group(pgid: int, timeout: float = GROUP_EXIT_TIMEOUT_S) -> None:
+    """The top `deepspeed` process exits before its ranks; wait for every process of the group
+    (ranks hold the port and write the checkpoint), killing stragglers after the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > deadline:
+            _signal_group(pgid, signal.SIGKILL)
+            deadline = float("inf")
+        time.sleep(0.2)
+
+
+def report(returncode: int, plan: LaunchPlan, run_dir: Path, digest: str, interrupted: str | None,
+           project) -> int:
+    """The outcome, and the exit status: 0 for completed or preempted by a SIGTERM (a scheduler
+    asked, the run saved and stopped cleanly), 130 after Ctrl-C, 1 (ExpcError) for a failure."""
+    meta = read_metadata(run_dir)
+    status, step = meta.get("status"), meta.get("step")
+    shown = project.relative(run_dir)
+    if status == "preempted" and (returncode == 0 or interrupted):
+        click.echo(f"{digest[:12]} stopped at step {step} with a checkpoint; `expc run {digest[:12]}` resumes it")
+        return 130 if interrupted == "SIGINT" else 0
+    if returncode == 0 and status == "completed":
+        click.echo(f"{digest[:12]} completed: {summary(run_dir)}")
+        click.echo(f"results in {shown}/ (metrics.jsonl, checkpoints/, logs/, wandb/)")
+        sample = run_dir / "sample.txt"
+        if sample.is_file():
+            click.echo(f"sample ({project.relative(sample)}):\n{sample.read_text(encoding='utf-8').rstrip()}")
+        return 0
+    if interrupted:
+        click.echo(f"{digest[:12]} was stopped before it could save (status {status}, step {step})", err=True)
+        return 130
+    log, tail = failing_log(plan.logs)
+    where = f"last lines of {project.relative(log)}:\n{tail}" if log else "no rank log was written"
+    raise ExpcError(f"the run failed (launcher exit status {returncode}, status {status}); {where}",
+                    context=None)
+
+
+def summary(run_dir: Path) -> str:
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+    losses = [r["val_loss"] for r in records if "val_loss" in r]
+    train = [r for r in records if "loss" in r]
+    parts = [f"step {train[-1]['step']}" if train else "no steps"]
+    if len(losses) >= 2:
+        parts.append(f"validation loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+    if train:
+        parts.append(f"train loss {train[-1]['loss']:.3f}, {train[-1]['elapsed']:.0f} s of training")
+    return ", ".join(parts)
+
+
+def failing_log(logs: Path) -> tuple[Path | None, str]:
+    """The newest launch's rank logs; the failing rank is the first whose log shows a traceback
+    or an error line, else the one written last."""
+    rank_logs = sorted(logs.glob("*_rank*.log"))
+    if not rank_logs:
+        return None, ""
+    newest = rank_logs[-1].name.split("_rank")[0]
+    candidates = sorted((p for p in rank_logs if p.name.startswith(newest + "_rank")),
+                        key=lambda p: int(p.stem.rsplit("rank", 1)[1]))
+    failing = next((p for p in candidates if _shows_failure(p)), max(candidates, key=lambda p: p.stat().st_mtime))
+    lines = failing.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+    return failing, "\n".join("  " + line for line in lines)
+
+
+def _shows_failure(path: Path) -> bool:
+    text = path.read_text(errors="replace")
+    return "Traceback (most recent call last)" in text or "\nerror: " in text or text.startswith("error: ")
+
+
+class MetricsFollower:
+    """New records of metrics.jsonl since the last call (the trainer rewrites the file when it
+    resumes, so a shrunken file is read again from the top)."""
+
+    def __init__(self, path: Path, since: float):
+        self.path, self.offset, self.since = path, 0, since
+
+    def new_records(self) -> list[dict]:
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return []
+        if stat.st_mtime < self.since - 1:  # the previous session's file, not yet rewritten
+            return []
+        if stat.st_size < self.offset:
+            self.offset = 0
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        return [json.loads(line) for line in complete.decode().splitlines() if line]
+
+
+class Progress:
+    """Rank 0's progress: a bar with loss and ETA on a terminal, a plain line per logged step
+    otherwise (CI logs, pipes)."""
+
+    def __init__(self, digest: str, max_steps: int, start_step: int):
+        from rich.console import Console
+
+        self.console = Console(stderr=True)
+        self.max_steps, self.start_step = max_steps, start_step
+        self.bar = None
+        if self.console.is_terminal:
+            from rich.progress import (BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(TextColumn(digest[:12]), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[loss]}"), TimeElapsedColumn(),
+                                    TextColumn("eta"), TimeRemainingColumn(), console=self.console)
+            self.task = self.bar.add_task("train", total=max_steps, completed=start_step, loss="starting")
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+
+    def update(self, records: list[dict]) -> None:
+        for r in records:
+            if "loss" in r:
+                text = f"loss {r['loss']:.4f}"
+                if self.bar:
+                    self.bar.update(self.task, completed=r["step"], loss=text)
+                else:
+                    self.console.print(f"step {r['step']}/{self.max_steps} {text} "
+                                       f"({r['tokens_per_s']:.0f} tokens/s)", highlight=False, soft_wrap=True)
+            elif "val_loss" in r and self.bar is None:
+                self.console.print(f"step {r['step']}/{self.max_steps} validation loss {r['val_loss']:.4f}",
+                                   highlight=False, soft_wrap=True)

@@ -1,0 +1,126 @@
+"""The run directory: runs/<digest>/ -> what a run leaves behind, and what a resumed run reads.
+
+    manifest.json     the manifest, byte for byte
+    ds_config.json    its `deepspeed` section, exactly as passed to deepspeed.initialize
+    metadata.json     git commit and dirty flag, hosts, versions, start/end, duration, status
+    metrics.jsonl     one JSON object per logged step (and per evaluation)
+    checkpoints/      DeepSpeed checkpoints (the last `keep_checkpoints`), with RNG states per rank
+    logs/             one log per rank (written by the launcher)
+    sample.txt        text sampled from the trained model (text corpora)
+    wandb/            the W&B run (offline unless an API key is configured)
+
+Only rank 0 writes the shared files; each rank writes its own RNG state. Writes are atomic
+(temp file + rename) so a killed run never leaves half a metadata.json. `expc run` reads this
+module too (which checkpoint is complete), so torch is imported only where tensors are handled.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+STATUSES = ("running", "completed", "failed", "preempted")
+TAG = re.compile(r"^step_(\d+)$")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_metadata(run_dir: Path) -> dict:
+    path = Path(run_dir) / "metadata.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def update_metadata(run_dir: Path, **fields) -> dict:
+    meta = read_metadata(run_dir)
+    meta.update(fields)
+    write_atomic(Path(run_dir) / "metadata.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return meta
+
+
+class Metrics:
+    """metrics.jsonl: appended line by line and flushed, so `expc run` can follow it live."""
+
+    def __init__(self, path: Path, resume_step: int):
+        self.path = path
+        if resume_step and path.is_file():
+            # Lines after the checkpoint came from steps that are about to be trained again.
+            kept = [line for line in path.read_text().splitlines()
+                    if line and json.loads(line).get("step", 0) <= resume_step]
+            write_atomic(path, "".join(line + "\n" for line in kept))
+        elif path.exists():
+            path.unlink()
+        self.file = open(path, "a", encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def checkpoint_tags(checkpoints: Path) -> list[str]:
+    """Complete checkpoints, oldest first. A tag is complete once rank 0 wrote its `complete`
+    marker, after every rank saved; a tag without it is a save that was cut short."""
+    if not checkpoints.is_dir():
+        return []
+    tags = [p.name for p in checkpoints.iterdir() if p.is_dir() and TAG.match(p.name)]
+    return sorted((t for t in tags if (checkpoints / t / "complete").exists()), key=lambda t: int(TAG.match(t)[1]))
+
+
+def latest_step(checkpoints: Path) -> int:
+    tags = checkpoint_tags(checkpoints)
+    return int(TAG.match(tags[-1])[1]) if tags else 0
+
+
+def rng_state() -> dict:
+    import torch
+
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    import torch
+
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def save_checkpoint(engine, checkpoints: Path, step: int, rank: int, client_state: dict, keep: int) -> None:
+    """Every rank calls this together. DeepSpeed saves model, optimizer, scheduler and its step;
+    RNG states are ours (dropout must continue the same stream). The `complete` marker is written
+    last, after a barrier, so a kill -9 mid-save leaves the previous checkpoint as the latest."""
+    import torch
+    import torch.distributed as dist
+
+    tag = f"step_{step:08d}"
+    engine.save_checkpoint(str(checkpoints), tag=tag, client_state=client_state)
+    torch.save(rng_state(), checkpoints / tag / f"rng_rank{rank:05d}.pt")
+    dist.barrier()
+    if rank == 0:
+        (checkpoints / tag / "complete").write_text(f"{step}\n")
+        for old in checkpoint_tags(checkpoints)[:-keep]:
+            shutil.rmtree(checkpoints / old, ignore_errors=True)
+    dist.barrier()
+
+
+def load_checkpoint(engine, checkpoints: Path, rank: int) -> dict:
+    """Load the newest complete checkpoint; return its client state ({} when there is none)."""
+    import torch
+
+    tags = checkpoint_tags(checkpoints)
+    if not tags:
+        return {}
+    _, client_state = engine.load_checkpoint(str(checkpoints), tag=tags[-1])
+    restore_rng_state(torch.load(checkpoints / tags[-1] / f"rng_rank{rank:05d}.pt", weights_only=False))
+    return client_state or {}

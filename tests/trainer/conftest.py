@@ -1,0 +1,158 @@
+"""Shared launches for the trainer tests. One 2-rank DeepSpeed launch costs 10-30 s here, so the
+runs are made once per session and many tests read the same run directories.
+
+Every launch goes through the real `deepspeed` launcher (through `expc run`, or the plain command
+its plan prints) on CPU with a debug-size GPT on synthetic data. Master ports come from
+29500-29599, a fresh one per launch.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PORTS = itertools.count(29520)
+LAUNCH_TIMEOUT = 240
+
+# A debug-size experiment; the ZeRO stage and the step count are filled in per test.
+SPEC = """\
+local expc = import 'expc.libsonnet';
+expc.experiment + expc.zero.stage({stage}) + {{
+  hardware: expc.hardware.cpu_laptop,
+  model: expc.models.gpt_debug {{ dropout: {dropout} }},
+  data: {{ source: 'synthetic', val_fraction: 0.1 }},
+  global_batch_size:: 8,
+  micro_batch_size:: 2,
+  lr:: 1e-2,
+  train+: {{
+    max_steps: {max_steps},
+    log_interval: 5,
+    eval_interval: {eval_interval},
+    eval_iters: 2,
+    checkpoint_interval: 10,
+    keep_checkpoints: 2,
+    sample_tokens: 0,
+  }},
+}}
+"""
+
+
+def test_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["EXPC_DIST_TIMEOUT_S"] = "120"  # a dead peer must not block the others for 30 minutes
+    return env
+
+
+def make_project(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "lib", folder / "lib")
+    (folder / "specs").mkdir()
+    return folder
+
+
+def build_spec(project: Path, name: str, stage: int = 2, max_steps: int = 20, dropout: float = 0.1) -> Path:
+    """Write specs/<name>.jsonnet and compile it; return the manifest's path."""
+    from expc.compile import build
+
+    spec = project / "specs" / f"{name}.jsonnet"
+    spec.write_text(SPEC.format(stage=stage, max_steps=max_steps, dropout=dropout,
+                                eval_interval=max_steps // 2))
+    (manifest,) = build([spec])
+    return project / "manifests" / f"{manifest.digest}.json"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def start(command: list, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """A process in its own session, so a timeout (or a test's kill) reaches its whole group and
+    never another test's launch."""
+    return subprocess.Popen([str(c) for c in command], cwd=cwd, env={**test_env(), **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = LAUNCH_TIMEOUT) -> Result:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"timed out after {timeout} s: {proc.args}\n{out[-2000:]}\n{err[-3000:]}")
+    return Result(proc.returncode, out, err)
+
+
+def expc(*args, cwd: Path, timeout: float = LAUNCH_TIMEOUT) -> Result:
+    return finish(start([BIN / "expc", *args], cwd), timeout)
+
+
+def expc_run(manifest: Path, *args, cwd: Path) -> Result:
+    return expc("run", manifest, "--master-port", next(PORTS), *args, cwd=cwd)
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = LAUNCH_TIMEOUT, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            pytest.fail(f"the launch ended (exit {proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def final_weights(run_dir: Path) -> dict:
+    """The model weights of the newest checkpoint (ZeRO 0-2 keep them whole on rank 0's file)."""
+    import torch
+
+    from trainer.rundir import checkpoint_tags
+
+    tag = checkpoint_tags(run_dir / "checkpoints")[-1]
+    state = torch.load(run_dir / "checkpoints" / tag / "mp_rank_00_model_states.pt", weights_only=False,
+                       map_location="cpu")
+    return state["module"]
+
+
+def train_records(run_dir: Path) -> list[dict]:
+    """metrics.jsonl without the fields that measure time (those differ from run to run)."""
+    import json
+
+    timing = {"elapsed", "tokens_per_s", "mfu"}
+    return [{k: v for k, v in json.loads(line).items() if k not in timing}
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@dataclass
+class StageRun:
+    stage: int
+    manifest: Path
+    run_dir: Path
+    result: Result
+
+
+STAGE_STEPS = 60
+
+
+@pytest.fixture(scope="session")
+def stage_runs(tmp_path_factory) -> dict[int, StageRun]:
+    """The same experiment at ZeRO stages 0-3, each trained once through `expc run`."""
+    project = make_project(tmp_path_factory.mktemp("stages"))
+    runs = {}
+    for stage in (0, 1, 2, 3):
+        manifest = build_spec(project, f"stage{stage}", stage=stage, max_steps=STAGE_STEPS)
+        result = expc_run(manifest, cwd=project)
+        runs[stage] = StageRun(stage, manifest, project / "runs" / manifest.stem, result)
+    return runs

@@ -1,0 +1,90 @@
+"""What `expc run` and the trainer refuse, and how a failed run is reported: exact messages."""
+from __future__ import annotations
+
+import re
+import shutil
+
+from .conftest import BIN, PORTS, STAGE_STEPS, build_spec, expc, expc_run, finish, make_project, start
+
+
+def tampered_copy(tmp_path, original):
+    """The manifest under its own name, one number changed: what a hand edit looks like."""
+    project = make_project(tmp_path / "tampered")
+    (project / "manifests").mkdir()
+    target = project / "manifests" / original.name
+    text = original.read_text()
+    assert f'"max_steps": {STAGE_STEPS}' in text
+    target.write_text(text.replace(f'"max_steps": {STAGE_STEPS}', f'"max_steps": {STAGE_STEPS + 1}'))
+    from expc.canonical import digest, parse_manifest_text
+
+    return project, target, digest(parse_manifest_text(target.read_text(), "x"))
+
+
+def test_expc_run_refuses_a_tampered_manifest(tmp_path, stage_runs):
+    project, target, actual = tampered_copy(tmp_path, stage_runs[0].manifest)
+    result = expc("run", f"manifests/{target.name}", cwd=project)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"error: manifests/{target.name}: content does not match its name: the file hashes to {actual[:12]}, "
+        f"its name says {target.stem[:12]}. A manifest is never edited by hand: change the spec and rebuild.\n")
+    assert not (project / "runs").exists()
+
+
+def test_the_trainer_refuses_a_tampered_manifest(tmp_path, stage_runs):
+    project, target, actual = tampered_copy(tmp_path, stage_runs[0].manifest)
+    command = [BIN / "deepspeed", "--num_gpus", "2", "--master_port", next(PORTS), "--module", "trainer",
+               f"manifests/{target.name}"]
+    result = finish(start(command, project))
+    assert result.returncode != 0
+    message = (f"error: manifests/{target.name}: content does not match its name: the file hashes to "
+               f"{actual[:12]}, its name says {target.stem[:12]}.")
+    assert (result.stdout + result.stderr).count(message) == 2  # both ranks, before joining anything
+    assert not (project / "runs").exists()
+
+
+def test_a_failing_run_exits_1_with_the_failing_ranks_log(tmp_path):
+    project = make_project(tmp_path / "failing")
+    spec = project / "specs" / "missing.jsonnet"
+    manifest = build_spec(project, "base", max_steps=4)
+    spec.write_text(f"(import 'base.jsonnet') + {{ data: {{ source: 'text', path: 'no-such-corpus.txt', "
+                    "val_fraction: 0.1 } }\n")
+    from expc.compile import build
+
+    (built,) = build([spec])
+    result = expc_run(project / "manifests" / f"{built.digest}.json", cwd=project)
+    assert result.returncode == 1, result.stderr
+    first, *rest = result.stderr.splitlines()
+    assert re.fullmatch(rf"error: the run failed \(launcher exit status 1, status failed\); last lines of "
+                        rf"runs/{built.digest}/logs/\d{{14}}_rank\d\.log:", first), first
+    assert "  error: $.data.path: no such file or folder: no-such-corpus.txt" in rest
+    assert "Traceback" not in result.stderr  # a user mistake, not a bug
+    assert manifest.is_file()
+
+
+def test_dry_run_prints_the_exact_command(stage_runs):
+    run = stage_runs[1]
+    project = run.manifest.parent.parent
+    result = expc("run", run.manifest.stem[:10], "--dry-run", "--master-port", "29599", cwd=project)
+    assert result.returncode == 0
+    assert result.stdout == (
+        f"OMP_NUM_THREADS=1 DS_ACCELERATOR=cpu {BIN}/deepspeed --num_gpus 2 --master_port 29599 "
+        f"--enable_each_rank_log {run.run_dir}/logs --module trainer {run.manifest} --run-dir {run.run_dir}\n")
+
+
+def test_rerun_keeps_the_previous_attempt(tmp_path, stage_runs):
+    """--rerun on a completed digest: the old files move to attempts/1/, a fresh attempt trains."""
+    project = make_project(tmp_path / "rerun")
+    source = stage_runs[3]
+    shutil.copytree(source.manifest.parent, project / "manifests")
+    shutil.copytree(source.run_dir, project / "runs" / source.manifest.stem)
+    result = expc_run(source.manifest.stem[:12], "--rerun", cwd=project)
+    assert result.returncode == 0, result.stderr[-3000:]
+    d, d12 = source.manifest.stem, source.manifest.stem[:12]
+    assert result.stdout.splitlines()[:2] == [
+        f"{d12}: previous attempt moved to runs/{d}/attempts/1/",
+        f"training {d12}: 2 processes, {STAGE_STEPS} steps: runs/{d}/"]
+    run_dir = project / "runs" / d
+    assert (run_dir / "attempts" / "1" / "metadata.json").is_file()
+    assert (run_dir / "metrics.jsonl").read_text() != ""
+    assert list((run_dir / "wandb").glob(f"offline-run-*-expc-{d[:16]}-2"))  # its own W&B run
