@@ -210,10 +210,14 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
         while step < loop["max_steps"]:
             step_start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
+            logs_now = (step + 1) % loop["log_interval"] == 0 or step + 1 == loop["max_steps"]
+            measured_norm = None
             for micro in range(accumulation):
                 x, y = data.get_batch(corpus.train, data.TRAIN, seed, step, rank, micro, micro_batch, block_size, device)
                 _, loss = engine(x, y)
                 engine.backward(loss)
+                if logs_now and micro == accumulation - 1:
+                    measured_norm = parameter_grad_norm(engine.module)  # step() clears the gradients
                 engine.step()  # DeepSpeed steps the optimizer only at the accumulation boundary
                 loss_sum += loss.detach().float()
             step += 1
@@ -226,7 +230,10 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
             last = step == loop["max_steps"]
             if step % loop["log_interval"] == 0 or last:
                 tokens_per_s = tokens_per_step * window_steps / window_seconds
+                # ZeRO and bf16 optimizers report the norm they clipped with; plain fp32 (ZeRO 0)
+                # reports none but leaves the gradients on the parameters, measured above.
                 grad_norm = engine.get_global_grad_norm()
+                grad_norm = measured_norm if grad_norm is None else grad_norm
                 record({"step": step, "loss": round(mean_loss / world, 6), "lr": engine.get_lr()[0],
                         "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
                         "tokens_per_s": round(tokens_per_s, 1), "mfu": round(flops * tokens_per_s / peak, 6),
@@ -258,6 +265,17 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
     dist.barrier()
     dist.destroy_process_group()
     return 0
+
+
+def parameter_grad_norm(module):
+    """The global 2-norm of the gradients held by the parameters (after DeepSpeed's all-reduce,
+    before clipping); None when ZeRO keeps them partitioned in its own buffers instead."""
+    import torch
+
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if not grads:
+        return None
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])).item()
 
 
 def write_sample(model, run_dir: Path, n_tokens: int, seed: int, device, rank: int) -> None:

@@ -24,14 +24,16 @@ def test_every_stage_completes_with_the_documented_output(stage_runs):
 
 def test_losses_agree_across_stages(stage_runs):
     records = {stage: train_records(run.run_dir) for stage, run in stage_runs.items()}
-    # Stages 0-2 compute the same arithmetic in the same order: identical to the bit.
-    assert records[0] == records[1] == records[2]
-    # Stage 3 gathers partitioned parameters; its sums may differ in the last bits.
-    for a, b in zip(records[0], records[3]):
-        assert a.keys() == b.keys() and a["step"] == b["step"]
-        for key in ("loss", "val_loss"):
-            if key in a:
-                assert math.isclose(a[key], b[key], rel_tol=1e-4), (a, b)
+    # Stages 0 and 1 reduce full gradients the same way: identical to the bit.
+    assert records[0] == records[1]
+    # Stage 2 reduce-scatters gradient buckets and stage 3 gathers partitioned parameters: the
+    # sums run in another order, so the last bits differ (and the tied embedding makes it show).
+    for stage in (2, 3):
+        for a, b in zip(records[0], records[stage], strict=True):
+            assert a.keys() == b.keys() and a["step"] == b["step"]
+            for key in ("loss", "val_loss", "grad_norm", "lr"):
+                if key in a:
+                    assert math.isclose(a[key], b[key], rel_tol=1e-4), (stage, a, b)
 
 
 def test_the_model_learns(stage_runs):
@@ -40,11 +42,12 @@ def test_the_model_learns(stage_runs):
     assert evals[-1] < evals[0] - 1.0
 
 
-def test_final_weights_are_identical_for_stages_0_to_2(stage_runs):
+def test_final_weights_agree_for_stages_0_to_2(stage_runs):
     weights = [final_weights(stage_runs[s].run_dir) for s in (0, 1, 2)]
     assert weights[0].keys() == weights[1].keys() == weights[2].keys()
     for name in weights[0]:
-        assert weights[0][name].equal(weights[1][name]) and weights[0][name].equal(weights[2][name]), name
+        assert weights[0][name].equal(weights[1][name]), name
+        assert (weights[0][name] - weights[2][name]).abs().max() < 1e-5, name
 
 
 def test_run_directory(stage_runs):
@@ -99,5 +102,5 @@ def test_wandb_logged_offline_with_the_manifest_as_config(stage_runs, stage):
     config = {item.key: json.loads(item.value_json) for item in run_record.config.update if item.key != "_wandb"}
     assert config == json.loads(run.manifest.read_text())
     history = [r.history for r in records if r.WhichOneof("record_type") == "history"]
-    logged = {item.key for h in history for item in h.item}
+    logged = {item.key or "/".join(item.nested_key) for h in history for item in h.item}
     assert {"loss", "val_loss", "lr", "grad_norm"} <= logged
