@@ -149,13 +149,13 @@ def schema(as_json_schema):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("manifest")
+@click.argument("manifests", nargs=-1, required=True)
 @click.option("--dry-run", is_flag=True, help="Print the deepspeed command and its environment; run nothing.")
 @click.option("--rerun", is_flag=True, help="Train a completed (or interrupted) run again as a fresh attempt.")
 @click.option("--master-port", type=int, default=29500, show_default=True,
               help="Rendezvous port; give concurrent runs on one machine different ports.")
-def run(manifest, dry_run, rerun, master_port):
-    """Train MANIFEST (a manifest file or a unique digest prefix) with DeepSpeed.
+def run(manifests, dry_run, rerun, master_port):
+    """Train MANIFESTS (manifest files or unique digest prefixes) with DeepSpeed, one after another.
 
     Results go to runs/<digest>/. A completed digest is reported, not retrained; an interrupted
     one resumes from its last checkpoint. Ctrl-C stops every rank after a checkpoint.
@@ -165,9 +165,9 @@ def run(manifest, dry_run, rerun, master_port):
       expc run manifests/1e69703c1a0b...json
       expc run 1e69703c --dry-run
     """
-    from .run import RunRequest, run as run_manifest
+    from .run import run_all
 
-    sys.exit(run_manifest(RunRequest(manifest, dry_run=dry_run, rerun=rerun, master_port=master_port)))
+    sys.exit(run_all(manifests, dry_run=dry_run, rerun=rerun, master_port=master_port))
 
 
 @cli.command("ls", context_settings=CONTEXT)

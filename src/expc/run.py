@@ -39,6 +39,21 @@ class RunRequest:
     master_port: int = 29500
 
 
+def run_all(refs, dry_run: bool = False, rerun: bool = False, master_port: int = 29500) -> int:
+    """Several manifests (a sweep): every one is found and verified before the first trains;
+    then they run one after another, stopping at the first that does not complete."""
+    run_dirs = []
+    for ref in refs:
+        path = find_manifest(ref)
+        run_dirs.append(find_project(path).runs / load_manifest(path)[1])
+    for ref, run_dir in zip(refs, run_dirs):
+        code = run(RunRequest(ref, dry_run=dry_run, rerun=rerun, master_port=master_port))
+        stopped = not dry_run and read_metadata(run_dir).get("status") != "completed"  # e.g. preempted
+        if code or stopped:
+            return code
+    return 0
+
+
 def run(request: RunRequest) -> int:
     """Returns the exit status for the CLI; raises ExpcError for user mistakes and failed runs."""
     path = find_manifest(request.ref)

@@ -198,6 +198,10 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
         if metrics:
             metrics.write(values)
         tracker.log({k: v for k, v in values.items() if k != "step"}, step=values["step"])
+        # DeepSpeed's own monitors (TensorBoard, CSV, when the deepspeed section enables them)
+        # log only the learning rate by themselves; give them the losses, on their x-axis.
+        engine.monitor.write_events([(f"Train/Samples/{key}", values[key], engine.global_samples)
+                                     for key in ("loss", "val_loss") if key in values])
 
     # ---- the loop --------------------------------------------------------------------------
     session_start = time.perf_counter()

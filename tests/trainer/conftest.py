@@ -34,6 +34,7 @@ expc.experiment + expc.zero.stage({stage}) + {{
   global_batch_size:: 8,
   micro_batch_size:: 2,
   lr:: 1e-2,
+  deepspeed+: {monitor},
   train+: {{
     max_steps: {max_steps},
     log_interval: 5,
@@ -60,12 +61,16 @@ def make_project(folder: Path) -> Path:
     return folder
 
 
-def build_spec(project: Path, name: str, stage: int = 2, max_steps: int = 20, dropout: float = 0.1) -> Path:
-    """Write specs/<name>.jsonnet and compile it; return the manifest's path."""
+def build_spec(project: Path, name: str, stage: int = 2, max_steps: int = 20, dropout: float = 0.1,
+               csv_monitor: bool = False) -> Path:
+    """Write specs/<name>.jsonnet and compile it; return the manifest's path. With csv_monitor,
+    DeepSpeed's own CSV monitor writes under monitor/<name>/ in the project."""
     from expc.compile import build
 
     spec = project / "specs" / f"{name}.jsonnet"
-    spec.write_text(SPEC.format(stage=stage, max_steps=max_steps, dropout=dropout,
+    monitor = (f"{{ csv_monitor: {{ enabled: true, output_path: 'monitor/', job_name: '{name}' }} }}"
+               if csv_monitor else "{}")
+    spec.write_text(SPEC.format(stage=stage, max_steps=max_steps, dropout=dropout, monitor=monitor,
                                 eval_interval=max_steps // 2))
     (manifest,) = build([spec])
     return project / "manifests" / f"{manifest.digest}.json"
@@ -152,7 +157,7 @@ def stage_runs(tmp_path_factory) -> dict[int, StageRun]:
     project = make_project(tmp_path_factory.mktemp("stages"))
     runs = {}
     for stage in (0, 1, 2, 3):
-        manifest = build_spec(project, f"stage{stage}", stage=stage, max_steps=STAGE_STEPS)
+        manifest = build_spec(project, f"stage{stage}", stage=stage, max_steps=STAGE_STEPS, csv_monitor=stage == 1)
         result = expc_run(manifest, cwd=project)
         runs[stage] = StageRun(stage, manifest, project / "runs" / manifest.stem, result)
     return runs

@@ -88,3 +88,17 @@ def test_rerun_keeps_the_previous_attempt(tmp_path, stage_runs):
     assert (run_dir / "attempts" / "1" / "metadata.json").is_file()
     assert (run_dir / "metrics.jsonl").read_text() != ""
     assert list((run_dir / "wandb").glob(f"offline-run-*-expc-{d[:16]}-2"))  # its own W&B run
+
+
+def test_several_manifests_are_all_checked_before_any_trains(stage_runs):
+    first, second = stage_runs[0], stage_runs[1]
+    project = first.manifest.parent.parent
+    result = expc("run", first.manifest.stem[:8], second.manifest.stem[:8], "--dry-run", "--master-port", "29598",
+                  cwd=project)
+    assert result.returncode == 0
+    assert [line.split(" --run-dir ")[1] for line in result.stdout.splitlines()] == [str(first.run_dir),
+                                                                                    str(second.run_dir)]
+    result = expc("run", second.manifest.stem[:8], "abcd0123", cwd=project)
+    assert result.returncode == 1
+    assert result.stderr == "error: no manifest in manifests/ starts with abcd0123\n"
+    assert result.stdout == ""  # nothing was started, not even the first

@@ -151,3 +151,16 @@ def test_wandb_run_id_comes_from_the_digest():
 
     assert wandb_run_id("1e69703c1a0b64f05492d04f6167cd69", 1) == "expc-1e69703c1a0b64f0"
     assert wandb_run_id("1e69703c1a0b64f05492d04f6167cd69", 3) == "expc-1e69703c1a0b64f0-3"
+
+
+def test_expc_run_plans_without_importing_torch_or_deepspeed(tmp_path):
+    """`expc run` itself stays light: only the ranks import torch (start-up is measured in bench/)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom expc.cli import main\ntry:\n    main(['run', sys.argv[1], '--dry-run'])\n"
+             "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'deepspeed', 'wandb') if m in sys.modules))\n")
+    manifest = sorted(p for p in (ROOT / "manifests").glob("*.json") if p.name != "index.json")[0]
+    out = subprocess.run([sys.executable, "-c", probe, str(manifest)], capture_output=True, text=True, cwd=ROOT,
+                         check=True).stdout
+    assert out.splitlines()[-1] == "[]"

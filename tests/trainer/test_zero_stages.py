@@ -104,3 +104,12 @@ def test_wandb_logged_offline_with_the_manifest_as_config(stage_runs, stage):
     history = [r.history for r in records if r.WhichOneof("record_type") == "history"]
     logged = {item.key or "/".join(item.nested_key) for h in history for item in h.item}
     assert {"loss", "val_loss", "lr", "grad_norm"} <= logged
+
+
+def test_deepspeed_csv_monitor_gets_the_losses(stage_runs):
+    """Stage 1's deepspeed section enables DeepSpeed's own CSV monitor (passed verbatim)."""
+    folder = stage_runs[1].manifest.parent.parent / "monitor" / "stage1"
+    files = sorted(p.name for p in folder.glob("*.csv"))
+    assert files == ["Train_Samples_loss.csv", "Train_Samples_lr.csv", "Train_Samples_val_loss.csv"]
+    rows = (folder / "Train_Samples_loss.csv").read_text().splitlines()
+    assert len(rows) == 1 + STAGE_STEPS // 5  # a header, then one row per logged step
