@@ -111,8 +111,9 @@ def test_pdsh_reaches_both_loopback_nodes_with_the_env_file(cluster, manifests, 
     result = launch([BIN / "deepspeed", "--hostfile", cluster.hostfile(), "--num_gpus", "1",
                      "--master_addr", cluster.hosts[0], "--master_port", "29602",
                      "--enable_each_rank_log", logs, PROBE, manifests["two_nodes"]], cwd=tmp_path, env=env)
-    assert result.returncode == 0, result.stdout
-    assert "export OMP_NUM_THREADS=1; export DS_ACCELERATOR=cpu;" in result.stdout
     rank_logs = sorted(logs.glob("*_rank*.log"), key=lambda p: p.name.rsplit("_", 1)[1])
+    shown = "\n".join(f"--- {p.name}\n{p.read_text()}" for p in rank_logs)
+    assert result.returncode == 0, result.stdout + shown
+    assert "export OMP_NUM_THREADS=1; export DS_ACCELERATOR=cpu;" in result.stdout
     assert [p.name.rsplit("_", 1)[1] for p in rank_logs] == ["rank0.log", "rank1.log"]
     assert [p.read_text() for p in rank_logs] == ["agreed\n", "agreed\n"]
