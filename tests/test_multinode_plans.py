@@ -7,7 +7,7 @@ import pytest
 
 from expc.errors import ExpcError
 from expc.hosts import Host
-from expc.multinode import Job, check_launcher, mpi_plan, no_ssh_plan, pdsh_plan, slurm_plan
+from expc.multinode import Job, mpi_plan, no_ssh_plan, pdsh_plan, slurm_plan
 from trainer.ranks import adopt_launcher_ranks
 
 GOLDEN = Path(__file__).parent / "multinode" / "golden"
@@ -39,13 +39,6 @@ def test_dry_run_text(name, plan, golden):
     golden(GOLDEN / f"{name}.txt", plan().describe())
 
 
-def test_unknown_launcher():
-    with pytest.raises(ExpcError) as caught:
-        check_launcher("pdhs")
-    assert caught.value.render() == ('unknown launcher "pdhs" (did you mean "pdsh"?); '
-                                     "choose one of pdsh, no-ssh, mpi, slurm")
-
-
 def test_openmpi_ranks_are_adopted_without_mpi4py():
     env = {"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "4", "OMPI_COMM_WORLD_LOCAL_RANK": "1",
            "OMPI_COMM_WORLD_LOCAL_SIZE": "2", "MASTER_ADDR": "gpu-a", "MASTER_PORT": "29500"}
@@ -59,3 +52,72 @@ def test_openmpi_ranks_are_adopted_without_mpi4py():
     assert caught.value.render() == (
         "started by mpirun without MASTER_ADDR and MASTER_PORT: launch with "
         "`expc run MANIFEST --hostfile HOSTS --launcher mpi`, which passes them")
+
+
+@pytest.fixture(scope="module")
+def two_node_project(tmp_path_factory):
+    """A scratch project holding the two-node loopback manifest."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("plans")
+    shutil.copytree(Path(__file__).parent.parent / "lib", root / "lib")
+    (root / "specs").mkdir()
+    shutil.copy(Path(__file__).parent / "multinode" / "loopback.jsonnet", root / "specs" / "loopback.jsonnet")
+    expc = Path(sys.executable).parent / "expc"
+    built = subprocess.run([expc, "build", "specs/loopback.jsonnet"], cwd=root, capture_output=True, text=True,
+                           check=True)
+    return root, root / built.stdout.strip()
+
+
+def expc_run(project, *args):
+    import subprocess
+    import sys
+
+    return subprocess.run([Path(sys.executable).parent / "expc", "run", *map(str, args)], cwd=project,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "error: the manifest is planned for 2 nodes (hardware.nodes); say where to run: --hostfile HOSTS "
+         "(pdsh, or --launcher mpi), --node-rank R --master-addr H on each node, or --launcher slurm\n"),
+    (["--node-rank", "1"], "error: --node-rank 1 needs --master-addr: the address of node 0, which every "
+                           "node can reach\n"),
+    (["--node-rank", "1", "--master-addr", "h0", "--launcher", "mpi"],
+     "error: --node-rank starts one node without ssh; it does not go with --launcher mpi\n"),
+    (["--launcher", "slurm", "--master-addr", "h0"],
+     "error: --launcher slurm takes its nodes and master address from the allocation; drop --hostfile "
+     "and --master-addr\n"),
+    (["--node-rank", "1", "--master-addr", "h0", "--rerun"],
+     "error: --rerun goes to node 0 only: it moves the previous attempt aside, for every node\n"),
+])
+def test_run_refuses_an_incomplete_placement(two_node_project, args, message):
+    project, manifest = two_node_project
+    result = expc_run(project, manifest, *args)
+    assert (result.returncode, result.stderr, result.stdout) == (1, message, "")
+    assert not (project / "runs").exists()  # nothing written
+
+
+def test_run_checks_the_hostfile_before_anything_starts(two_node_project, tmp_path):
+    project, manifest = two_node_project
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("gpu-a slots=1\n")
+    result = expc_run(project, manifest, "--hostfile", hosts)
+    assert (result.returncode, result.stderr) == (
+        1, f"error: {hosts}: names 1 host, but the manifest is planned for 2 nodes (hardware.nodes); "
+           "list exactly the 2 nodes to run on\n")
+
+
+def test_dry_run_writes_nothing_and_shows_the_env_file(two_node_project, tmp_path):
+    project, manifest = two_node_project
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("gpu-a slots=4\ngpu-b slots=4\n")
+    result = expc_run(project, manifest, "--hostfile", hosts, "--dry-run", "--master-port", 29650)
+    assert result.returncode == 0, result.stderr
+    run_dir = project / "runs" / manifest.stem
+    assert result.stdout.startswith("# launcher: pdsh\n")
+    assert f"DS_ENV_FILE={run_dir}/.deepspeed_env " in result.stdout
+    assert "# --- hostfile ---\ngpu-a slots=1\ngpu-b slots=1\n# --- .deepspeed_env ---\nOMP_NUM_THREADS=1\n" \
+        in result.stdout
+    assert not run_dir.exists()

@@ -154,7 +154,18 @@ def schema(as_json_schema):
 @click.option("--rerun", is_flag=True, help="Train a completed (or interrupted) run again as a fresh attempt.")
 @click.option("--master-port", type=int, default=29500, show_default=True,
               help="Rendezvous port; give concurrent runs on one machine different ports.")
-def run(manifests, dry_run, rerun, master_port):
+@click.option("--hostfile", type=click.Path(dir_okay=False), metavar="HOSTS",
+              help='Multi-node: DeepSpeed hostfile ("host slots=N" lines); pdsh over ssh unless --launcher.')
+@click.option("--node-rank", type=int, metavar="R",
+              help="Multi-node without ssh: start this node's ranks; run once per node, R = 0..nodes-1.")
+@click.option("--master-addr", metavar="HOST", help="Address of node 0 (default: the first host of --hostfile).")
+@click.option("--launcher", type=click.Choice(["pdsh", "no-ssh", "mpi", "slurm"]),
+              help="Multi-node launcher (default: pdsh with --hostfile, no-ssh with --node-rank).")
+@click.option("--launcher-args", default="", metavar="ARGS", help="Passed verbatim to pdsh or mpirun.")
+@click.option("--partition", help="Slurm partition for --launcher slurm.")
+@click.option("--time", "time_limit", metavar="LIMIT", help="Slurm time limit for --launcher slurm, e.g. 2-00:00:00.")
+def run(manifests, dry_run, rerun, master_port, hostfile, node_rank, master_addr, launcher, launcher_args,
+        partition, time_limit):
     """Train MANIFESTS (manifest files or unique digest prefixes) with DeepSpeed, one after another.
 
     Results go to runs/<digest>/. A completed digest is reported, not retrained; an interrupted
@@ -164,10 +175,18 @@ def run(manifests, dry_run, rerun, master_port):
     Example:
       expc run manifests/1e69703c1a0b...json
       expc run 1e69703c --dry-run
+      expc run 1e69703c --hostfile hosts.txt                  # pdsh over ssh
+      expc run 1e69703c --node-rank 1 --master-addr node-0    # on each node, no ssh
+      expc run 1e69703c --launcher slurm --dry-run            # the sbatch script
     """
+    from pathlib import Path
+
+    from .multinode import Placement
     from .run import run_all
 
-    sys.exit(run_all(manifests, dry_run=dry_run, rerun=rerun, master_port=master_port))
+    placement = Placement(Path(hostfile) if hostfile else None, node_rank, master_addr, launcher,
+                          launcher_args, partition, time_limit)
+    sys.exit(run_all(manifests, dry_run=dry_run, rerun=rerun, master_port=master_port, placement=placement))
 
 
 @cli.command("ls", context_settings=CONTEXT)

@@ -120,18 +120,3 @@ def check_node_rank(node_rank: int, master_addr: str | None, hardware: dict) -> 
                         "which every node can reach")
     if not HOST_NAME.match(master_addr):
         raise ExpcError(f'--master-addr "{master_addr}" is not a host name or address')
-
-
-def check_world_size(hardware: dict, deepspeed: dict) -> None:
-    """World size = nodes x processes per node, as the batch arithmetic in the manifest assumes."""
-    world = hardware["nodes"] * hardware["procs_per_node"]
-    micro = deepspeed.get("train_micro_batch_size_per_gpu")
-    accumulation = deepspeed.get("gradient_accumulation_steps")
-    total = deepspeed.get("train_batch_size")
-    if None in (micro, accumulation, total):
-        return  # the build-time checks own the batch keys; nothing to hold the world size to
-    if micro * accumulation * world != total:
-        raise ExpcError(
-            f"the manifest's batch arithmetic assumes a world size of {total // (micro * accumulation)}, "
-            f"but hardware plans {hardware['nodes']} x {hardware['procs_per_node']} = {world} processes",
-            "$.deepspeed.train_batch_size")

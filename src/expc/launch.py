@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .deepspeed_env import rank_environment
-from .multinode import DEFAULT_MASTER_PORT, Job
+from .multinode import DEFAULT_MASTER_PORT, Job, MultinodePlan, Placement, plan_placement
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,23 @@ class LaunchPlan:
 
 def plan_launch(manifest: dict, options: LaunchOptions) -> LaunchPlan:
     hardware = manifest["hardware"]
+    job = launch_job(manifest, options)
+    argv = [job.deepspeed, "--num_gpus", str(job.procs_per_node), "--master_port", str(job.master_port),
+            "--enable_each_rank_log", str(job.logs)] + job.trainer_argv
+    return LaunchPlan(argv, job.env, options.run_dir, hardware["nodes"] * hardware["procs_per_node"])
+
+
+def launch_job(manifest: dict, options: LaunchOptions) -> Job:
+    """What every launcher shares: paths, executables, and every rank's environment."""
     extra = {}
     wandb = manifest["logging"]["wandb"]
     if wandb["mode"] == "online" and not options.wandb_key and "WANDB_MODE" not in options.operator_env:
         extra["WANDB_MODE"] = "offline"  # no account: log under the run dir, `wandb sync` later
     env = rank_environment(manifest, extra, options.operator_env)
-    job = Job(manifest, options.manifest_path, options.run_dir, options.bin_dir, env, options.master_port)
-    argv = [job.deepspeed, "--num_gpus", str(job.procs_per_node), "--master_port", str(job.master_port),
-            "--enable_each_rank_log", str(job.logs)] + job.trainer_argv
-    return LaunchPlan(argv, env, options.run_dir, hardware["nodes"] * hardware["procs_per_node"])
+    return Job(manifest, options.manifest_path, options.run_dir, options.bin_dir, env, options.master_port)
+
+
+def plan_multinode_launch(manifest: dict, digest: str, options: LaunchOptions,
+                          placement: Placement) -> MultinodePlan:
+    """A multi-node launch (pdsh, ssh-less, OpenMPI, Slurm): see multinode.py."""
+    return plan_placement(launch_job(manifest, options), digest, placement)

@@ -100,6 +100,8 @@ def pdsh_plan(job: Job, hosts, master_addr: str | None = None, launcher_args: st
                "--num_nodes", str(job.nodes), "--num_gpus", str(job.procs_per_node),
                "--master_addr", master, "--master_port", str(job.master_port),
                "--enable_each_rank_log", str(job.logs)]
+    if len(hosts) == 1:
+        command.append("--force_multi")  # else DeepSpeed runs a one-host hostfile here, not there
     if launcher_args:
         command += ["--launcher_args", launcher_args]
     return MultinodePlan(
@@ -145,7 +147,8 @@ def slurm_script(job: Job, digest: str, partition: str | None = None, time_limit
     gpus = job.manifest["hardware"]["accelerator"] == "cuda"
     threads = job.manifest["launch"]["threads_per_process"]
     lines = ["#!/bin/bash",
-             f"# expc run {digest[:12]} on {job.nodes} nodes x {job.procs_per_node} processes, through Slurm.",
+             f"# expc run {digest[:12]} on {job.nodes} nodes x {job.procs_per_node} "
+             f"process{'es' if job.procs_per_node != 1 else ''}, through Slurm.",
              f"# Submit with: sbatch {job.run_dir / 'slurm.sbatch'}",
              f"#SBATCH --job-name=expc-{digest[:12]}",
              f"#SBATCH --nodes={job.nodes}",
@@ -159,9 +162,10 @@ def slurm_script(job: Job, digest: str, partition: str | None = None, time_limit
         lines.append(f"#SBATCH --time={time_limit}")
     lines += [f"#SBATCH --output={job.logs / 'slurm-%j.out'}",
               "set -euo pipefail",
-              "# The first node of the allocation hosts the rendezvous.",
-              'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-              "export MASTER_ADDR",
+              "# The first node of the allocation hosts the rendezvous, at the address Slurm uses for it.",
+              'master=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+              'MASTER_ADDR=$(scontrol show node "$master" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')',
+              'export MASTER_ADDR="${MASTER_ADDR:-$master}"',
               "# One task per node; each starts that node's ranks without ssh. The single quotes keep",
               "# $SLURM_NODEID for the task to expand: it is the node's rank in the allocation.",
               f"srun --nodes={job.nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c "
@@ -182,9 +186,53 @@ def slurm_plan(job: Job, digest: str, partition: str | None = None,
         ["the allocation's nodes must see the run folder and the same expc install"])
 
 
-def check_launcher(launcher: str) -> None:
-    if launcher not in LAUNCHERS:
-        from .errors import did_you_mean
+@dataclass(frozen=True)
+class Placement:
+    """Where the operator asked the job to run: `expc run`'s multi-node options."""
 
-        raise ExpcError(f'unknown launcher "{launcher}"{did_you_mean(launcher, LAUNCHERS)}; '
-                        f"choose one of {', '.join(LAUNCHERS)}")
+    hostfile: Path | None = None
+    node_rank: int | None = None
+    master_addr: str | None = None
+    launcher: str | None = None  # None: pdsh with a hostfile, no-ssh with a node rank
+    launcher_args: str = ""
+    partition: str | None = None  # Slurm only
+    time_limit: str | None = None  # Slurm only
+
+    @property
+    def given(self) -> bool:
+        return (self.hostfile is not None or self.node_rank is not None or self.launcher is not None
+                or self.master_addr is not None)
+
+
+def plan_placement(job: Job, digest: str, placement: Placement) -> MultinodePlan:
+    """The plan for the operator's options, after checking them against the manifest's shape."""
+    from .hosts import check_hostfile, check_node_rank, read_hostfile
+
+    hardware = job.manifest["hardware"]
+    launcher = placement.launcher or ("no-ssh" if placement.node_rank is not None else "pdsh")
+    if launcher not in LAUNCHERS:
+        raise ExpcError(f'unknown launcher "{launcher}"; choose one of {", ".join(LAUNCHERS)}')
+    if placement.node_rank is not None and launcher != "no-ssh":
+        raise ExpcError(f"--node-rank starts one node without ssh; it does not go with --launcher {launcher}")
+    if launcher == "no-ssh":
+        if placement.node_rank is None:
+            raise ExpcError("--launcher no-ssh needs --node-rank (this node's rank, 0 for the master) "
+                            "and --master-addr")
+        check_node_rank(placement.node_rank, placement.master_addr, hardware)
+        hosts = check_hostfile(read_hostfile(placement.hostfile), hardware) if placement.hostfile else None
+        return no_ssh_plan(job, placement.node_rank, placement.master_addr, hosts)
+    if launcher == "slurm":
+        if placement.hostfile or placement.master_addr:
+            raise ExpcError("--launcher slurm takes its nodes and master address from the allocation; "
+                            "drop --hostfile and --master-addr")
+        return slurm_plan(job, digest, placement.partition, placement.time_limit)
+    if placement.hostfile is None:
+        nodes = hardware["nodes"]
+        raise ExpcError(
+            f"the manifest is planned for {nodes} node{'s' if nodes != 1 else ''} (hardware.nodes); "
+            "say where to run: --hostfile HOSTS (pdsh, or --launcher mpi), --node-rank R --master-addr H "
+            "on each node, or --launcher slurm")
+    hosts = check_hostfile(read_hostfile(placement.hostfile), hardware)
+    if launcher == "mpi":
+        return mpi_plan(job, hosts, placement.master_addr, placement.launcher_args)
+    return pdsh_plan(job, hosts, placement.master_addr, placement.launcher_args)

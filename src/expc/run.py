@@ -17,14 +17,15 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
 from .canonical import load_manifest
 from .errors import ExpcError
-from .launch import LaunchOptions, LaunchPlan, plan_launch
+from .launch import LaunchOptions, LaunchPlan, plan_launch, plan_multinode_launch
+from .multinode import MultinodePlan, Placement
 from .project import find_manifest, find_project
 
 LOG_TAIL_LINES = 30
@@ -37,9 +38,11 @@ class RunRequest:
     dry_run: bool = False
     rerun: bool = False
     master_port: int = 29500
+    placement: Placement = field(default_factory=Placement)  # multi-node options (multinode.py)
 
 
-def run_all(refs, dry_run: bool = False, rerun: bool = False, master_port: int = 29500) -> int:
+def run_all(refs, dry_run: bool = False, rerun: bool = False, master_port: int = 29500,
+            placement: Placement | None = None) -> int:
     """Several manifests (a sweep): every one is found and verified before the first trains;
     then they run one after another, stopping at the first that does not complete."""
     run_dirs = []
@@ -47,8 +50,10 @@ def run_all(refs, dry_run: bool = False, rerun: bool = False, master_port: int =
         path = find_manifest(ref)
         run_dirs.append(find_project(path).runs / load_manifest(path)[1])
     for ref, run_dir in zip(refs, run_dirs):
-        code = run(RunRequest(ref, dry_run=dry_run, rerun=rerun, master_port=master_port))
-        stopped = not dry_run and read_metadata(run_dir).get("status") != "completed"  # e.g. preempted
+        code = run(RunRequest(ref, dry_run=dry_run, rerun=rerun, master_port=master_port,
+                              placement=placement or Placement()))
+        submitted = placement is not None and placement.launcher == "slurm"  # queued, not yet run
+        stopped = not (dry_run or submitted) and read_metadata(run_dir).get("status") != "completed"  # e.g. preempted
         if code or stopped:
             return code
     return 0
@@ -60,10 +65,16 @@ def run(request: RunRequest) -> int:
     manifest, digest = load_manifest(path)  # refuses a file whose content does not match its name
     project = find_project(path)
     run_dir = project.runs / digest
-    plan = plan_launch(manifest, launch_options(path, run_dir, request.master_port))
+    options = launch_options(path, run_dir, request.master_port)
+    placement = request.placement
+    multinode = placement.given or manifest["hardware"]["nodes"] > 1
+    plan = plan_multinode_launch(manifest, digest, options, placement) if multinode else plan_launch(manifest, options)
     if request.dry_run:
         click.echo(plan.describe(), nl=False)
         return 0
+    node = placement.node_rank or 0  # per-node (ssh-less) launches share the run folder
+    if node and request.rerun:
+        raise ExpcError("--rerun goes to node 0 only: it moves the previous attempt aside, for every node")
     shown = project.relative(run_dir)
     meta = read_metadata(run_dir)
     if meta.get("status") == "completed" and not request.rerun:
@@ -71,19 +82,58 @@ def run(request: RunRequest) -> int:
         click.echo("nothing to do; `expc run --rerun` trains it again as a fresh attempt")
         return 0
     run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir, digest):
+    if multinode and plan.launcher == "slurm":
+        write_plan(plan, run_dir)
+        return submit(plan, digest, project)
+    with run_lock(run_dir, digest, node):
         if request.rerun and meta:
             attempt = archive_attempt(run_dir)
             click.echo(f"{digest[:12]}: previous attempt moved to {shown}/attempts/{attempt}/")
+        if multinode:
+            write_plan(plan, run_dir, placement.node_rank)
+            where = f" on {manifest['hardware']['nodes']} nodes ({plan.launcher}" + (
+                f", this is node {node})" if placement.node_rank is not None else ")")
+            plan = LaunchPlan(plan.commands[0], plan.env, run_dir,
+                              manifest["hardware"]["nodes"] * manifest["hardware"]["procs_per_node"])
+        else:
+            where = ""
         step = latest_checkpoint_step(run_dir)
         max_steps = manifest["train"]["max_steps"]
         if step:
             # "running" with nobody holding the lock: the last launch died without a word (kill -9)
             how = "interrupted" if meta.get("status") == "running" else meta.get("status")
-            click.echo(f"resuming {digest[:12]} from step {step} of {max_steps} ({how}): {shown}/")
+            click.echo(f"resuming {digest[:12]} from step {step} of {max_steps} ({how}){where}: {shown}/")
         else:
-            click.echo(f"training {digest[:12]}: {plan.world_size} processes, {max_steps} steps: {shown}/")
-        return launch(plan, run_dir, digest, max_steps, step, project)
+            click.echo(f"training {digest[:12]}: {plan.world_size} processes{where}, {max_steps} steps: {shown}/")
+        log_name = f"launcher-node{node}.log" if placement.node_rank is not None else "launcher.log"
+        return launch(plan, run_dir, digest, max_steps, step, project, log_name)
+
+
+def write_plan(plan: MultinodePlan, run_dir: Path, node_rank: int | None = None) -> None:
+    """The launch as it was made: its files (hostfile, .deepspeed_env, slurm.sbatch) and
+    launch-plan.json (launch-plan-node<R>.json for each node of a per-node launch), next to the
+    run's results."""
+    from .write import write_atomic
+
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)  # Slurm does not create its output folder
+    for name, text in plan.files.items():
+        write_atomic(run_dir / name, text)
+    name = "launch-plan.json" if node_rank is None else f"launch-plan-node{node_rank}.json"
+    write_atomic(run_dir / name, json.dumps(plan.as_json(), indent=2) + "\n")
+
+
+def submit(plan: MultinodePlan, digest: str, project) -> int:
+    import shutil
+    import subprocess
+
+    script = plan.commands[0][-1]
+    if not shutil.which("sbatch"):
+        raise ExpcError(f"sbatch is not on PATH; submit {project.relative(script)} from a Slurm login node")
+    done = subprocess.run(plan.commands[0], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ExpcError(f"sbatch refused {project.relative(script)}: {done.stderr.strip()}")
+    click.echo(f"{digest[:12]}: {done.stdout.strip()} (script {project.relative(script)})")
+    return 0
 
 
 def launch_options(path: Path, run_dir: Path, master_port: int) -> LaunchOptions:
@@ -109,8 +159,9 @@ class run_lock:
     """One `expc run` per digest at a time: two launches writing the same checkpoints would
     corrupt each other. The lock is released by the kernel if expc dies."""
 
-    def __init__(self, run_dir: Path, digest: str):
-        self.path, self.digest = run_dir / ".lock", digest
+    def __init__(self, run_dir: Path, digest: str, node: int = 0):
+        # Each node of a per-node launch holds its own lock (on one machine, in tests, they meet).
+        self.path, self.digest = run_dir / (f".lock-node{node}" if node else ".lock"), digest
 
     def __enter__(self):
         self.file = open(self.path, "a+")
@@ -134,16 +185,17 @@ def archive_attempt(run_dir: Path) -> int:
     target = attempts / str(attempt)
     target.mkdir(parents=True)
     for item in run_dir.iterdir():
-        if item.name not in ("attempts", ".lock"):
+        if item.name != "attempts" and not item.name.startswith(".lock"):
             shutil.move(str(item), str(target / item.name))
     return attempt
 
 
-def launch(plan: LaunchPlan, run_dir: Path, digest: str, max_steps: int, start_step: int, project) -> int:
+def launch(plan: LaunchPlan, run_dir: Path, digest: str, max_steps: int, start_step: int, project,
+           log_name: str = "launcher.log") -> int:
     import subprocess
 
     plan.logs.mkdir(parents=True, exist_ok=True)
-    launcher_log = open(plan.logs / "launcher.log", "a")
+    launcher_log = open(plan.logs / log_name, "a")
     started = time.time()
     # Its own session: the terminal's Ctrl-C reaches only us, and we stop the ranks in order.
     proc = subprocess.Popen(plan.argv, env={**os.environ, **plan.env}, cwd=project.root,
