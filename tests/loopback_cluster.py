@@ -1,6 +1,6 @@
-"""A two-"node" cluster on one machine for the real pdsh path: Debian's pdsh and a private sshd.
+"""A two-"node" cluster on one machine for the real pdsh and mpirun paths: a private sshd.
 
-The test installs what it needs (`pdsh`, `openssh-server`) with apt when missing, then starts its
+The test installs what it needs (`pdsh`, `openssh-server`, `openmpi-bin`) with apt when missing, then starts its
 own `sshd` in the foreground on two loopback addresses (127.0.0.2 and 127.0.0.3), on a free high
 port, with a fresh host key, a throwaway client key and its own config. An `ssh` wrapper first on
 PATH points every ssh call (DeepSpeed's reachability check, pdsh's ssh module) at that config, so
@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
-PACKAGES = {"pdsh": "pdsh", "sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client"}
+PACKAGES = {"pdsh": "pdsh", "sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
+            "mpirun": "openmpi-bin", "ompi_info": "openmpi-bin"}
 SBIN = ("/usr/sbin", "/sbin")
 
 
@@ -31,9 +32,10 @@ def which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
 
 
-def ensure_packages() -> None:
-    """Install the missing Debian packages (apt-get update once); skip when apt cannot be used."""
-    missing = sorted({package for binary, package in PACKAGES.items() if not which(binary)})
+def ensure_packages(packages: dict[str, str] = PACKAGES) -> None:
+    """Install the Debian packages whose programs are missing (apt-get update first); skip the
+    test when apt cannot be used. `packages` maps a program to the package that provides it."""
+    missing = sorted({package for binary, package in packages.items() if not which(binary)})
     if not missing:
         return
     if not shutil.which("apt-get"):

@@ -1,13 +1,18 @@
-"""Multi-node launches simulated on one machine, through DeepSpeed's real launcher.
+"""Multi-node runs simulated on one machine: `expc run` through DeepSpeed's real launcher.
 
-Two "nodes" are either two ssh-less launcher invocations (`--no_ssh --node_rank 0|1`) or two
-loopback addresses behind a private sshd that DeepSpeed reaches through real pdsh (see
-loopback_cluster.py). Each launch takes several seconds, so each is made once per module and
-several assertions share it. Master ports come from 29600-29699, distinct per launch.
+Two "nodes" are either two ssh-less `expc run --node-rank 0|1` invocations (one process each), or
+two loopback addresses behind a private sshd that DeepSpeed reaches through real pdsh, or through
+real mpirun (see loopback_cluster.py). Every two-node run must train to the same weights as the
+single-node twin manifest (1 node x 2 processes). Each launch takes 10-30 s, so each is made once
+per module and several tests read it. Master ports come from 29600-29699, one per launch; each
+launch gets its own scratch project (a run folder is keyed by digest, and a completed digest is
+not trained again).
 """
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,105 +20,242 @@ from pathlib import Path
 
 import pytest
 
-from .loopback_cluster import start_cluster
+from .loopback_cluster import ADDRESSES, PACKAGES, ensure_packages, start_cluster
+from .loopback_slurm import PACKAGES as SLURM_PACKAGES
+from .loopback_slurm import start_slurm
 
 HERE = Path(__file__).resolve().parent
 SPEC = HERE / "multinode" / "loopback.jsonnet"
-PROBE = HERE / "multinode" / "agreement_probe.py"
 ROOT = HERE.parent
 BIN = Path(sys.executable).parent
-LAUNCH_TIMEOUT = 180
+LAUNCH_TIMEOUT = 240
+HOST = os.uname().nodename
 
 
-def launch(command, cwd, env=None, timeout=LAUNCH_TIMEOUT) -> subprocess.CompletedProcess:
-    """Run one launcher in its own process group; on a timeout the whole group is killed (never
-    a `pkill` by name, which would hit launches of other tests)."""
-    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-    try:
-        out, _ = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate()
-        pytest.fail(f"launch timed out after {timeout} s: {' '.join(map(str, command))}\n{out[-3000:]}")
-    return subprocess.CompletedProcess(command, proc.returncode, out, "")
+def launch_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env["EXPC_DIST_TIMEOUT_S"] = "90"  # a dead peer must not block the others for 30 minutes
+    return {**env, **(extra or {})}
 
 
-def launch_together(commands, cwd, env=None) -> list[subprocess.CompletedProcess]:
-    """Start several launchers at once (one per "node") and wait for all of them."""
-    procs = [subprocess.Popen(c, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, start_new_session=True) for c in commands]
+def start(command, cwd, env=None) -> subprocess.Popen:
+    # Its own process group: a timed-out launch is killed as a group, never by a `pkill` by name
+    # (which would also hit the launches of other tests).
+    return subprocess.Popen([str(c) for c in command], cwd=cwd, env=env or launch_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finish(procs: list[subprocess.Popen]) -> list[subprocess.CompletedProcess]:
     results = []
-    for command, proc in zip(commands, procs):
+    for proc in procs:
         try:
             out, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
         except subprocess.TimeoutExpired:
             for other in procs:
                 if other.poll() is None:
                     os.killpg(other.pid, signal.SIGKILL)
-            pytest.fail(f"launch timed out: {' '.join(map(str, command))}")
-        results.append(subprocess.CompletedProcess(command, proc.returncode, out, ""))
+            pytest.fail(f"a launch timed out: {proc.args}")
+        results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, ""))
     return results
 
 
-@pytest.fixture(scope="module")
-def manifests(tmp_path_factory) -> dict[str, Path]:
-    """A scratch project with the loopback manifests: two nodes x 1 process, its single-node twin
-    (1 x 2), and a two-node manifest with another seed."""
-    import shutil
+def scratch_project(folder: Path, built: Path) -> Path:
+    """A project holding the built manifests, with no runs yet."""
+    shutil.copytree(built / "lib", folder / "lib")
+    shutil.copytree(built / "manifests", folder / "manifests")
+    (folder / "specs").mkdir()
+    return folder
 
-    root = tmp_path_factory.mktemp("multinode")
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """The loopback manifests: two nodes x 1 process (seed 1337, 7 and 8) and the single-node
+    twin of the first (1 node x 2 processes)."""
+    root = tmp_path_factory.mktemp("built")
     shutil.copytree(ROOT / "lib", root / "lib")
     (root / "specs").mkdir()
     shutil.copy(SPEC, root / "specs" / SPEC.name)
-    built = {}
-    for name, tla in {"two_nodes": [], "one_node": ["--tla", "nodes=1"], "other_seed": ["--tla", "seed=7"]}.items():
-        done = subprocess.run([BIN / "expc", "build", f"specs/{SPEC.name}", *tla], cwd=root,
-                              capture_output=True, text=True, check=True)
-        built[name] = root / done.stdout.strip()
-    return built
+    for tla in ([], ["--tla", "nodes=1"], ["--tla", "seed=7"], ["--tla", "seed=8"]):
+        subprocess.run([BIN / "expc", "build", f"specs/{SPEC.name}", *tla], cwd=root, check=True,
+                       capture_output=True)
+    return root
 
 
-def no_ssh_command(node_rank: int, manifest: Path, hostfile: Path, port: int) -> list:
-    return [BIN / "deepspeed", "--no_ssh", "--hostfile", hostfile, "--num_nodes", "2", "--num_gpus", "1",
-            "--node_rank", str(node_rank), "--master_addr", "127.0.0.1", "--master_port", str(port),
-            PROBE, manifest]
+def manifest(project: Path, nodes: int = 2, seed: int = 1337) -> Path:
+    for path in sorted((project / "manifests").glob("*.json")):
+        if path.name == "index.json":
+            continue
+        data = json.loads(path.read_text())
+        if data["hardware"]["nodes"] == nodes and data["seed"] == seed:
+            return path
+    raise AssertionError(f"no manifest for nodes={nodes} seed={seed}")
 
 
-def test_ranks_that_see_different_manifests_abort_together(manifests, tmp_path):
-    hostfile = tmp_path / "hosts.txt"
-    hostfile.write_text("node-0 slots=1\nnode-1 slots=1\n")
-    a, b = manifests["two_nodes"], manifests["other_seed"]
-    results = launch_together([no_ssh_command(0, a, hostfile, 29601),
-                               no_ssh_command(1, b, hostfile, 29601)], cwd=tmp_path)
-    expected = ("error: ranks disagree, so none of them will train:\n"
-                f"  manifest digest: {a.stem[:12]} on rank 0 (host {os.uname().nodename}); "
-                f"{b.stem[:12]} on rank 1 (host {os.uname().nodename})\n")
-    for result in results:
-        assert result.returncode != 0, result.stdout
-        assert expected in result.stdout
-        assert "agreed" not in result.stdout
+def run_dir(project: Path, manifest_path: Path) -> Path:
+    return project / "runs" / manifest_path.stem
+
+
+def final_weights(run: Path) -> dict:
+    """The model weights of the last checkpoint (ZeRO 0-2 keep them whole in rank 0's file)."""
+    import torch
+
+    from trainer.rundir import checkpoint_tags
+
+    tag = checkpoint_tags(run / "checkpoints")[-1]
+    state = torch.load(run / "checkpoints" / tag / "mp_rank_00_model_states.pt", weights_only=False,
+                       map_location="cpu")
+    return state["module"]
+
+
+def losses(run: Path) -> list:
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r.get("loss"), r.get("val_loss")) for r in records]
+
+
+def assert_same_training(run: Path, reference: Path) -> None:
+    import torch
+
+    assert losses(run) == losses(reference)
+    ours, theirs = final_weights(run), final_weights(reference)
+    assert ours.keys() == theirs.keys()
+    different = [name for name in ours if not torch.equal(ours[name], theirs[name])]
+    assert not different, f"weights differ from the single-node run: {different}"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def single_node(built, tmp_path_factory) -> Path:
+    project = scratch_project(tmp_path_factory.mktemp("single"), built)
+    twin = manifest(project, nodes=1)
+    [result] = finish([start([BIN / "expc", "run", twin, "--master-port", 29610], project)])
+    assert result.returncode == 0, result.stdout
+    return run_dir(project, twin)
+
+
+@pytest.fixture(scope="module")
+def no_ssh(built, tmp_path_factory):
+    """Two ssh-less launches, one per "node", started together."""
+    project = scratch_project(tmp_path_factory.mktemp("no_ssh"), built)
+    path = manifest(project)
+    results = finish([start([BIN / "expc", "run", path, "--node-rank", rank, "--master-addr", "127.0.0.1",
+                             "--master-port", 29611], project) for rank in (0, 1)])
+    return run_dir(project, path), results
+
+
+def test_two_ssh_less_nodes_train_like_one_node(no_ssh, single_node):
+    run, results = no_ssh
+    for rank, result in enumerate(results):
+        assert result.returncode == 0, result.stdout
+        assert (f"training {run.name[:12]}: 2 processes on 2 nodes (no-ssh, this is node {rank}), "
+                f"6 steps:") in result.stdout
+    assert_same_training(run, single_node)
+
+
+def test_ssh_less_plan_is_kept_in_the_run_folder(no_ssh):
+    run, _ = no_ssh
+    assert (run / "hostfile").read_text() == "node-0 slots=1\nnode-1 slots=1\n"
+    for node in (0, 1):
+        plan = json.loads((run / f"launch-plan-node{node}.json").read_text())
+        assert plan["launcher"] == "no-ssh"
+        command = plan["commands"][0]
+        assert command[:2] == [str(BIN / "deepspeed"), "--no_ssh"]
+        assert command[command.index("--node_rank") + 1] == str(node)
+    assert sorted(p.name for p in (run / "logs").glob("launcher-node*.log")) == [
+        "launcher-node0.log", "launcher-node1.log"]
+    meta = json.loads((run / "metadata.json").read_text())
+    assert (meta["status"], meta["world_size"]) == ("completed", 2)
+
+
+def test_ranks_that_see_different_manifests_abort_together(built, tmp_path):
+    project = scratch_project(tmp_path / "project", built)
+    a, b = manifest(project, seed=7), manifest(project, seed=8)
+    results = finish([start([BIN / "expc", "run", path, "--node-rank", rank, "--master-addr", "127.0.0.1",
+                             "--master-port", 29612], project) for rank, path in ((0, a), (1, b))])
+    expected = ("error: ranks disagree, so none of them will train:\n"
+                f"  manifest digest: {a.stem[:12]} on rank 0 (host {HOST}); "
+                f"{b.stem[:12]} on rank 1 (host {HOST})")
+    for path, result in zip((a, b), results):
+        assert result.returncode == 1, result.stdout
+        assert "error: the run failed" in result.stdout
+        rank_logs = "".join(p.read_text() for p in (run_dir(project, path) / "logs").glob("*_rank*.log"))
+        assert expected in rank_logs
+        assert not list((run_dir(project, path) / "checkpoints").glob("step_*"))
+
+
+@pytest.fixture(scope="module")
+def debian_packages():
+    """pdsh, sshd, OpenMPI and Slurm, installed together (one apt-get update) when missing."""
+    ensure_packages({**PACKAGES, **SLURM_PACKAGES})
+
+
+@pytest.fixture(scope="module")
+def cluster(debian_packages, tmp_path_factory):
     cluster = start_cluster(tmp_path_factory.mktemp("cluster"))
     yield cluster
     cluster.stop()
 
 
-def test_pdsh_reaches_both_loopback_nodes_with_the_env_file(cluster, manifests, tmp_path):
-    env_file = tmp_path / ".deepspeed_env"
-    env_file.write_text("OMP_NUM_THREADS=1\nDS_ACCELERATOR=cpu\n")
-    env = cluster.env()
-    env["DS_ENV_FILE"] = str(env_file)
-    logs = tmp_path / "logs"
-    result = launch([BIN / "deepspeed", "--hostfile", cluster.hostfile(), "--num_gpus", "1",
-                     "--master_addr", cluster.hosts[0], "--master_port", "29602",
-                     "--enable_each_rank_log", logs, PROBE, manifests["two_nodes"]], cwd=tmp_path, env=env)
-    rank_logs = sorted(logs.glob("*_rank*.log"), key=lambda p: p.name.rsplit("_", 1)[1])
-    shown = "\n".join(f"--- {p.name}\n{p.read_text()}" for p in rank_logs)
-    assert result.returncode == 0, result.stdout + shown
-    assert "export OMP_NUM_THREADS=1; export DS_ACCELERATOR=cpu;" in result.stdout
-    assert [p.name.rsplit("_", 1)[1] for p in rank_logs] == ["rank0.log", "rank1.log"]
-    assert [p.read_text() for p in rank_logs] == ["agreed\n", "agreed\n"]
+@pytest.fixture(scope="module")
+def pdsh_run(built, cluster, tmp_path_factory):
+    project = scratch_project(tmp_path_factory.mktemp("pdsh"), built)
+    path = manifest(project)
+    [result] = finish([start([BIN / "expc", "run", path, "--hostfile", cluster.hostfile(),
+                              "--master-port", 29613], project, cluster.env(launch_env()))])
+    return run_dir(project, path), result
+
+
+def test_pdsh_over_a_private_sshd_trains_like_one_node(pdsh_run, single_node):
+    run, result = pdsh_run
+    assert result.returncode == 0, result.stdout
+    assert f"training {run.name[:12]}: 2 processes on 2 nodes (pdsh), 6 steps:" in result.stdout
+    launcher_log = (run / "logs" / "launcher.log").read_text()
+    assert "cmd = pdsh -S -f 1024 -w 127.0.0.2,127.0.0.3" in launcher_log
+    assert_same_training(run, single_node)
+
+
+def test_pdsh_ranks_get_the_env_file(pdsh_run):
+    run, _ = pdsh_run
+    assert (run / ".deepspeed_env").read_text() == (
+        "OMP_NUM_THREADS=1\nDS_ACCELERATOR=cpu\nEXPC_DIST_TIMEOUT_S=90\n")
+    assert "export OMP_NUM_THREADS=1; export DS_ACCELERATOR=cpu; export EXPC_DIST_TIMEOUT_S=90;" in (
+        run / "logs" / "launcher.log").read_text()
+    assert (run / "hostfile").read_text() == "127.0.0.2 slots=1\n127.0.0.3 slots=1\n"
+
+
+def test_mpirun_trains_like_one_node(built, cluster, single_node, tmp_path):
+    project = scratch_project(tmp_path / "project", built)
+    path = manifest(project)
+    # mpirun refuses root without --allow-run-as-root; the loopback "nodes" talk over lo.
+    args = "--allow-run-as-root --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo"
+    [result] = finish([start([BIN / "expc", "run", path, "--hostfile", cluster.hostfile(), "--launcher", "mpi",
+                              "--launcher-args", args, "--master-port", 29614], project,
+                             cluster.env(launch_env()))])
+    assert result.returncode == 0, result.stdout
+    run = run_dir(project, path)
+    assert "cmd = mpirun -n 2 -hostfile" in (run / "logs" / "launcher.log").read_text()
+    assert_same_training(run, single_node)
+
+
+@pytest.fixture(scope="module")
+def slurm(debian_packages, tmp_path_factory):
+    cluster = start_slurm(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    cluster.stop()
+
+
+def test_sbatch_on_a_local_slurm_trains_like_one_node(built, slurm, single_node, tmp_path):
+    project = scratch_project(tmp_path / "project", built)
+    path = manifest(project)
+    [result] = finish([start([BIN / "expc", "run", path, "--launcher", "slurm", "--master-port", 29615],
+                             project, slurm.env(launch_env()))])
+    assert result.returncode == 0, result.stdout
+    run = run_dir(project, path)
+    job_id = result.stdout.split("Submitted batch job ")[1].split()[0]
+    slurm.wait_for_job(job_id, LAUNCH_TIMEOUT)
+    output = (run / "logs" / f"slurm-{job_id}.out").read_text()
+    for node in (0, 1):
+        assert f"2 processes on 2 nodes (no-ssh, this is node {node})" in output, output + slurm.logs()
+    assert json.loads((run / "launch-plan.json").read_text())["launcher"] == "slurm"
+    for node in (0, 1):  # the master address is the first node's NodeAddr
+        command = json.loads((run / f"launch-plan-node{node}.json").read_text())["commands"][0]
+        assert command[command.index("--master_addr") + 1] == ADDRESSES[0]
+    assert_same_training(run, single_node)
