@@ -24,7 +24,7 @@ UNSAFE = re.compile(r'[\n\r"$`\\]')
 # socket choices of gloo and NCCL matter on every node; the API key is deliberately left out: it
 # would be written to a file in the run folder and shown on pdsh's command line. Log in with
 # `wandb login` on each node instead (or rely on offline mode, the default).
-PASSED_PREFIXES = ("EXPC_", "WANDB_", "GLOO_SOCKET_IFNAME", "NCCL_", "TP_SOCKET_IFNAME")
+PASSED_PREFIXES = ("WANDB_", "GLOO_SOCKET_IFNAME", "NCCL_", "TP_SOCKET_IFNAME")
 NEVER_PASSED = {"WANDB_API_KEY"}
 
 
