@@ -102,3 +102,15 @@ def test_several_manifests_are_all_checked_before_any_trains(stage_runs):
     assert result.returncode == 1
     assert result.stderr == "error: no manifest in manifests/ starts with abcd0123\n"
     assert result.stdout == ""  # nothing was started, not even the first
+
+
+def test_a_digest_being_run_elsewhere_is_refused(stage_runs):
+    from expc.run import run_lock
+
+    run = stage_runs[0]
+    before = sorted(p.name for p in run.run_dir.iterdir())
+    with run_lock(run.run_dir, run.manifest.stem):  # as a concurrent `expc run` holds it
+        result = expc("run", run.manifest.stem[:12], "--rerun", cwd=run.manifest.parent.parent)
+    assert result.returncode == 1
+    assert result.stderr == f"error: {run.manifest.stem[:12]} is being run by another `expc run` on this machine\n"
+    assert sorted(p.name for p in run.run_dir.iterdir()) == before  # nothing moved aside
