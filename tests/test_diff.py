@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from expc.canonical import digest, pretty
 from expc.cli import cli, main
 
 CASES = Path(__file__).parent / "cases" / "diff"
@@ -84,6 +85,68 @@ def test_errors_exit_2_with_one_message(in_project, capsys):
         main(["diff"])
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == "error: give two manifests or specs (OLD NEW), one spec, or --git REV\n"
+
+
+def test_colour_on_a_terminal_only_in_text(in_project):
+    for side in ("old", "new"):
+        shutil.copy(CASES / "lr" / f"{side}.jsonnet", in_project / "specs" / f"{side}.jsonnet")
+    args = ["diff", "specs/old.jsonnet", "specs/new.jsonnet"]
+
+    def coloured(*extra):
+        return CliRunner().invoke(cli, [*args, *extra], standalone_mode=False, color=True).output
+
+    text = coloured()
+    assert "    deepspeed.optimizer.params.lr: \x1b[31m0.001\x1b[0m -> \x1b[32m0.0003\x1b[0m" in text
+    assert "\x1b[" not in coloured("--format", "markdown")
+    assert "\x1b[" not in coloured("--json")
+    assert "\x1b[" not in run(args).output  # not a terminal: plain
+
+
+def test_unknown_format_exits_2(in_project, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["diff", "specs/old.jsonnet", "specs/new.jsonnet", "--format", "bogus"])
+    assert exit_info.value.code == 2
+    assert "Invalid value for '--format': 'bogus' is not one of 'text', 'markdown'." in capsys.readouterr().err
+
+
+def _committed(project: Path, data: dict) -> str:
+    """Write `data` as a manifest file named by its digest (as an older expc would have)."""
+    name = digest(data)
+    (project / "manifests").mkdir(exist_ok=True)
+    (project / "manifests" / f"{name}.json").write_text(pretty(data), encoding="utf-8")
+    return name
+
+
+def _built(project: Path, case: str, side: str) -> dict:
+    shutil.copy(CASES / case / f"{side}.jsonnet", project / "specs" / f"{side}.jsonnet")
+    return json.loads(run(["show", f"specs/{side}.jsonnet"]).output)
+
+
+def test_a_bug_exits_2_with_its_traceback(in_project, capsys):
+    # 1 means "they differ", which CI accepts: a crash must never look like that.
+    broken = _built(in_project, "lr", "old")
+    broken["model"]["n_embd"] = "wide"  # nothing validates a manifest read back; arithmetic fails
+    name = _committed(in_project, broken)
+    shutil.copy(CASES / "lr" / "new.jsonnet", in_project / "specs" / "new.jsonnet")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["diff", name[:12], "specs/new.jsonnet"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):\n")
+    assert err.rstrip().splitlines()[-1].startswith("TypeError: ")
+
+
+def test_older_manifest_leaves_out_the_quantities_it_cannot_give(in_project):
+    older = _built(in_project, "model_size", "old")
+    del older["train"]["max_steps"], older["hardware"]["peak_tflops"]  # fields of a later schema
+    old = _committed(in_project, older)
+    _built(in_project, "model_size", "new")
+    result = run(["diff", old[:12], "specs/new.jsonnet", "--json"])
+    assert result.return_value == 1
+    (pair,) = json.loads(result.output)["pairs"]
+    assert {"path": "train.max_steps", "new": 50} in pair["changes"]["train"]
+    assert [d["name"] for d in pair["derived"]] == [
+        "parameters", "tokens per step", "memory per device"]
 
 
 def _git(root, *args):

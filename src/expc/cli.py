@@ -39,8 +39,9 @@ def json_option(command):
 
 
 def errors_exit_with(status: int):
-    """User errors in this command exit with `status` instead of 1 (for commands where 1 means
-    something else, like `diff`'s "they differ")."""
+    """Every failure in this command exits with `status` instead of 1, for commands where 1 means
+    something else (`diff`'s "they differ": a CI step that accepts 1 must never pass on a crash).
+    A user mistake is still rendered once by `main`; a bug still prints its traceback."""
     def decorate(command):
         @functools.wraps(command)
         def run(*args, **kwargs):
@@ -49,6 +50,13 @@ def errors_exit_with(status: int):
             except ExpcError as err:
                 err.exit_status = status
                 raise
+            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+                raise  # click's own exits carry their own status
+            except Exception:
+                import traceback
+
+                traceback.print_exc()
+                sys.exit(status)
         return run
     return decorate
 

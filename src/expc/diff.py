@@ -140,24 +140,42 @@ def section_of(path: str) -> str:
     return head if head in SECTIONS else TOP_LEVEL
 
 
+# Where each derived quantity reads its inputs; a manifest of an older schema may lack some.
+_MODEL = ("model.n_embd", "model.n_layer", "model.vocab_size", "model.block_size")
+_WORLD = ("hardware.nodes", "hardware.procs_per_node")
+_TOKENS = ("deepspeed.train_batch_size", "model.block_size")
+_TOTAL = (*_TOKENS, "train.max_steps")
+
+
 def derived(old: dict, new: dict) -> list[Derived]:
-    """The quantities a reviewer weighs, computed by estimate.py on each side."""
+    """The quantities a reviewer weighs, computed by estimate.py on each side. A quantity whose
+    inputs one side lacks (a manifest of an older schema) is left out rather than guessed."""
     from . import estimate
 
-    def both(fn):
-        return fn(old), fn(new)
-
     rows = [
-        ("parameters", *both(lambda m: estimate.parameter_count(m["model"])), ""),
-        ("world size", *both(estimate.world_size), ""),
-        ("global batch", *both(lambda m: m["deepspeed"]["train_batch_size"]), "sequences"),
-        ("tokens per step", *both(estimate.tokens_per_step), "tokens"),
-        ("tokens in total", *both(estimate.total_tokens), "tokens"),
-        ("memory per device", *both(lambda m: estimate.memory_per_device(m).total), "GiB"),
-        ("compute", *both(estimate.total_flops), "FLOPs"),
-        ("device-hours at 40% MFU", *both(lambda m: estimate.device_hours(m, mfu=0.4)), "h"),
+        ("parameters", lambda m: estimate.parameter_count(m["model"]), _MODEL, ""),
+        ("world size", estimate.world_size, _WORLD, ""),
+        ("global batch", lambda m: m["deepspeed"]["train_batch_size"], ("deepspeed.train_batch_size",),
+         "sequences"),
+        ("tokens per step", estimate.tokens_per_step, _TOKENS, "tokens"),
+        ("tokens in total", estimate.total_tokens, _TOTAL, "tokens"),
+        ("memory per device", lambda m: estimate.memory_per_device(m).total, (*_MODEL, *_WORLD), "GiB"),
+        ("compute", estimate.total_flops, (*_MODEL, *_TOTAL), "FLOPs"),
+        ("device-hours at 40% MFU", lambda m: estimate.device_hours(m, mfu=0.4),
+         (*_MODEL, *_TOTAL, "hardware.peak_tflops"), "h"),
     ]
-    return [Derived(name, a, b, unit) for name, a, b, unit in rows]
+    return [Derived(name, fn(old), fn(new), unit) for name, fn, inputs, unit in rows
+            if _has(old, inputs) and _has(new, inputs)]
+
+
+def _has(manifest: dict, paths: tuple[str, ...]) -> bool:
+    for path in paths:
+        node = manifest
+        for key in path.split("."):
+            if not isinstance(node, dict) or key not in node:
+                return False
+            node = node[key]
+    return True
 
 
 def _same(a, b) -> bool:
