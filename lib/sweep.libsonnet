@@ -43,7 +43,7 @@ local tidy_exponent(s) =
 
 // The shortest readable label that reads back to exactly `x`.
 local number_label(x) =
-  if x == std.floor(x) && std.abs(x) < 1e15 then '%d' % x
+  if x == std.floor(x) && std.abs(x) < 1e15 then std.toString(x + 0)  // + 0 turns -0 into 0
   else
     local short = tidy_exponent('%g' % x);
     if std.parseJson(short) == x then short else tidy_exponent('%.15g' % x);
@@ -79,7 +79,9 @@ local setter(path, value) =
 local product(axes) =
   std.foldl(
     function(combos, axis)
-      [c + [p { axis: axis }] for c in combos for p in points(axis, axes[axis])],
+      // The axis' points once, not once per combination so far.
+      local axis_points = [p { axis: axis } for p in points(axis, axes[axis])];
+      [c + [p] for c in combos for p in axis_points],
     std.objectFields(axes),
     [[]]
   );
@@ -89,7 +91,9 @@ local product(axes) =
   grid(base, axes)::
     assert std.isObject(axes) && std.length(axes) > 0 : 'sweep.grid needs at least one axis';
     local combos = product(axes);
-    local name(combo) = std.join(',', ['%s=%s' % [p.axis, p.label] for p in combo]);
+    // Concatenation, not `%`: go-jsonnet's std.format runs in Jsonnet and costs ~0.4 ms a call,
+    // most of a 1000-member sweep's evaluation.
+    local name(combo) = std.join(',', [p.axis + '=' + p.label for p in combo]);
     // Two values with the same label (['1', 1]) make Jsonnet stop at a duplicate field name.
     { [name(c)]: std.foldl(function(exp, p) exp + setter(p.axis, p.value), c, base) for c in combos },
 
