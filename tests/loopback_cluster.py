@@ -1,6 +1,8 @@
 """A two-"node" cluster on one machine for the real pdsh and mpirun paths: a private sshd.
 
-The test installs what it needs (`pdsh`, `openssh-server`, `openmpi-bin`) with apt when missing, then starts its
+The tests install what they need with apt when it is missing (`openssh-server` and
+`openssh-client` for the cluster, `pdsh` or `openmpi-bin` for the launcher tried; outside CI a
+test skips when it cannot install them, in CI it fails: see `ensure_packages`), then start their
 own `sshd` in the foreground on two loopback addresses (127.0.0.2 and 127.0.0.3), on a free high
 port, with a fresh host key, a throwaway client key and its own config. An `ssh` wrapper first on
 PATH points every ssh call (DeepSpeed's reachability check, pdsh's ssh module) at that config, so
@@ -23,31 +25,54 @@ from pathlib import Path
 import pytest
 
 ADDRESSES = ("127.0.0.2", "127.0.0.3")
-PACKAGES = {"pdsh": "pdsh", "sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
-            "mpirun": "openmpi-bin", "ompi_info": "openmpi-bin"}
+# Each maps a program to the Debian package that provides it; each test asks for its own set.
+SSH_PACKAGES = {"sshd": "openssh-server", "ssh": "openssh-client", "ssh-keygen": "openssh-client"}
+PDSH_PACKAGES = {"pdsh": "pdsh"}
+MPI_PACKAGES = {"mpirun": "openmpi-bin", "ompi_info": "openmpi-bin"}
 SBIN = ("/usr/sbin", "/sbin")
+_apt_updated: str | None = None  # "ok", or why `apt-get update` failed: it runs once per session
 
 
 def which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path=os.pathsep.join(SBIN))
 
 
-def ensure_packages(packages: dict[str, str] = PACKAGES) -> None:
-    """Install the Debian packages whose programs are missing (apt-get update first); skip the
-    test when apt cannot be used. `packages` maps a program to the package that provides it."""
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(reason: str):
+    """Skip the test outside CI; fail it in CI (CI set), where these launch paths must really run."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set, so this fails instead of skipping)", pytrace=False)
+    pytest.skip(reason)
+
+
+def ensure_packages(packages: dict[str, str]) -> None:
+    """Install the Debian packages whose programs are missing; skip (outside CI) or fail (in CI)
+    when apt cannot be used. `packages` maps a program to the package that provides it."""
+    global _apt_updated
     missing = sorted({package for binary, package in packages.items() if not which(binary)})
     if not missing:
         return
+    needs = f"needs the Debian package(s) {', '.join(missing)}"
     if not shutil.which("apt-get"):
-        pytest.skip(f"needs {', '.join(missing)} and there is no apt-get to install them")
+        unavailable(f"{needs} and there is no apt-get to install them")
     if os.geteuid() != 0:
-        pytest.skip(f"needs {', '.join(missing)}; installing them with apt-get needs root")
+        unavailable(f"{needs}; installing them with apt-get needs root")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-q"],
-                    ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            pytest.skip(f"apt-get could not install {', '.join(missing)}: {done.stderr.strip()[-500:]}")
+    if _apt_updated is None:
+        done = subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, text=True, timeout=600)
+        _apt_updated = "ok" if done.returncode == 0 else done.stderr.strip()[-500:]
+    if _apt_updated != "ok":
+        unavailable(f"{needs}; apt-get update failed: {_apt_updated}")
+    done = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env,
+                          capture_output=True, text=True, timeout=600)
+    if done.returncode != 0:
+        unavailable(f"{needs}; apt-get install failed: {done.stderr.strip()[-500:]}")
+    still = sorted(binary for binary in packages if not which(binary))
+    if still:
+        unavailable(f"{needs}; after installing them, {', '.join(still)} still cannot be found")
 
 
 def free_port(address: str) -> int:
@@ -115,7 +140,7 @@ def descendants(root: int) -> list[int]:
 
 
 def start_cluster(folder: Path) -> LoopbackCluster:
-    ensure_packages()
+    """sshd on the loopback addresses; the caller has installed SSH_PACKAGES (ensure_packages)."""
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     keygen = which("ssh-keygen")

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .loopback_cluster import ADDRESSES, ensure_packages, free_port, which
+from .loopback_cluster import ADDRESSES, free_port, which
 
 PACKAGES = {"slurmctld": "slurmctld", "slurmd": "slurmd", "sbatch": "slurm-client", "munged": "munge"}
 NODES = ("n0", "n1")
@@ -60,7 +60,7 @@ class LoopbackSlurm:
 
 
 def start_slurm(folder: Path) -> LoopbackSlurm:
-    ensure_packages(PACKAGES)
+    """The caller has installed PACKAGES (loopback_cluster.ensure_packages)."""
     folder.mkdir(parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     key = folder / "munge.key"

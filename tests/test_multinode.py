@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from .loopback_cluster import ADDRESSES, PACKAGES, ensure_packages, start_cluster
+from .loopback_cluster import (ADDRESSES, MPI_PACKAGES, PDSH_PACKAGES, SSH_PACKAGES, ensure_packages, start_cluster,
+                               unavailable)
 from .loopback_slurm import PACKAGES as SLURM_PACKAGES
 from .loopback_slurm import start_slurm
 
@@ -180,21 +181,43 @@ def test_ranks_that_see_different_manifests_abort_together(built, tmp_path):
         assert not list((run_dir(project, path) / "checkpoints").glob("step_*"))
 
 
-@pytest.fixture(scope="module")
-def debian_packages():
-    """pdsh, sshd, OpenMPI and Slurm, installed together (one apt-get update) when missing."""
-    ensure_packages({**PACKAGES, **SLURM_PACKAGES})
+# One fixture per package set, so a package that cannot be installed skips (or, in CI, fails)
+# only the tests that need it. apt-get update runs at most once (loopback_cluster.ensure_packages).
+def test_missing_packages_skip_outside_ci_and_fail_in_ci(monkeypatch):
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="^needs pdsh$"):
+        unavailable("needs pdsh")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"^needs pdsh \(CI is set, so this fails instead of skipping\)$"):
+        unavailable("needs pdsh")
 
 
 @pytest.fixture(scope="module")
-def cluster(debian_packages, tmp_path_factory):
+def pdsh_packages():
+    ensure_packages(PDSH_PACKAGES)
+
+
+@pytest.fixture(scope="module")
+def mpi_packages():
+    ensure_packages(MPI_PACKAGES)
+
+
+@pytest.fixture(scope="module")
+def slurm_packages():
+    ensure_packages(SLURM_PACKAGES)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A private sshd on the loopback addresses (pdsh and mpirun both reach the "nodes" over ssh)."""
+    ensure_packages(SSH_PACKAGES)
     cluster = start_cluster(tmp_path_factory.mktemp("cluster"))
     yield cluster
     cluster.stop()
 
 
 @pytest.fixture(scope="module")
-def pdsh_run(built, cluster, tmp_path_factory):
+def pdsh_run(built, pdsh_packages, cluster, tmp_path_factory):
     project = scratch_project(tmp_path_factory.mktemp("pdsh"), built)
     path = manifest(project)
     [result] = finish([start([BIN / "expc", "run", path, "--hostfile", cluster.hostfile(),
@@ -220,7 +243,7 @@ def test_pdsh_ranks_get_the_env_file(pdsh_run):
     assert (run / "hostfile").read_text() == "127.0.0.2 slots=1\n127.0.0.3 slots=1\n"
 
 
-def test_mpirun_trains_like_one_node(built, cluster, single_node, tmp_path):
+def test_mpirun_trains_like_one_node(built, mpi_packages, cluster, single_node, tmp_path):
     project = scratch_project(tmp_path / "project", built)
     path = manifest(project)
     # mpirun refuses root without --allow-run-as-root; the loopback "nodes" talk over lo.
@@ -235,7 +258,7 @@ def test_mpirun_trains_like_one_node(built, cluster, single_node, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def slurm(debian_packages, tmp_path_factory):
+def slurm(slurm_packages, tmp_path_factory):
     cluster = start_slurm(tmp_path_factory.mktemp("slurm"))
     yield cluster
     cluster.stop()
