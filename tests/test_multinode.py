@@ -33,9 +33,15 @@ LAUNCH_TIMEOUT = 240
 HOST = os.uname().nodename
 
 
+# A dead peer must not block the others for torch's default 30 minutes: the two-node launches
+# pass --dist-timeout (the only way the value reaches ranks started over pdsh or mpirun); the
+# single-node twin's ranks read it from the environment.
+DIST_TIMEOUT = ["--dist-timeout", 90]
+
+
 def launch_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env["EXPC_DIST_TIMEOUT_S"] = "90"  # a dead peer must not block the others for 30 minutes
+    env["EXPC_DIST_TIMEOUT_S"] = "90"
     return {**env, **(extra or {})}
 
 
@@ -138,7 +144,7 @@ def no_ssh(built, tmp_path_factory):
     project = scratch_project(tmp_path_factory.mktemp("no_ssh"), built)
     path = manifest(project)
     results = finish([start([BIN / "expc", "run", path, "--node-rank", rank, "--master-addr", "127.0.0.1",
-                             "--master-port", 29611], project) for rank in (0, 1)])
+                             "--master-port", 29611, *DIST_TIMEOUT], project) for rank in (0, 1)])
     return run_dir(project, path), results
 
 
@@ -170,7 +176,7 @@ def test_ranks_that_see_different_manifests_abort_together(built, tmp_path):
     project = scratch_project(tmp_path / "project", built)
     a, b = manifest(project, seed=7), manifest(project, seed=8)
     results = finish([start([BIN / "expc", "run", path, "--node-rank", rank, "--master-addr", "127.0.0.1",
-                             "--master-port", 29612], project) for rank, path in ((0, a), (1, b))])
+                             "--master-port", 29612, *DIST_TIMEOUT], project) for rank, path in ((0, a), (1, b))])
     expected = ("error: ranks disagree, so none of them will train:\n"
                 f"  manifest digest: {a.stem[:12]} on rank 0 (host {HOST}); "
                 f"{b.stem[:12]} on rank 1 (host {HOST})")
@@ -221,7 +227,7 @@ def pdsh_run(built, pdsh_packages, cluster, tmp_path_factory):
     project = scratch_project(tmp_path_factory.mktemp("pdsh"), built)
     path = manifest(project)
     [result] = finish([start([BIN / "expc", "run", path, "--hostfile", cluster.hostfile(),
-                              "--master-port", 29613], project, cluster.env(launch_env()))])
+                              "--master-port", 29613, *DIST_TIMEOUT], project, cluster.env(launch_env()))])
     return run_dir(project, path), result
 
 
@@ -249,7 +255,7 @@ def test_mpirun_trains_like_one_node(built, mpi_packages, cluster, single_node, 
     # mpirun refuses root without --allow-run-as-root; the loopback "nodes" talk over lo.
     args = "--allow-run-as-root --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo"
     [result] = finish([start([BIN / "expc", "run", path, "--hostfile", cluster.hostfile(), "--launcher", "mpi",
-                              "--launcher-args", args, "--master-port", 29614], project,
+                              "--launcher-args", args, "--master-port", 29614, *DIST_TIMEOUT], project,
                              cluster.env(launch_env()))])
     assert result.returncode == 0, result.stdout
     run = run_dir(project, path)
@@ -267,8 +273,8 @@ def slurm(slurm_packages, tmp_path_factory):
 def test_sbatch_on_a_local_slurm_trains_like_one_node(built, slurm, single_node, tmp_path):
     project = scratch_project(tmp_path / "project", built)
     path = manifest(project)
-    [result] = finish([start([BIN / "expc", "run", path, "--launcher", "slurm", "--master-port", 29615],
-                             project, slurm.env(launch_env()))])
+    [result] = finish([start([BIN / "expc", "run", path, "--launcher", "slurm", "--master-port", 29615,
+                              *DIST_TIMEOUT], project, slurm.env(launch_env()))])
     assert result.returncode == 0, result.stdout
     run = run_dir(project, path)
     job_id = result.stdout.split("Submitted batch job ")[1].split()[0]
@@ -277,7 +283,9 @@ def test_sbatch_on_a_local_slurm_trains_like_one_node(built, slurm, single_node,
     for node in (0, 1):
         assert f"2 processes on 2 nodes (no-ssh, this is node {node})" in output, output + slurm.logs()
     assert json.loads((run / "launch-plan.json").read_text())["launcher"] == "slurm"
-    for node in (0, 1):  # the master address is the first node's NodeAddr
-        command = json.loads((run / f"launch-plan-node{node}.json").read_text())["commands"][0]
+    for node in (0, 1):  # the master address is the first node's NodeAddr; the timeout reached each node
+        plan = json.loads((run / f"launch-plan-node{node}.json").read_text())
+        command = plan["commands"][0]
         assert command[command.index("--master_addr") + 1] == ADDRESSES[0]
+        assert plan["env"]["EXPC_DIST_TIMEOUT_S"] == "90"
     assert_same_training(run, single_node)

@@ -7,7 +7,7 @@ import pytest
 
 from expc.errors import ExpcError
 from expc.hosts import Host
-from expc.multinode import Job, mpi_plan, no_ssh_plan, pdsh_plan, slurm_plan
+from expc.multinode import Job, Placement, mpi_plan, no_ssh_plan, pdsh_plan, plan_placement, slurm_plan
 from trainer.ranks import adopt_launcher_ranks
 
 GOLDEN = Path(__file__).parent / "multinode" / "golden"
@@ -15,9 +15,9 @@ DIGEST = "2472edd46dbafa6e5fc2637fced70be10c970c921d7abc5619961731815e59dc"
 CLUSTER = Path("/shared/project")  # a path as it would look on a cluster's shared file system
 
 
-def job(accelerator="cuda", nodes=2, procs=8, env=None):
+def job(accelerator="cuda", nodes=2, procs=8, env=None, launch_env=None):
     manifest = {"hardware": {"nodes": nodes, "procs_per_node": procs, "accelerator": accelerator},
-                "launch": {"threads_per_process": 8, "env": {}}}
+                "launch": {"threads_per_process": 8, "env": launch_env or {}}}
     return Job(manifest, CLUSTER / "manifests" / f"{DIGEST}.json", CLUSTER / "runs" / DIGEST,
                CLUSTER / ".venv" / "bin", env or {"OMP_NUM_THREADS": "8", "DS_ACCELERATOR": "cuda",
                                                   "NCCL_IB_HCA": "mlx5"}, master_port=29512)
@@ -37,6 +37,36 @@ HOSTS = (Host("gpu-a", 8, 1), Host("gpu-b", 16, 2))
 ])
 def test_dry_run_text(name, plan, golden):
     golden(GOLDEN / f"{name}.txt", plan().describe())
+
+
+def test_dist_timeout_reaches_every_rank_through_the_plan(tmp_path):
+    hosts = tmp_path / "hosts.txt"
+    hosts.write_text("gpu-a slots=8\ngpu-b slots=8\n")
+    pdsh = plan_placement(job(), DIGEST, Placement(hostfile=hosts, dist_timeout_s=600))
+    assert pdsh.files[".deepspeed_env"] == (
+        "OMP_NUM_THREADS=8\nDS_ACCELERATOR=cuda\nNCCL_IB_HCA=mlx5\nEXPC_DIST_TIMEOUT_S=600\n")
+    mpi = plan_placement(job(), DIGEST, Placement(hostfile=hosts, launcher="mpi", dist_timeout_s=600))
+    assert "EXPC_DIST_TIMEOUT_S=600\n" in mpi.files[".deepspeed_env"]
+    no_ssh = plan_placement(job(), DIGEST, Placement(node_rank=1, master_addr="gpu-a", dist_timeout_s=600))
+    assert no_ssh.env["EXPC_DIST_TIMEOUT_S"] == "600"
+    slurm = plan_placement(job(), DIGEST, Placement(launcher="slurm", dist_timeout_s=600))
+    assert slurm.files["slurm.sbatch"].splitlines()[-1].endswith(
+        "--master-addr \"$MASTER_ADDR\" --master-port 29512 --dist-timeout 600'")
+    # without the option, nothing is added: the rank reads torch's default
+    assert "EXPC_DIST_TIMEOUT_S" not in plan_placement(job(), DIGEST, Placement(hostfile=hosts)).files[".deepspeed_env"]
+
+
+@pytest.mark.parametrize("plan_job, placement, message", [
+    (job(nodes=1), Placement(dist_timeout_s=60),
+     "--dist-timeout is for launches over several nodes; this manifest is planned for 1 node, whose ranks "
+     "one launcher starts and stops together (set EXPC_DIST_TIMEOUT_S in the environment to change it there)"),
+    (job(launch_env={"EXPC_DIST_TIMEOUT_S": "90"}), Placement(node_rank=0, master_addr="gpu-a", dist_timeout_s=60),
+     "--dist-timeout 60 disagrees with the manifest's launch.env EXPC_DIST_TIMEOUT_S=90; drop one of them"),
+])
+def test_dist_timeout_refusals(plan_job, placement, message):
+    with pytest.raises(ExpcError) as caught:
+        plan_placement(plan_job, DIGEST, placement)
+    assert caught.value.render() == message
 
 
 def test_openmpi_ranks_are_adopted_without_mpi4py():

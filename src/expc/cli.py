@@ -172,20 +172,24 @@ def schema(as_json_schema):
 @click.option("--launcher-args", default="", metavar="ARGS", help="Passed verbatim to pdsh or mpirun.")
 @click.option("--partition", help="Slurm partition for --launcher slurm.")
 @click.option("--time", "time_limit", metavar="LIMIT", help="Slurm time limit for --launcher slurm, e.g. 2-00:00:00.")
+@click.option("--dist-timeout", "dist_timeout_s", type=click.IntRange(min=1), metavar="SECONDS",
+              help="Multi-node: how long every rank waits for the others to join (default 1800).")
 def run(manifests, dry_run, rerun, master_port, hostfile, node_rank, master_addr, launcher, launcher_args,
-        partition, time_limit):
+        partition, time_limit, dist_timeout_s):
     """Train MANIFESTS (manifest files or unique digest prefixes) with DeepSpeed, one after another.
 
     Results go to runs/<digest>/. A completed digest is reported, not retrained; an interrupted
     one resumes from its last checkpoint. Ctrl-C stops every rank after a checkpoint.
 
     \b
-    Example:
+    Examples:
       expc run manifests/1e69703c1a0b...json
       expc run 1e69703c --dry-run
-      expc run 1e69703c --hostfile hosts.txt                  # pdsh over ssh
-      expc run 1e69703c --node-rank 1 --master-addr node-0    # on each node, no ssh
-      expc run 1e69703c --launcher slurm --dry-run            # the sbatch script
+    On several nodes (specs/large.jsonnet plans 4 nodes x 8 GPUs):
+      expc run 1ea9f84f --hostfile hosts.txt                  # pdsh over ssh
+      expc run 1ea9f84f --node-rank 1 --master-addr node-0    # on each node, no ssh
+      expc run 1ea9f84f --launcher slurm --dry-run            # the sbatch script
+      expc run 1ea9f84f --hostfile hosts.txt --dist-timeout 600
     """
     from pathlib import Path
 
@@ -193,7 +197,7 @@ def run(manifests, dry_run, rerun, master_port, hostfile, node_rank, master_addr
     from .run import run_all
 
     placement = Placement(Path(hostfile) if hostfile else None, node_rank, master_addr, launcher,
-                          launcher_args, partition, time_limit)
+                          launcher_args, partition, time_limit, dist_timeout_s)
     sys.exit(run_all(manifests, dry_run=dry_run, rerun=rerun, master_port=master_port, placement=placement))
 
 

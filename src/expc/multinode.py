@@ -20,7 +20,7 @@ and `launch-plan.json` (written by the caller from `as_json`).
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .deepspeed_env import deepspeed_env_text
@@ -29,6 +29,9 @@ from .hosts import Host
 
 LAUNCHERS = ("pdsh", "no-ssh", "mpi", "slurm")
 DEFAULT_MASTER_PORT = 29500
+# How long a rank waits for its peers at the rendezvous (torch's default: 30 minutes). A launch
+# detail, so it comes from `expc run --dist-timeout` and travels in the plan, not the manifest.
+DIST_TIMEOUT = "EXPC_DIST_TIMEOUT_S"
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,8 @@ def mpi_plan(job: Job, hosts, master_addr: str | None = None, launcher_args: str
          "btl_tcp_if_include; the trainer reads OpenMPI's rank variables"])
 
 
-def slurm_script(job: Job, digest: str, partition: str | None = None, time_limit: str | None = None) -> str:
+def slurm_script(job: Job, digest: str, partition: str | None = None, time_limit: str | None = None,
+                 dist_timeout_s: int | None = None) -> str:
     """An sbatch script: one task per node, each running the ssh-less expc command for its node."""
     gpus = job.manifest["hardware"]["accelerator"] == "cuda"
     threads = job.manifest["launch"]["threads_per_process"]
@@ -172,17 +176,18 @@ def slurm_script(job: Job, digest: str, partition: str | None = None, time_limit
               + shlex.quote(
                   f"exec {shlex.quote(str(job.bin_dir / 'expc'))} run {shlex.quote(str(job.manifest_path))} "
                   f'--node-rank "$SLURM_NODEID" --master-addr "$MASTER_ADDR" '
-                  f"--master-port {job.master_port}"),
+                  f"--master-port {job.master_port}"
+                  + (f" --dist-timeout {dist_timeout_s}" if dist_timeout_s is not None else "")),
               ""]
     return "\n".join(lines)
 
 
-def slurm_plan(job: Job, digest: str, partition: str | None = None,
-               time_limit: str | None = None) -> MultinodePlan:
+def slurm_plan(job: Job, digest: str, partition: str | None = None, time_limit: str | None = None,
+               dist_timeout_s: int | None = None) -> MultinodePlan:
     script = job.run_dir / "slurm.sbatch"
     return MultinodePlan(
         "slurm", [["sbatch", str(script)]], {},
-        {"slurm.sbatch": slurm_script(job, digest, partition, time_limit)},
+        {"slurm.sbatch": slurm_script(job, digest, partition, time_limit, dist_timeout_s)},
         ["the allocation's nodes must see the run folder and the same expc install"])
 
 
@@ -197,11 +202,12 @@ class Placement:
     launcher_args: str = ""
     partition: str | None = None  # Slurm only
     time_limit: str | None = None  # Slurm only
+    dist_timeout_s: int | None = None  # seconds every rank waits for its peers (DIST_TIMEOUT)
 
     @property
     def given(self) -> bool:
         return (self.hostfile is not None or self.node_rank is not None or self.launcher is not None
-                or self.master_addr is not None)
+                or self.master_addr is not None or self.dist_timeout_s is not None)
 
 
 def plan_placement(job: Job, digest: str, placement: Placement) -> MultinodePlan:
@@ -212,6 +218,13 @@ def plan_placement(job: Job, digest: str, placement: Placement) -> MultinodePlan
     launcher = placement.launcher or ("no-ssh" if placement.node_rank is not None else "pdsh")
     if launcher not in LAUNCHERS:
         raise ExpcError(f'unknown launcher "{launcher}"; choose one of {", ".join(LAUNCHERS)}')
+    if placement.dist_timeout_s is not None:
+        only_timeout = placement == Placement(dist_timeout_s=placement.dist_timeout_s)
+        if hardware["nodes"] == 1 and only_timeout:
+            raise ExpcError("--dist-timeout is for launches over several nodes; this manifest is planned "
+                            "for 1 node, whose ranks one launcher starts and stops together (set "
+                            f"{DIST_TIMEOUT} in the environment to change it there)")
+        job = with_dist_timeout(job, placement.dist_timeout_s)
     if placement.node_rank is not None and launcher != "no-ssh":
         raise ExpcError(f"--node-rank starts one node without ssh; it does not go with --launcher {launcher}")
     if launcher == "no-ssh":
@@ -225,7 +238,7 @@ def plan_placement(job: Job, digest: str, placement: Placement) -> MultinodePlan
         if placement.hostfile or placement.master_addr:
             raise ExpcError("--launcher slurm takes its nodes and master address from the allocation; "
                             "drop --hostfile and --master-addr")
-        return slurm_plan(job, digest, placement.partition, placement.time_limit)
+        return slurm_plan(job, digest, placement.partition, placement.time_limit, placement.dist_timeout_s)
     if placement.hostfile is None:
         nodes = hardware["nodes"]
         raise ExpcError(
@@ -236,3 +249,13 @@ def plan_placement(job: Job, digest: str, placement: Placement) -> MultinodePlan
     if launcher == "mpi":
         return mpi_plan(job, hosts, placement.master_addr, placement.launcher_args)
     return pdsh_plan(job, hosts, placement.master_addr, placement.launcher_args)
+
+
+def with_dist_timeout(job: Job, seconds: int) -> Job:
+    """The job with every rank's rendezvous timeout set: it goes into `.deepspeed_env` (pdsh,
+    mpirun) or the local environment (no-ssh), the only ways a value reaches remote ranks."""
+    reviewed = job.manifest["launch"]["env"].get(DIST_TIMEOUT)
+    if reviewed is not None and reviewed != str(seconds):
+        raise ExpcError(f"--dist-timeout {seconds} disagrees with the manifest's launch.env "
+                        f"{DIST_TIMEOUT}={reviewed}; drop one of them")
+    return replace(job, env={**job.env, DIST_TIMEOUT: str(seconds)})

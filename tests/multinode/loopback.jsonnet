@@ -12,9 +12,6 @@ function(nodes=2, seed=1337)
     global_batch_size:: 4,
     micro_batch_size:: 2,
     lr:: 1e-3,
-    // A dead peer must not block the other "node" for torch's default 30 minutes; over pdsh
-    // and mpirun only the manifest's launch.env reaches every rank for sure.
-    launch+: { env+: { EXPC_DIST_TIMEOUT_S: '90' } },
     train+: {
       max_steps: 6,
       log_interval: 2,
