@@ -7,11 +7,16 @@ collective and train something slightly different, silently. So before the first
 all-gathers its fingerprint; each rank then compares the same list and reaches the same verdict,
 so either all train or all stop (nobody is left waiting in a collective for a peer that quit).
 
-Call `check_agreement(digest)` once the process group is up (after `deepspeed.init_distributed`;
-on NCCL, after `torch.cuda.set_device`) and before building the model.
+On a GPU manifest each rank also reports how many CUDA devices it sees and how many processes
+its host runs: a host with fewer devices than processes (a GPU fallen off the bus, a hostfile
+with too many slots) is named, and again every rank stops together.
+
+Call `check_agreement(digest, hardware)` once the process group is up (after
+`deepspeed.init_distributed`; on NCCL, after `torch.cuda.set_device`) and before building the model.
 """
 from __future__ import annotations
 
+import os
 import platform
 import socket
 import subprocess
@@ -34,6 +39,8 @@ class Fingerprint:
     torch: str
     deepspeed: str
     commit: str  # "<40 hex>", "<40 hex>+dirty:<12 hex of the diff>", or "none" outside a checkout
+    devices: int | None = None  # CUDA devices this rank sees; None on a CPU manifest
+    local_procs: int | None = None  # processes its host runs (each needs a device); None on CPU
 
 
 def source_commit(folder: Path | None = None) -> str:
@@ -57,28 +64,76 @@ def source_commit(folder: Path | None = None) -> str:
     return commit
 
 
-def local_fingerprint(manifest_digest: str, rank: int) -> Fingerprint:
+def local_processes(procs_per_node: int | None, environ=None) -> int | None:
+    """Processes started on this host: the launcher's count (LOCAL_WORLD_SIZE from torchrun,
+    LOCAL_SIZE from DeepSpeed's launcher and from ranks.py under mpirun), else the manifest's."""
+    environ = os.environ if environ is None else environ
+    for name in ("LOCAL_WORLD_SIZE", "LOCAL_SIZE"):
+        if environ.get(name, "").isdigit():
+            return int(environ[name])
+    return procs_per_node
+
+
+def local_fingerprint(manifest_digest: str, rank: int, gpu: bool = False,
+                      procs_per_node: int | None = None) -> Fingerprint:
     import deepspeed
     import torch
 
+    devices = torch.cuda.device_count() if gpu else None
     return Fingerprint(rank=rank, host=socket.gethostname(), manifest=manifest_digest,
                        python=platform.python_version(), torch=torch.__version__,
-                       deepspeed=deepspeed.__version__, commit=source_commit())
+                       deepspeed=deepspeed.__version__, commit=source_commit(), devices=devices,
+                       local_procs=local_processes(procs_per_node) if gpu else None)
 
 
-def check_agreement(manifest_digest: str) -> list[Fingerprint]:
-    """All-gather every rank's fingerprint; return them (rank order) when all agree, else raise
-    the same ExpcError on every rank. Needs an initialized torch.distributed process group."""
+def check_agreement(manifest_digest: str, hardware: dict | None = None) -> list[Fingerprint]:
+    """All-gather every rank's fingerprint; return them (rank order) when all agree and every
+    host has its devices, else raise the same ExpcError on every rank. Needs an initialized
+    torch.distributed process group. `hardware` is the manifest's section; without it, a GPU
+    run is recognised by its NCCL backend and the local process count comes from the launcher."""
     import torch.distributed as dist
 
-    mine = local_fingerprint(manifest_digest, dist.get_rank())
+    if hardware is not None:
+        gpu, procs = hardware["accelerator"] == "cuda", hardware["procs_per_node"]
+    else:
+        gpu, procs = "nccl" in str(dist.get_backend()), None
+    mine = local_fingerprint(manifest_digest, dist.get_rank(), gpu, procs)
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, asdict(mine))
     prints = [Fingerprint(**g) for g in gathered]
-    message = disagreement(prints)
+    message = verdict(prints)
     if message:
         raise ExpcError(message)
     return prints
+
+
+def verdict(prints: list[Fingerprint]) -> str | None:
+    """Every reason the ranks cannot train together (disagreement, then missing devices), or None."""
+    found = [m for m in (disagreement(prints), device_shortage(prints)) if m]
+    return "\n".join(found) or None
+
+
+def device_shortage(prints: list[Fingerprint]) -> str | None:
+    """The message for hosts that run more processes than they have CUDA devices, or None.
+
+        too few devices, so none of the ranks will train:
+          host gpu-b: 7 CUDA devices for 8 processes (ranks 8-15)
+    """
+    by_host: dict[str, list[Fingerprint]] = {}
+    for p in prints:
+        if p.devices is not None and p.local_procs is not None:
+            by_host.setdefault(p.host, []).append(p)
+    lines = []
+    for host, members in by_host.items():
+        devices, procs = min(m.devices for m in members), max(m.local_procs for m in members)
+        if devices < procs:
+            ranks = [m.rank for m in members]
+            lines.append(f"  host {host}: {devices} CUDA device{'s' if devices != 1 else ''} for {procs} "
+                         f"process{'es' if procs != 1 else ''} "
+                         f"({'rank' if len(ranks) == 1 else 'ranks'} {span(ranks)})")
+    if not lines:
+        return None
+    return "too few devices, so none of the ranks will train:\n" + "\n".join(lines)
 
 
 def disagreement(prints: list[Fingerprint]) -> str | None:
