@@ -37,3 +37,11 @@ def test_ci_example_checks_and_posts_a_markdown_diff():
     assert diff == ["expc", "diff", "--git", "origin/main", "--format", "markdown"]
     for command in commands:
         _accepts(shlex.split(command.split(">")[0].replace("${{ github.base_ref }}", "main")))
+
+
+def test_ci_example_installs_expc_from_a_pinned_git_reference():
+    workflow = yaml.safe_load((ROOT / "docs" / "ci-example.yml").read_text())
+    (install,) = [s for s in workflow["jobs"]["review"]["steps"] if "pip install" in s.get("run", "")]
+    assert install["run"].strip() == 'pip install "expc @ git+${EXPC_REPO}@${EXPC_REF}"'
+    ref = install["env"]["EXPC_REF"]
+    assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref)  # a commit, not a branch
