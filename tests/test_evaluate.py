@@ -98,3 +98,76 @@ def test_imports_outside_the_roots_are_refused(proj, tmp_path_factory):
     }
     for text, fragment in cases.items():
         assert fragment in error_of(proj, spec(proj, text))
+
+
+def test_imports_are_listed_once(proj):
+    # models.libsonnet imports names.libsonnet from lib/, the spec imports it from specs/: go-jsonnet
+    # asks for it once per importing folder
+    path = spec(proj, "local n = import 'names.libsonnet'; local m = import 'models.libsonnet';\n"
+                      "{ d: n.distance('a', 'b'), l: m.gpt_debug.n_layer }")
+    assert evaluate(path, proj).imports == ["lib/names.libsonnet", "lib/models.libsonnet"]
+
+
+@pytest.mark.parametrize("engine", ["gojsonnet", "rjsonnet"])
+def test_refused_import_is_blamed_on_the_file_that_imports_it(proj, engine):
+    pytest.importorskip(engine if engine == "rjsonnet" else "_gojsonnet")
+    (proj.root / "up.libsonnet").write_text("{}")
+    # a decoy that sorts first and mentions the same import, and a comment in the spec itself
+    (proj.specs / "aaa.jsonnet").write_text("// import '../up.libsonnet' is refused\n{}\n")
+    path = spec(proj, "// was: import '../up.libsonnet'\n{\n  y: import '../up.libsonnet',\n}\n", "z.jsonnet")
+    with pytest.raises(ExpcError) as info:
+        evaluate(path, proj, engine=engine)
+    assert info.value.render() == ("specs/z.jsonnet:3:6: import '../up.libsonnet' resolves to up.libsonnet, "
+                                   "outside lib/ and the spec's folder")
+
+
+def test_refused_import_with_top_level_arguments(proj):
+    (proj.root / "up.libsonnet").write_text("{}")
+    path = spec(proj, "function(lr=1)\n  { y: import '../up.libsonnet' }\n")
+    assert error_of(proj, path, {"lr": 2}) == ("specs/s.jsonnet:2:8: import '../up.libsonnet' resolves to "
+                                               "up.libsonnet, outside lib/ and the spec's folder")
+
+
+def test_syntax_error_in_an_imported_file(proj):
+    (proj.specs / "bad.libsonnet").write_text("{ a: }")
+    path = spec(proj, "import 'bad.libsonnet'")
+    assert error_of(proj, path) == ('specs/bad.libsonnet:1:6: Unexpected: "}" while parsing terminal\n'
+                                    "  called from specs/s.jsonnet:1:1")
+    fn = spec(proj, "function(lr=1)\n  { a: 1 } + import 'bad.libsonnet'", "fn.jsonnet")
+    assert error_of(proj, fn, {"lr": 2}) == ('specs/bad.libsonnet:1:6: Unexpected: "}" while parsing terminal\n'
+                                             "  called from specs/fn.jsonnet:2:14")
+    # with --tla the spec is first parsed for an import too (to ask whether it is a function)
+    broken = spec(proj, "function(lr=1) { a: }", "broken.jsonnet")
+    assert error_of(proj, broken, {"lr": 2}) == 'specs/broken.jsonnet:1:21: Unexpected: "}" while parsing terminal'
+
+
+HARDWARE = ("a100_40gb_x1, a100_80gb_x8, cpu_laptop, get, h100_80gb_nodes, h100_80gb_x1, h100_80gb_x8, nodes")
+MODELS = "get, gpt, gpt_124m, gpt_1_3b, gpt_2_7b, gpt_350m, gpt_6_7b, gpt_760m, gpt_cpu, gpt_debug"
+
+
+@pytest.mark.parametrize("expr, hint", [
+    ("expc.hardware.h100_80gb_x4",
+     f'h100_80gb_x4 (did you mean "h100_80gb_x1" or "h100_80gb_x8"?); expc.hardware has {HARDWARE}'),
+    ("expc.models['gpt_dbug']", f'gpt_dbug (did you mean "gpt_debug"?); expc.models has {MODELS}'),
+    # through locals bound to a table, to expc, or to a lib file
+    ("m.gpt_1_3", f'gpt_1_3 (did you mean "gpt_1_3b"?); expc.models has {MODELS}'),
+    ("z . stage4", 'stage4 (did you mean "stage"?); expc.zero has offload_optimizer, offload_param, stage, '
+                   "stage0, stage1, stage2, stage3"),
+    ("e.presets.quick_tset", 'quick_tset (did you mean "quick_test"?); expc.presets has bf16, fp16, fp32, '
+                             "full_training, quick_test"),
+    ("(import 'optim.libsonnet').warmup_constnt",
+     'warmup_constnt (did you mean "warmup_constant"?); expc.optim has adamw, adamw_with, warmup_constant, '
+     "warmup_cosine, warmup_linear_decay"),
+    # not a lib table: the closest name of any table, or nothing
+    ("o.gpt_dbug", "gpt_dbug (did you mean expc.models.gpt_debug?)"),
+    ("{ k: self.micro_batch }.k", "micro_batch (did you mean expc.experiment.micro_batch_size?)"),
+    ("expc.hardware.cpu_laptop.procs", "procs"),
+    ("o.zzz", "zzz"),
+])
+def test_unknown_field_suggests_names(proj, expr, hint):
+    head = ("local expc = import 'expc.libsonnet', e = expc;\n"
+            "local m = expc.models, z = expc.zero; // z: import 'zero.libsonnet'\n"
+            "local o = { a: 1 };\n")
+    path = spec(proj, head + "{ x: " + expr + " }\n")
+    message = error_of(proj, path)
+    assert message == f"specs/s.jsonnet:4:{6 if 'self' not in expr else 11}: Field does not exist: {hint}"

@@ -35,6 +35,11 @@ def test_applies_in_order_on_a_copy():
     ("[0]=3", "--set '[0]=3': expected path=value, e.g. model.n_layer=12"),
     ("model.dropout=NaN", "--set 'model.dropout=NaN': NaN is not a finite number"),
     ("model.dropout=-Infinity", "--set 'model.dropout=-Infinity': -Infinity is not a finite number"),
+    # json.loads would turn these into inf, which the schema then reports as null
+    ("model.dropout=1e400", "--set 'model.dropout=1e400': 1e400 is too large for a 64-bit float "
+                            "(at most about 1.8e308)"),
+    ("logging.wandb.tags=[1, -2E999]", "--set 'logging.wandb.tags=[1, -2E999]': -2E999 is too large for a "
+                                       "64-bit float (at most about 1.8e308)"),
 ])
 def test_malformed(item, message):
     with pytest.raises(ExpcError) as info:
@@ -55,4 +60,21 @@ def test_malformed(item, message):
 def test_paths_that_do_not_fit_the_document(item, message):
     with pytest.raises(ExpcError) as info:
         applied(item)
+    assert info.value.render() == message
+
+
+def test_largest_double_is_kept():
+    assert parse_set(["model.dropout=1.7e308"])[0][1] == 1.7e308
+
+
+@pytest.mark.parametrize("item, message", [
+    ("lr=1e400", "--tla 'lr=1e400': 1e400 is too large for a 64-bit float (at most about 1.8e308)"),
+    ("lr=NaN", "--tla 'lr=NaN': NaN is not a finite number"),
+    ("lrs=[3e-4, Infinity]", "--tla 'lrs=[3e-4, Infinity]': Infinity is not a finite number"),
+])
+def test_tla_values_must_be_finite(item, message):
+    from expc.evaluate import parse_tla
+
+    with pytest.raises(ExpcError) as info:
+        parse_tla([item])
     assert info.value.render() == message

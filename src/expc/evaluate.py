@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ExpcError, Problem
+from .overrides import parse_value
 from .project import Project
 
 # go-jsonnet writes a location as `path:line:col` or `path:line:col-col` or `path:(l:c)-(l:c)`.
@@ -37,10 +38,7 @@ def parse_tla(items: list[str] | tuple[str, ...]) -> dict[str, object]:
             raise ExpcError(f"--tla {item!r}: expected name=value with a Jsonnet identifier as name")
         if name in out:
             raise ExpcError(f"--tla {name}: given twice")
-        try:
-            out[name] = json.loads(text)
-        except ValueError:
-            out[name] = text
+        out[name] = parse_value(text, f"--tla {item!r}")
     return out
 
 
@@ -61,25 +59,28 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
     spec = Path(spec).resolve()
     roots = [spec.parent, project.lib.resolve()]
     imports: list[str] = []
-    refusals: list[Problem] = []
+    read: list[Path] = [spec]  # every file evaluated so far: one of them holds a refused import
+    refusals: list[_Refusal] = []
 
     def resolve_import(importer_dir: str, rel: str):
         folder = Path(importer_dir or spec.parent)
         if os.path.isabs(rel):
-            raise _refuse(refusals, folder, rel, project, f"import {rel!r}: absolute paths are refused; "
+            raise _refuse(refusals, folder, rel, f"import {rel!r}: absolute paths are refused; "
                           "import relative to lib/ or the spec's folder")
         for base in (folder, roots[1]):
             candidate = base / rel
             if candidate.is_file():
                 real = candidate.resolve()
                 if not any(real.is_relative_to(root) for root in roots):
-                    raise _refuse(refusals, folder, rel, project, f"import {rel!r} resolves to "
+                    raise _refuse(refusals, folder, rel, f"import {rel!r} resolves to "
                                   f"{project.relative(real)}, outside lib/ and the spec's folder")
-                if real != spec:  # the --tla probe imports the spec itself
+                # Listed once: go-jsonnet asks again from each importing folder (a lib imported by
+                # a spec and by another lib). The spec itself (the --tla probe imports it) is not.
+                if real not in read:
+                    read.append(real)
                     imports.append(project.relative(real))
                 return str(candidate), real.read_bytes()
-        raise _refuse(refusals, folder, rel, project,
-                      f"import {rel!r}: not found in the importing file's folder or lib/")
+        raise _refuse(refusals, folder, rel, f"import {rel!r}: not found in the importing file's folder or lib/")
 
     tla_codes = {k: json.dumps(v) for k, v in (tla or {}).items()}
     try:
@@ -87,13 +88,15 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
             _check_takes_arguments(spec, tla_codes, resolve_import, project)
         text = evaluate_file(str(spec), import_callback=resolve_import, tla_codes=tla_codes, max_trace=20)
     except (RuntimeError, UnicodeDecodeError) as err:
+        # A callback's message can reach the binding as invalid UTF-8; the trace after it is intact.
+        trace = err.object.decode("utf-8", "replace") if isinstance(err, UnicodeDecodeError) else str(err)
         if refusals:
-            raise ExpcError(refusals[:1]) from None
+            raise ExpcError([_refusal_problem(refusals[0], trace, read, project)]) from None
         unknown = re.match(r"RUNTIME ERROR: function has no parameter (\w+)|parameter (\w+) is not defined\s+"
-                           r"during TLA call", str(err))
+                           r"during TLA call", trace)
         if unknown:
             raise _unknown_tla(unknown[1] or unknown[2], spec, project) from None
-        raise jsonnet_error(str(err), project) from None
+        raise jsonnet_error(trace, project) from None
     return Evaluation(json.loads(text), imports)
 
 
@@ -120,25 +123,62 @@ def _engine(name: str):
     return evaluate_file
 
 
-def _refuse(refusals: list, folder: Path, rel: str, project: Project, message: str) -> RuntimeError:
+@dataclass(frozen=True)
+class _Refusal:
+    message: str
+    folder: Path  # the importing file's folder
+    rel: str  # the import's text
+
+
+def _refuse(refusals: list, folder: Path, rel: str, message: str) -> RuntimeError:
     """Record why an import is refused; go-jsonnet only learns that it failed.
 
     The message does not travel through go-jsonnet because its binding copies a callback's
-    message without the terminator (trailing garbage, at times invalid UTF-8). The location is the
-    import's own text in the importing folder's files.
+    message without the terminator (trailing garbage, at times invalid UTF-8).
     """
-    quoted = re.compile(r"import(?:str|bin)?\s*(['\"])" + re.escape(rel) + r"\1")
-    location = None
-    for path in sorted(folder.glob("*.*sonnet")):
-        text = path.read_text(encoding="utf-8", errors="replace")
+    refusals.append(_Refusal(message, folder, rel))
+    return RuntimeError("import refused")
+
+
+def _refusal_problem(refusal: _Refusal, trace: str, read: list[Path], project: Project) -> Problem:
+    """The refusal, located at the import itself.
+
+    go-jsonnet's trace names the import expression. When it does not (or names something else),
+    the location is the import's text, outside comments, in a file of the importing folder that
+    this evaluation read: the spec first, then its imports in the order they were read.
+    """
+    quoted = re.compile(r"import(?:str|bin)?\s*(['\"])" + re.escape(refusal.rel) + r"\1")
+    frame = _LOCATION.search(trace)
+    if frame:
+        path = Path(frame["file"])
+        path = path if path.is_absolute() else project.root / path
+        if path.is_file() and path.parent.resolve() == refusal.folder.resolve():
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            line, col = int(frame["line"]), int(frame["col"])
+            if line <= len(lines) and quoted.match(lines[line - 1], col - 1):
+                return Problem(refusal.message, f"{project.relative(path)}:{line}:{col}")
+    for path in read:
+        if path.parent != refusal.folder.resolve():
+            continue
+        text = _blank_comments(path.read_text(encoding="utf-8", errors="replace"))
         match = quoted.search(text)
         if match:
             line = text.count("\n", 0, match.start()) + 1
             col = match.start() - text.rfind("\n", 0, match.start())
-            location = f"{project.relative(path)}:{line}:{col}"
-            break
-    refusals.append(Problem(message, location))
-    return RuntimeError("import refused")
+            return Problem(refusal.message, f"{project.relative(path)}:{line}:{col}")
+    return Problem(refusal.message)
+
+
+# Strings are matched so that `//` inside one does not start a comment.
+_COMMENT_OR_STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"|//[^\n]*|#[^\n]*|/\*.*?\*/", re.S)
+
+
+def _blank_comments(text: str) -> str:
+    """`text` with every comment replaced by spaces (newlines kept): positions stay the same."""
+    def blank(match):
+        token = match[0]
+        return token if token[0] in "'\"" else re.sub(r"[^\n]", " ", token)
+    return _COMMENT_OR_STRING.sub(blank, text)
 
 
 def _unknown_tla(name: str, spec: Path, project: Project) -> ExpcError:
@@ -161,11 +201,9 @@ def _check_takes_arguments(spec, tla_codes, resolve_import, project):
     import _gojsonnet
 
     probe = f"std.isFunction(import {json.dumps(spec.name)})"
-    try:
-        is_function = _gojsonnet.evaluate_snippet(str(spec.parent / "<tla-check>"), probe,
-                                                  import_callback=resolve_import)
-    except RuntimeError as err:
-        raise jsonnet_error(str(err), project) from None
+    # Its errors (a refused import, a syntax error) are the spec's: evaluate() reports them.
+    is_function = _gojsonnet.evaluate_snippet(str(spec.parent / "<tla-check>"), probe,
+                                              import_callback=resolve_import)
     if is_function.strip() != "true":
         names = ", ".join(sorted(tla_codes))
         raise ExpcError(f"--tla {names}: {project.relative(spec)} takes no top-level arguments "
@@ -189,13 +227,85 @@ def jsonnet_error(text: str, project: Project) -> ExpcError:
         return ExpcError(head.strip())
     first = frames[0]
     location = f"{first['file']}:{first['line']}:{first['col']}"
-    # A static (parse) error has its location at the start of the first line.
-    message = head[first.end():].lstrip(" -0123456789:)(").strip() if head.startswith(first.group(0)) else head
-    message = message.strip()
+    # A static (parse) error has its location at the start of the first line (after "RUNTIME
+    # ERROR: " when the file was parsed for an import).
+    at_start = _LOCATION.match(head)
+    message = (head[at_start.end():].lstrip(" -0123456789:)(") if at_start else head).strip()
     if message == "Overflow":
         message = "overflow: the result is not a finite number (JSON has no Infinity or NaN)"
+    missing = re.fullmatch(r"Field does not exist: (\S+)", message)
+    if missing:
+        end = re.match(r"-(\d+)", first.string[first.end():])  # a one-line range: the whole `a.b.name`
+        message += _missing_field_hint(missing[1], first["file"], int(first["line"]), int(first["col"]),
+                                       int(end[1]) if end else None, project)
     callers = [f for f in frames[1:] if f["file"].startswith("specs" + os.sep) or f["file"].endswith(".jsonnet")]
     if callers and callers[-1]["file"] != first["file"]:
         c = callers[-1]
         message += f"\n  called from {c['file']}:{c['line']}:{c['col']}"
     return ExpcError([Problem(message, location)])
+
+
+def _missing_field_hint(name: str, file: str, line: int, col: int, end: int | None, project: Project) -> str:
+    """A did-you-mean for `Field does not exist: NAME`, which go-jsonnet gives without one.
+
+    When the indexed expression is a lib table (`expc.hardware.h100_x4`, `models.gpt_dbug` after
+    `local models = import 'models.libsonnet'`), the names come from that table and are listed;
+    otherwise the closest name in any lib table is offered (an experiment knob, a preset...).
+    """
+    tables = _lib_fields(project)
+    if not tables:
+        return ""
+    table = None
+    path = Path(file) if Path(file).is_absolute() else project.root / file
+    if end is not None and path.is_file():
+        text = _blank_comments(path.read_text(encoding="utf-8", errors="replace"))
+        lines = text.splitlines()
+        if line <= len(lines):
+            indexed = re.fullmatch(r"(.+?)\s*(?:\.\s*[A-Za-z_]\w*|\[.*\])", lines[line - 1][col - 1:end - 1].strip())
+            table = _table_named_by(indexed[1], text, tables) if indexed else None
+    if table:
+        close = _closest(name, tables[table])
+        hint = " (did you mean " + " or ".join(f'"{c}"' for c in close) + "?)" if close else ""
+        return f"{hint}; expc.{table} has {', '.join(tables[table])}"
+    everywhere = {field: table for table, fields in tables.items() for field in fields}
+    close = _closest(name, everywhere)
+    return f" (did you mean {' or '.join(f'expc.{everywhere[c]}.{c}' for c in close)}?)" if close else ""
+
+
+def _closest(name: str, choices) -> list[str]:
+    """The closest choices (difflib's ratio, 0.6 at least): the best and any that tie with it."""
+    import difflib
+
+    ratio = {c: difflib.SequenceMatcher(None, name, c).ratio() for c in choices}
+    best = max(ratio.values(), default=0)
+    return [c for c in sorted(ratio) if ratio[c] >= 0.6 and ratio[c] == best]
+
+
+def _table_named_by(expr: str, text: str, tables: dict, depth: int = 0) -> str | None:
+    """The lib table an expression in `text` names, when that can be read off the text."""
+    expr = expr.strip()
+    if depth > 4:
+        return None
+    imported = re.fullmatch(r"\(?\s*import\s*(['\"])(\w+)\.libsonnet\1\s*\)?", expr)
+    if imported:
+        return "" if imported[2] == "expc" else imported[2] if imported[2] in tables else None
+    member = re.fullmatch(r"(.+?)\s*\.\s*([A-Za-z_]\w*)", expr)
+    if member:
+        return member[2] if member[2] in tables and _table_named_by(member[1], text, tables, depth + 1) == "" else None
+    if re.fullmatch(r"[A-Za-z_]\w*", expr):  # a local: follow its binding
+        bound = re.search(r"(?:\blocal\s+|,\s*)" + expr + r"\s*=\s*([^;,]+)[;,]", text)
+        return _table_named_by(bound[1], text, tables, depth + 1) if bound else None
+    return None
+
+
+def _lib_fields(project: Project) -> dict[str, list[str]]:
+    """{table: its field names, hidden ones included} for each object of lib/expc.libsonnet."""
+    import _gojsonnet
+
+    snippet = ("local e = import 'expc.libsonnet';\n"
+               "{ [k]: std.objectFieldsAll(e[k]) for k in std.objectFieldsAll(e) if std.isObject(e[k]) }")
+    try:
+        return json.loads(_gojsonnet.evaluate_snippet(str(project.lib / "<fields>"), snippet,
+                                                      jpathdir=[str(project.lib)]))
+    except (RuntimeError, UnicodeDecodeError):
+        return {}

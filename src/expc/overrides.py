@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import re
 
 from .errors import ExpcError, did_you_mean
@@ -24,18 +25,29 @@ def parse_set(items) -> list[tuple[tuple, object, str]]:
         parts = _parse_path(path) if sep else None
         if not parts:
             raise ExpcError(f"--set {item!r}: expected path=value, e.g. model.n_layer=12")
-        try:
-            value = json.loads(text, parse_constant=_refuse_constant(item))
-        except ValueError:
-            value = text
-        out.append((parts, value, item))
+        out.append((parts, parse_value(text, f"--set {item!r}"), item))
     return out
 
 
-def _refuse_constant(item):
-    def refuse(token):
-        raise ExpcError(f"--set {item!r}: {token} is not a finite number")
-    return refuse
+def parse_value(text: str, what: str):
+    """A command-line value: JSON when it parses as JSON, else the string itself.
+
+    JSON has no NaN or Infinity, and a number too big for a double (1e400) would silently become
+    one: both are refused here, naming `what` (e.g. "--set 'model.dropout=1e400'").
+    """
+    def refuse_constant(token):
+        raise ExpcError(f"{what}: {token} is not a finite number")
+
+    def finite_float(token):
+        value = float(token)
+        if not math.isfinite(value):
+            raise ExpcError(f"{what}: {token} is too large for a 64-bit float (at most about 1.8e308)")
+        return value
+
+    try:
+        return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
+    except ValueError:
+        return text
 
 
 def _parse_path(path: str) -> tuple | None:
