@@ -14,6 +14,7 @@ from expc.canonical import digest, pretty
 from expc.cli import cli, main
 
 CASES = Path(__file__).parent / "cases" / "diff"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(args):
@@ -179,3 +180,12 @@ def test_git_mode_pairs_manifests_by_their_source(in_project):
     _git(in_project, "add", ".")
     _git(in_project, "commit", "-q", "-m", "change")
     assert run(["diff", "--git", "HEAD"]).return_value == 0
+
+
+def test_review_doc_shows_the_real_output(monkeypatch):
+    monkeypatch.chdir(ROOT)  # compiles the repository's specs in memory; writes nothing
+    command = "expc diff specs/small.jsonnet specs/large.jsonnet"
+    shown = (ROOT / "docs" / "review.md").read_text().split(f"    $ {command}\n", 1)[1]
+    output = run(command.split()[1:]).output
+    assert shown.startswith("".join(f"    {line}\n" for line in output.splitlines())), \
+        "docs/review.md: paste the command's current output"
