@@ -46,11 +46,30 @@ def test_expc_check_passes_on_the_repository():
     assert not report.findings, "\n".join(f.render() for f in report.findings)
 
 
+def test_expc_check_command_exits_0_on_the_repository():
+    out = subprocess.run([sys.executable, "-m", "expc", "check"], cwd=ROOT, capture_output=True, text=True)
+    assert (out.returncode, out.stderr) == (0, ""), out.stdout
+    assert out.stdout.splitlines() == [
+        f"ok: {len(SPECS)} spec(s), {len(list(PROJECT.manifests.glob('[0-9a-f]*.json')))} manifest(s) up to date"]
+
+
+@pytest.fixture(scope="module")
+def project_copy(tmp_path_factory):
+    """A copy of the project's specs, lib and manifests: `expc build` writes there, never into the
+    repository (another build or check may be reading it)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("repo")
+    for folder in ("lib", "specs", "manifests"):
+        shutil.copytree(ROOT / folder, root / folder)
+    return root
+
+
 @pytest.mark.parametrize("args", [["--help"], ["build", "specs/tiny.jsonnet"], ["show", "specs/tiny.jsonnet"],
                                   ["ls", "models"], ["schema"], ["check"],
                                   ["diff", "specs/tiny.jsonnet", "specs/small.jsonnet"],
                                   ["explain", "specs/tiny.jsonnet", "seed"], ["affected", "lib/zero.libsonnet"]])
-def test_fast_commands_leave_heavy_libraries_unimported(args):
+def test_fast_commands_leave_heavy_libraries_unimported(args, project_copy):
     probe = (
         "import sys\n"
         "from expc.cli import cli\n"
@@ -58,5 +77,5 @@ def test_fast_commands_leave_heavy_libraries_unimported(args):
         "heavy = sorted(m for m in ('torch', 'deepspeed', 'wandb', 'numpy') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", probe], cwd=project_copy, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
