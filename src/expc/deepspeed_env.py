@@ -23,7 +23,9 @@ UNSAFE = re.compile(r'[\n\r"$`\\]')
 # Families taken from the operator's environment. W&B settings (mode, folder, entity) and the
 # socket choices of gloo and NCCL matter on every node; the API key is deliberately left out: it
 # would be written to a file in the run folder and shown on pdsh's command line. Log in with
-# `wandb login` on each node instead (or rely on offline mode, the default).
+# `wandb login` on each node instead (or rely on offline mode, the default). expc's own variables
+# are not taken from the shell (a single-node dry run would then depend on it): the rendezvous
+# timeout, EXPC_DIST_TIMEOUT_S, comes from `expc run --dist-timeout` through the plan (multinode.py).
 PASSED_PREFIXES = ("WANDB_", "GLOO_SOCKET_IFNAME", "NCCL_", "TP_SOCKET_IFNAME")
 NEVER_PASSED = {"WANDB_API_KEY"}
 
