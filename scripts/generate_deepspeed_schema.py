@@ -11,7 +11,12 @@ compile, timers, tensor parallel, hybrid engine) are generated from those models
 types, bounds, defaults, and the field docstrings as descriptions. Top-level keys that DeepSpeed
 reads by hand (batch sizes, optimizer, scheduler, clipping...) come from the table below, checked
 against deepspeed.runtime.constants so a renamed key fails here. Sections whose keys DeepSpeed
-does not enumerate in one place (pipeline, elasticity, autotuning...) are objects with open keys.
+does not enumerate in one place are read from the functions that parse them (the keys each one
+reads from its dict), so a misspelt key fails here too. `optimizer.type` and `scheduler.type`
+are the names DeepSpeed can build, and each one's `params` are the keyword arguments of the class
+DeepSpeed builds for it (inspect.signature), with DeepSpeed's own extras, as
+engine._configure_basic_optimizer and _scheduler_from_config pass them. Open, with the reason:
+only what DeepSpeed hands on unchecked (OPEN_SECTIONS, OPEN_OPTIMIZERS).
 
 Post-processing makes the schema ours: `additionalProperties: false` on every model, a
 description on every property, every integer bounded (DeepSpeed's own bounds where it has them,
@@ -26,6 +31,7 @@ import ast
 import functools
 import inspect
 import json
+import re
 import sys
 import textwrap
 import warnings
@@ -41,9 +47,9 @@ def integer(minimum=0, maximum=SAFE_INTEGER):
     return {"type": "integer", "minimum": minimum, "maximum": maximum}
 
 
-def open_object(what):
-    return {"type": "object", "description": f"{what} Its keys are passed to DeepSpeed as given; "
-                                              "expc does not check them."}
+def open_object(what, why):
+    return {"type": "object", "description": f"{what} Its keys are passed to DeepSpeed as given, "
+                                              f"unchecked: {why}."}
 
 
 # Top-level keys DeepSpeed reads without a pydantic model: constant name in
@@ -82,25 +88,65 @@ HAND_WRITTEN = {
     "USE_DATA_BEFORE_EXPERT_PARALLEL": (BOOL, "Order data-parallel groups before expert-parallel ones."),
 }
 
+# `optimizer` and `scheduler`: the names and the `params` of each are filled in from the classes
+# DeepSpeed builds (optimizer_rules, scheduler_rules); `params` is closed per type by if/then.
 OPTIMIZER = {
     "type": "object", "additionalProperties": False, "required": ["type"],
     "description": "The optimizer DeepSpeed builds: its name and constructor arguments.",
     "properties": {
-        "type": {"type": "string", "minLength": 1, "description": "Optimizer name, e.g. \"AdamW\", "
-                 "\"Adam\", \"Lamb\", \"SGD\" (case-insensitive for DeepSpeed's own optimizers)."},
         "params": {"type": "object", "description": "Keyword arguments of the optimizer's "
-                   "constructor, e.g. lr, betas, eps, weight_decay, torch_adam."},
+                   "constructor, e.g. lr, betas, eps, weight_decay, torch_adam; which ones depends "
+                   "on `type` (and, for Adam, Adagrad and Lion, on optimizer offload)."},
         "legacy_fusion": {"type": "boolean", "description": "Use the legacy fused fp16 optimizer path."},
     },
 }
 SCHEDULER = {
-    "type": "object", "additionalProperties": False, "required": ["type"],
+    "type": "object", "additionalProperties": False,
+    # DeepSpeed calls the schedule with **params: without them it fails with a TypeError.
+    "required": ["type", "params"],
     "description": "The learning-rate schedule DeepSpeed builds: its name and arguments.",
     "properties": {
-        "type": {"type": "string", "minLength": 1, "description": "Schedule name, e.g. \"WarmupLR\", "
-                 "\"WarmupDecayLR\", \"WarmupCosineLR\", \"OneCycle\", \"LRRangeTest\"."},
-        "params": {"type": "object", "description": "Keyword arguments of the schedule."},
+        "params": {"type": "object", "description": "Keyword arguments of the schedule (without "
+                   "the optimizer); which ones depends on `type`."},
     },
+}
+
+# Optimizer types DeepSpeed accepts whose params stay open, with the reason.
+OPEN_OPTIMIZERS = {
+    "muadam": "mup's MuAdam passes **kwargs on to the torch optimizer it wraps (mup is not installed here)",
+    "muadamw": "mup's MuAdamW passes **kwargs on to the torch optimizer it wraps (mup is not installed here)",
+    "musgd": "mup's MuSGD passes **kwargs on to the torch optimizer it wraps (mup is not installed here)",
+}
+
+# torch.optim.lr_scheduler classes DeepSpeed would look up by name but that no JSON config can
+# drive: left out of `scheduler.type`, with the reason.
+UNUSABLE_SCHEDULERS = {
+    "LambdaLR": "its lr_lambda is a Python function",
+    "MultiplicativeLR": "its lr_lambda is a Python function",
+    "SequentialLR": "it takes scheduler objects",
+    "ChainedScheduler": "it takes scheduler objects",
+    "ReduceLROnPlateau": "its step() needs the metric, which DeepSpeed's engine.step() does not pass",
+    "LRScheduler": "the abstract base class",
+}
+
+# Sections DeepSpeed reads by hand from a dict: their keys are those the parsing functions read
+# (keys_read), so a key DeepSpeed would silently ignore fails at build time instead.
+KEYED_SECTIONS = {
+    "aio": "Asynchronous I/O for NVMe offload.",
+    "autotuning": "DeepSpeed's autotuner.",
+    "checkpoint": "Checkpoint tag validation, universal and node-local checkpoints, writer options.",
+    "data_types": "Data types of gradient accumulation, parameters and buffers.",
+    "expert_parallel": "Automatic expert parallelism for mixture-of-experts models.",
+    "pipeline": "Pipeline-parallel engine options.",
+    "torch_autocast": "torch.autocast mixed precision: enabled, dtype, lower-precision-safe modules.",
+}
+
+# Sections DeepSpeed hands on without reading their keys itself: open, with the reason.
+OPEN_SECTIONS = {
+    "data_efficiency": ("Data sampling and routing for data efficiency.",
+                        "its curriculum metrics are keyed by names the user chooses"),
+    "datastates_ckpt": ("DataStates asynchronous checkpointing.",
+                        "DeepSpeed passes the whole section to the datastates library"),
 }
 
 # Sections DeepSpeed parses from a dict of known keys (no pydantic model): module, defaults dict
@@ -125,18 +171,6 @@ FLOPS_PROFILER = {
     "output_file": ({"type": ["string", "null"]}, "Write the profile to this file; null prints it."),
 }
 
-OPEN_SECTIONS = {
-    "checkpoint": "Checkpoint tag validation, universal and node-local checkpoints, writer options.",
-    "data_types": "Data types of gradient accumulation, parameters and buffers.",
-    "data_efficiency": "Data sampling and routing for data efficiency.",
-    "expert_parallel": "Mixture-of-experts parallel groups.",
-    "pipeline": "Pipeline-parallel engine options.",
-    "datastates_ckpt": "DataStates asynchronous checkpointing.",
-    "torch_autocast": "torch.autocast mixed precision: enabled, dtype, lower-precision-safe modules.",
-    "autotuning": "DeepSpeed's autotuner.",
-    "aio": "Asynchronous I/O for NVMe offload.",
-    "weight_quantization": "Post-training weight quantization.",
-}
 
 
 # Fields whose models carry no docstring for them: (model, key as written in a config) -> text.
@@ -162,6 +196,14 @@ WRITTEN_DESCRIPTIONS = {
     ("HybridEngineConfig", "pin_parameters"): "Keep gathered parameters pinned between generations.",
     ("HybridEngineConfig", "tp_gather_partition_size"): "Partitions gathered at once for tensor parallelism.",
     ("HybridEngineConfig", "enable_cuda_graph"): "Capture generation in CUDA graphs.",
+    ("WeightQuantConfig", "enabled"): "Quantize the weights.",
+    ("WeightQuantConfig", "num_bits"): "Bits per quantized weight.",
+    ("WeightQuantConfig", "q_type"): "Symmetric or asymmetric quantization.",
+    ("WeightQuantConfig", "q_groups"): "Quantization groups per weight.",
+    ("WeightQuantConfig", "quantized_initialization"): "Quantize weights as ZeRO-3 initialises the model: "
+                                                       "the quantizer's options, passed on as given.",
+    ("WeightQuantConfig", "post_init_quant"): "Quantize modules after initialisation: module name patterns "
+                                              "to quantizer options, passed on as given.",
 }
 
 
@@ -169,6 +211,7 @@ def model_sections():
     """Top-level key -> the pydantic model DeepSpeed validates that section with."""
     from deepspeed.comm.config import CommsLoggerConfig
     from deepspeed.compile.config import CompileConfig
+    from deepspeed.inference.config import WeightQuantConfig
     from deepspeed.monitor.config import CometConfig, CSVConfig, TensorBoardConfig, WandbConfig
     from deepspeed.runtime.config import HybridEngineConfig
     from deepspeed.runtime.precision_config import DeepSpeedBF16Config, DeepSpeedFP16Config
@@ -187,6 +230,7 @@ def model_sections():
         "compile": CompileConfig,
         "tensor_parallel": TPTrainingConfig,
         "hybrid_engine": HybridEngineConfig,
+        "weight_quantization": WeightQuantConfig,
     }
 
 
@@ -302,6 +346,313 @@ def _referenced_description(value: dict, docs_by_model: dict) -> str | None:
     return None
 
 
+def keys_read(function, variable: str) -> dict:
+    """The keys `function` reads from its dict `variable` (source text, e.g. "aio_dict" or
+    "self._config.pipeline"), each with the default it falls back to where one is given.
+
+    Read from the function's source: `v.get(K[, D])`, `v[K]`, `K in v`, `get_*_param(v, K[, D])`,
+    with K a string or a module constant.
+    """
+    tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    names = function.__globals__
+
+    def constant(node):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name) and node.id in names:
+            return names[node.id]
+        return NO_DEFAULT
+
+    found: dict = {}
+    for node in ast.walk(tree):
+        key, default = None, NO_DEFAULT
+        if isinstance(node, ast.Call) and node.args:
+            func = node.func
+            if isinstance(func, ast.Attribute) and func.attr == "get" and ast.unparse(func.value) == variable:
+                key, default = node.args[0], (constant(node.args[1]) if len(node.args) > 1 else NO_DEFAULT)
+            elif (isinstance(func, ast.Name) and func.id.startswith("get_") and func.id.endswith("_param")
+                  and len(node.args) > 1 and ast.unparse(node.args[0]) == variable):
+                key, default = node.args[1], (constant(node.args[2]) if len(node.args) > 2 else NO_DEFAULT)
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == variable:
+            key = node.slice
+        elif (isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn))
+              and ast.unparse(node.comparators[0]) in (variable, variable + ".keys()")):
+            key = node.left
+        name = constant(key) if key is not None else None
+        if isinstance(name, str):
+            if found.get(name, NO_DEFAULT) is NO_DEFAULT:
+                found[name] = default
+    if not found:
+        raise SystemExit(f"{function.__qualname__} no longer reads {variable}; update this script")
+    return found
+
+
+NO_DEFAULT = object()
+
+
+def _json_default(value):
+    """A default as JSON text for a description, or None where it has no JSON form."""
+    if hasattr(value, "value") and not isinstance(value, (int, float, str)):  # an Enum member
+        value = value.value
+    try:
+        return json.dumps(value) if value is not NO_DEFAULT and value is not inspect.Parameter.empty else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _read_by(function, default) -> str:
+    text = f"Read by DeepSpeed's {function.__module__}.{function.__qualname__}"
+    shown = _json_default(default)
+    return text + (f"; default {shown}." if shown is not None else ".")
+
+
+def closed(description: str, keys: dict) -> dict:
+    """An object of exactly these keys: key -> schema (with its description)."""
+    return {"type": "object", "additionalProperties": False, "description": description,
+            "properties": dict(sorted(keys.items()))}
+
+
+def read_keys(*sources) -> dict:
+    """(function, variable) pairs -> key -> {"description": where DeepSpeed reads it}."""
+    keys = {}
+    for function, variable in sources:
+        for key, default in keys_read(function, variable).items():
+            keys.setdefault(key, {"description": _read_by(function, default)})
+    return keys
+
+
+def keyed_sections() -> dict:
+    """Top-level key -> closed schema, for the sections DeepSpeed reads by hand (KEYED_SECTIONS)."""
+    from deepspeed.autotuning import constants as autotuning
+    from deepspeed.autotuning.config import DeepSpeedAutotuningConfig, get_model_info_config
+    from deepspeed.module_inject.auto_ep_config import parse_autoep_config
+    from deepspeed.runtime import config as ds_config
+    from deepspeed.runtime.model_checkpointing import config as checkpointing
+    from deepspeed.runtime.pipe.engine import PipelineEngine
+    from deepspeed.runtime.swap_tensor.aio_config import get_aio_config
+
+    autotuning_keys = read_keys((DeepSpeedAutotuningConfig._initialize, "autotuning_dict"),
+                                (get_model_info_config, "param_dict"))
+    autotuning_keys[autotuning.MODEL_INFO] = closed(
+        "What the autotuner knows of the model (it profiles the model when `profile` is set).",
+        {key: {"description": _read_by(get_model_info_config, default)}
+         for key, default in autotuning.MODEL_INFO_KEY_DEFAULT_DICT.items()})
+
+    checkpoint = read_keys((ds_config.DeepSpeedConfig._initialize_params, "checkpoint_params"),
+                           (ds_config.get_checkpoint_tag_validation_mode, "checkpoint_params"),
+                           (ds_config.get_checkpoint_parallel_write_pipeline, "checkpoint_params"),
+                           (checkpointing.get_checkpoint_config, "checkpoint_dict"),
+                           (checkpointing.get_checkpoint_writer_config, "param_dict"))
+    checkpoint[ds_config.CHECKPOINT_PARALLEL_WRITE] = closed(
+        "Parallel checkpoint writing.",
+        read_keys((ds_config.get_checkpoint_parallel_write_pipeline, "par_write_params")))
+    checkpoint[checkpointing.CHECKPOINT_WRITER] = {
+        "type": ["object", "null"], "additionalProperties": False,
+        "description": "The checkpoint writer: its type and I/O buffers; null for the default.",
+        "properties": read_keys((checkpointing.get_checkpoint_writer_config, "writer_dict"))}
+
+    # The pipeline engine reads its defaults' keys and one more, use_reentrant.
+    pipeline = {key: {"description": _read_by(ds_config.get_pipeline_config, default)}
+                for key, default in ds_config.get_pipeline_config({}).items()}
+    pipeline.update({key: value for key, value in read_keys(
+        (PipelineEngine.__init__, "self._config.pipeline")).items() if key not in pipeline})
+
+    sections = {
+        "aio": read_keys((get_aio_config, "aio_dict")),
+        "autotuning": autotuning_keys,
+        "checkpoint": checkpoint,
+        "data_types": read_keys((ds_config.DeepSpeedConfig._initialize_params, "data_types_params")),
+        "expert_parallel": read_keys((parse_autoep_config, "param_dict")),
+        "pipeline": pipeline,
+        "torch_autocast": read_keys(*((function, "param_dict[TORCH_AUTOCAST]") for function in (
+            ds_config.get_torch_autocast_enabled, ds_config.get_torch_autocast_dtype,
+            ds_config.get_lower_precision_safe_modules))),
+    }
+    assert set(sections) == set(KEYED_SECTIONS)
+    return {key: closed(KEYED_SECTIONS[key], keys) for key, keys in sections.items()}
+
+
+def partition_config() -> dict:
+    """tensor_parallel.partition_config: the keys AutoTPConfig.from_dict reads, and those of each
+    of its layer_specs."""
+    from deepspeed.module_inject.autotp_config import AutoTPConfig
+
+    keys = read_keys((AutoTPConfig.from_dict, "config_dict"))
+    keys["layer_specs"] = {"type": "array", "description": "How to partition the layers whose names "
+                           "match each spec's patterns.",
+                           "items": closed("One layer spec.", read_keys((AutoTPConfig.from_dict, "spec_dict")))}
+    return closed("Custom automatic tensor-parallel partitioning (AutoTPConfig).", keys)
+
+
+def case_insensitive(names) -> str:
+    """A pattern matching any of `names` in any letter case (JSON Schema has no flag for it)."""
+    spelled = ("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in name)
+               for name in names)
+    return "^(?:" + "|".join(spelled) + ")$"
+
+
+def signature_keys(cls, injected=(), refused=()) -> tuple[dict, list[str]]:
+    """The keyword arguments a config may give `cls` (all but the first parameter, those DeepSpeed
+    passes itself, and those it refuses): key -> {"description"}, and those without a default."""
+    parameters = list(inspect.signature(cls).parameters.values())[1:]
+    where = f"{cls.__module__}.{cls.__qualname__}"
+    if any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters):
+        raise SystemExit(f"{where} takes *args or **kwargs: list its type as open in this script")
+    keys, required = {}, []
+    for p in parameters:
+        if p.name in injected or p.name in refused:
+            continue
+        shown = _json_default(p.default)
+        if p.default is p.empty:
+            required.append(p.name)
+        keys[p.name] = {"description": f"Argument of {where}" + (f"; default {shown}." if shown else ".")}
+    return keys, required
+
+
+# DeepSpeed's own optimizer params, popped before the rest reach the optimizer's constructor
+# (engine._configure_basic_optimizer and get_optimizer_configuration).
+ADAM_EXTRAS = {
+    "torch_adam": {"type": "boolean", "description": "DeepSpeed's own switch: build torch.optim.Adam "
+                   "or AdamW instead of its fused or CPU Adam, so nothing is compiled at launch."},
+    "adam_w_mode": {"type": "boolean", "description": "DeepSpeed's own switch: decoupled weight decay "
+                    "(AdamW) when true, the default; classic Adam needs type Adam and false."},
+    "fp32_optimizer_states": {"type": ["boolean", "null"], "description": "DeepSpeed's own switch for "
+                              "its CPU Adam (optimizer offload): keep the moments in fp32 (the default)."},
+}
+
+
+def optimizer_rules() -> tuple[list[str], list[str], list[tuple]]:
+    """(DeepSpeed's own names, torch.optim names, [(condition, type, params keys, required keys)]).
+
+    Mirrors engine._configure_basic_optimizer: DeepSpeed's own names match in any letter case
+    (config.py lowers them), any other name is looked up in torch.optim as spelled.
+    """
+    import torch
+    from deepspeed.ops.adagrad import DeepSpeedCPUAdagrad
+    from deepspeed.ops.adam import DeepSpeedCPUAdam, FusedAdam
+    from deepspeed.ops.lamb import FusedLamb
+    from deepspeed.ops.lion import DeepSpeedCPULion, FusedLion
+    from deepspeed.runtime import config as ds_config
+    from deepspeed.runtime.engine import DeepSpeedEngine
+
+    builder = inspect.getsource(DeepSpeedEngine._configure_basic_optimizer)
+    configuration = inspect.getsource(DeepSpeedEngine.get_optimizer_configuration)
+    for needed in ("max_grad_norm", "ADAM_W_MODE", "torch.optim.Adagrad", "FusedLamb(", "FusedLion(",
+                   "DeepSpeedCPULion(", "DeepSpeedCPUAdagrad(", "getattr(torch.optim"):
+        if needed not in builder:
+            raise SystemExit(f"_configure_basic_optimizer no longer has {needed!r}; re-read it")
+    for needed in ("TORCH_ADAM_PARAM", "'fp32_optimizer_states'", "'foreach'", "'adamw_mode'", "'adam_w_mode'"):
+        if needed not in configuration:
+            raise SystemExit(f"get_optimizer_configuration no longer has {needed!r}; re-read it")
+    refused = ("max_grad_norm",)  # DeepSpeed raises: use gradient_clipping
+
+    def rule(condition, name, cls, injected=(), extras=None):
+        keys, required = signature_keys(cls, injected, refused)
+        return condition, name, keys | (extras or {}), required
+
+    def params_is(key, value):
+        return {"properties": {"params": {"type": "object", "properties": {key: {"const": value}},
+                                          "required": [key]}}, "required": ["params"]}
+
+    torch_adam = params_is(ds_config.TORCH_ADAM_PARAM, True)
+    classic = params_is(ds_config.ADAM_W_MODE, False)
+    rules = []
+    for name in (ds_config.ADAM_OPTIMIZER, ds_config.ADAMW_OPTIMIZER):
+        # With torch_adam, DeepSpeed pops foreach and passes it back: torch's own keyword.
+        if name == ds_config.ADAM_OPTIMIZER:
+            rules += [rule({"all": [torch_adam, classic]}, name, torch.optim.Adam, extras=ADAM_EXTRAS),
+                      rule({"all": [torch_adam], "not": classic}, name, torch.optim.AdamW, extras=ADAM_EXTRAS)]
+        else:
+            rules.append(rule({"all": [torch_adam]}, name, torch.optim.AdamW, extras=ADAM_EXTRAS))
+        rules += [rule({"not": torch_adam, "cpu": True}, name, DeepSpeedCPUAdam,
+                       ("adamw_mode", "fp32_optimizer_states"), ADAM_EXTRAS),
+                  rule({"not": torch_adam, "cpu": False}, name, FusedAdam, ("adam_w_mode",), ADAM_EXTRAS)]
+    rules += [rule({"cpu": True}, ds_config.ADAGRAD_OPTIMIZER, DeepSpeedCPUAdagrad),
+              rule({"cpu": False}, ds_config.ADAGRAD_OPTIMIZER, torch.optim.Adagrad),
+              rule({}, ds_config.LAMB_OPTIMIZER, FusedLamb),
+              rule({"cpu": True}, ds_config.LION_OPTIMIZER, DeepSpeedCPULion),
+              rule({"cpu": False}, ds_config.LION_OPTIMIZER, FusedLion)]
+
+    # Muon builds its param groups from a fixed set of keys and ignores any other: closed to them.
+    muon = dict(ADAM_EXTRAS)
+    muon_keys = [*DeepSpeedEngine._MUON_HALF_KEYS, *DeepSpeedEngine._ADAM_HALF_KEYS, "muon_lr", "adam_lr", "foreach"]
+    if not all(f'"{key}"' in inspect.getsource(DeepSpeedEngine._muon_param_groups) for key in ("muon_lr", "adam_lr")):
+        raise SystemExit("_muon_param_groups no longer reads muon_lr and adam_lr; re-read it")
+    for key in muon_keys:
+        muon.setdefault(key, {"description": "Read by DeepSpeed's Muon param groups "
+                              "(engine._muon_param_groups), or by torch Adam with torch_adam."})
+    rules.append(({}, ds_config.MUON_OPTIMIZER, muon, []))
+
+    covered = {name for _, name, _, _ in rules} | set(OPEN_OPTIMIZERS)
+    if covered != set(ds_config.DEEPSPEED_OPTIMIZERS):
+        raise SystemExit(f"DeepSpeed's optimizers changed: {sorted(covered ^ set(ds_config.DEEPSPEED_OPTIMIZERS))}; "
+                         "read engine._configure_basic_optimizer and update this script")
+    own = set(ds_config.DEEPSPEED_OPTIMIZERS)
+    torch_names = [name for name in torch.optim.__all__
+                   if isinstance(getattr(torch.optim, name), type) and issubclass(getattr(torch.optim, name),
+                                                                                 torch.optim.Optimizer)
+                   and getattr(torch.optim, name) is not torch.optim.Optimizer and name.lower() not in own]
+    rules += [rule({}, name, getattr(torch.optim, name)) for name in torch_names]
+    return list(ds_config.DEEPSPEED_OPTIMIZERS), torch_names, rules
+
+
+def optimizer_conditions(rules, own_names) -> list[dict]:
+    """The rules as if/then on the whole DeepSpeed config (offload is outside `optimizer`)."""
+    cpu = {"properties": {"zero_optimization": {"type": "object", "anyOf": [
+        {"properties": {"offload_optimizer": {"type": "object", "properties": {
+            "device": {"enum": ["cpu", "nvme"]}}, "required": ["device"]}}, "required": ["offload_optimizer"]},
+        {"properties": {"cpu_offload": {"const": True}}, "required": ["cpu_offload"]}]}},
+        "required": ["zero_optimization"]}
+    conditions = []
+    for condition, name, keys, required in rules:
+        matches = {"pattern": case_insensitive([name])} if name in own_names else {"const": name}
+        optimizer = {"type": "object", "properties": {"type": matches}, "required": ["type"]}
+        if condition.get("all") or "not" in condition:
+            optimizer = {"allOf": [optimizer, *condition.get("all", [])],
+                         **({"not": condition["not"]} if "not" in condition else {})}
+        when = {"properties": {"optimizer": optimizer}, "required": ["optimizer"]}
+        if "cpu" in condition:
+            when = {"allOf": [when, cpu if condition["cpu"] else {"not": cpu}]}
+        params = closed(f"Keyword arguments for optimizer {name}.", keys)
+        then = {"properties": {"optimizer": {"properties": {"params": params},
+                                             **({"required": ["params"]} if required else {})}}}
+        if required:
+            params["required"] = required
+        conditions.append({"if": when, "then": then})
+    return conditions
+
+
+def scheduler_rules() -> tuple[list[str], list[dict]]:
+    """(names for `scheduler.type`, if/then per name closing its params).
+
+    Mirrors engine._scheduler_from_config: a name of deepspeed.runtime.lr_schedules, else of
+    torch.optim.lr_scheduler, exactly as spelled, called as scheduler(optimizer, **params).
+    """
+    import torch
+    from deepspeed.runtime import lr_schedules
+
+    names = list(lr_schedules.VALID_LR_SCHEDULES)
+    for name in torch.optim.lr_scheduler.__all__:
+        if name in UNUSABLE_SCHEDULERS:
+            continue
+        if hasattr(lr_schedules, name):  # DeepSpeed would take its own attribute of that name
+            raise SystemExit(f"lr_schedules now has {name}; re-read _scheduler_from_config")
+        names.append(name)
+    missing = set(UNUSABLE_SCHEDULERS) - set(torch.optim.lr_scheduler.__all__)
+    if missing:
+        raise SystemExit(f"torch.optim.lr_scheduler no longer has {sorted(missing)}; update UNUSABLE_SCHEDULERS")
+    conditions = []
+    for name in names:
+        cls = getattr(lr_schedules, name, None) or getattr(torch.optim.lr_scheduler, name)
+        keys, required = signature_keys(cls)
+        params = closed(f"Keyword arguments for schedule {name}.", keys)
+        if required:
+            params["required"] = required
+        conditions.append({"if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+                           "then": {"properties": {"params": params}}})
+    return names, conditions
+
+
 def generate() -> tuple[dict, list[str]]:
     """Return (schema, properties that still lack a description)."""
     import deepspeed
@@ -343,15 +694,32 @@ def generate() -> tuple[dict, list[str]]:
 
     for constant, (schema, description) in HAND_WRITTEN.items():
         properties[getattr(constants, constant)] = {"description": description, **schema}
-    properties[constants.OPTIMIZER] = OPTIMIZER
-    properties[constants.SCHEDULER] = SCHEDULER
+    own, torch_optimizers, rules = optimizer_rules()
+    optimizer = json.loads(json.dumps(OPTIMIZER))
+    optimizer["properties"]["type"] = {
+        "type": "string",
+        "description": f"Optimizer name: DeepSpeed's own ({', '.join(own)}; in any letter case) or "
+                       f"a torch.optim class, spelled exactly ({', '.join(torch_optimizers)}).",
+        # DeepSpeed lowers its own names before matching them; an enum cannot say "any case".
+        "if": {"pattern": case_insensitive(own)}, "else": {"enum": own + torch_optimizers}}
+    properties[constants.OPTIMIZER] = optimizer
+    scheduler = json.loads(json.dumps(SCHEDULER))
+    schedules, scheduler["allOf"] = scheduler_rules()
+    scheduler["properties"]["type"] = {"enum": schedules, "description": "Schedule name: one of "
+                                       "DeepSpeed's lr_schedules or a torch.optim.lr_scheduler class."}
+    properties[constants.SCHEDULER] = scheduler
+    root_conditions = optimizer_conditions(rules, own)
+    defs["TPTrainingConfig"]["properties"]["partition_config"] = {
+        "anyOf": [partition_config(), {"type": "null"}],
+        "description": defs["TPTrainingConfig"]["properties"]["partition_config"]["description"]}
     properties["activation_checkpointing"] = _keyed_section(
         "Activation checkpointing, for models that call deepspeed.checkpointing.", ACTIVATION_CHECKPOINTING,
         "deepspeed.runtime.activation_checkpointing.config", "ACT_CHKPT_DEFAULT")
     properties["flops_profiler"] = _keyed_section(
         "DeepSpeed's FLOPs profiler.", FLOPS_PROFILER, None, None)
-    for key, what in OPEN_SECTIONS.items():
-        properties[key] = open_object(what)
+    properties.update(keyed_sections())
+    for key, (what, why) in OPEN_SECTIONS.items():
+        properties[key] = open_object(what, why)
     from deepspeed.runtime.config import _REMOVED_TOP_LEVEL_CONFIG_KEYS
 
     removed = set(properties) & set(_REMOVED_TOP_LEVEL_CONFIG_KEYS)
@@ -366,6 +734,7 @@ def generate() -> tuple[dict, list[str]]:
         "type": "object",
         "additionalProperties": False,
         "properties": dict(sorted(properties.items())),
+        "allOf": root_conditions,
         "$defs": dict(sorted(defs.items())),
     }
     return schema, problems

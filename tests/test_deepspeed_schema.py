@@ -142,3 +142,188 @@ def test_generator_names_its_command_in_help():
     out = subprocess.run([sys.executable, str(ROOT / GENERATOR), "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "--check" in out
+
+
+# Objects the schema leaves open, and why: DeepSpeed hands their keys on without reading them.
+OPEN_OBJECTS = {
+    "/properties/data_efficiency": "curriculum metrics are keyed by names the user chooses",
+    "/properties/datastates_ckpt": "passed whole to the datastates library",
+    "/$defs/WeightQuantConfig/properties/quantized_initialization": "a free Dict in DeepSpeed's model",
+    "/$defs/WeightQuantConfig/properties/post_init_quant": "a free Dict in DeepSpeed's model",
+    # Closed per type by the if/then rules; test_every_type_closes_its_params checks them.
+    "/properties/optimizer/properties/params": "closed per optimizer type",
+    "/properties/scheduler/properties/params": "closed per schedule",
+}
+# Optimizer types whose params stay open: mup's optimizers pass **kwargs to the one they wrap.
+OPEN_OPTIMIZERS = {"muadam", "muadamw", "musgd"}
+
+
+def test_no_object_is_open_unless_listed():
+    """A DeepSpeed upgrade that adds an open object fails here until it is closed or listed."""
+    schema = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    open_objects = []
+    for path, node in walk(schema):
+        if {"if", "then", "else", "not"} & set(path.split("/")):
+            continue  # conditions, not shapes
+        types = node.get("type")
+        if types == "object" or (isinstance(types, list) and "object" in types):
+            if "properties" not in node or node.get("additionalProperties") is not False:
+                open_objects.append(path)
+    assert sorted(open_objects) == sorted(OPEN_OBJECTS)
+
+
+def _matching_params(section: str, deepspeed: dict) -> list[dict]:
+    """The `params` schemas that the if/then rules apply to this DeepSpeed section."""
+    import jsonschema_rs
+
+    schema = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    found = []
+    # Optimizer rules sit on the whole section (offload is outside `optimizer`), schedule rules
+    # on `scheduler`.
+    if section == "optimizer":
+        rules, instance = schema["allOf"], deepspeed
+    else:
+        rules, instance = schema["properties"]["scheduler"]["allOf"], deepspeed["scheduler"]
+    for rule in rules:
+        if jsonschema_rs.Draft202012Validator({**rule["if"], "$defs": schema["$defs"]}).is_valid(instance):
+            then = rule["then"]["properties"]
+            found.append((then["optimizer"]["properties"] if section == "optimizer" else then)["params"])
+    return found
+
+
+def test_every_type_closes_its_params():
+    schema = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    optimizer_type = schema["properties"]["optimizer"]["properties"]["type"]
+    for name in optimizer_type["else"]["enum"]:
+        for offload in ("none", "cpu"):
+            for torch_adam in (False, True):
+                deepspeed = {"optimizer": {"type": name, "params": {"torch_adam": torch_adam}},
+                             "zero_optimization": {"stage": 2, "offload_optimizer": {"device": offload}}}
+                closing = _matching_params("optimizer", deepspeed)
+                assert len(closing) == (0 if name in OPEN_OPTIMIZERS else 1), (name, offload, torch_adam)
+    for name in schema["properties"]["scheduler"]["properties"]["type"]["enum"]:
+        assert len(_matching_params("scheduler", {"scheduler": {"type": name, "params": {}}})) == 1, name
+
+
+def _engine(optimizer: dict, cpu_offload=False):
+    """What DeepSpeedEngine's optimizer builder reads from self, around its real methods."""
+    from types import SimpleNamespace
+
+    from deepspeed.runtime.config import DEEPSPEED_OPTIMIZERS
+    from deepspeed.runtime.engine import DeepSpeedEngine
+
+    name = optimizer["type"]  # DeepSpeedConfig lowers DeepSpeed's own names, as here
+    name = name.lower() if name.lower() in DEEPSPEED_OPTIMIZERS else name
+    engine = SimpleNamespace(optimizer_name=lambda: name, optimizer_params=lambda: optimizer.get("params"),
+                             zero_use_cpu_optimizer=lambda: cpu_offload, bf16_optimizer_states=lambda: False,
+                             zenflow=False, has_moe_layers=False)
+    engine.get_optimizer_configuration = DeepSpeedEngine.get_optimizer_configuration.__get__(engine)
+    return engine, DeepSpeedEngine
+
+
+def build_optimizer(optimizer: dict, cpu_offload=False):
+    import torch
+
+    engine, cls = _engine(optimizer, cpu_offload)
+    return cls._configure_basic_optimizer(engine, [torch.nn.Parameter(torch.zeros(2))])
+
+
+def build_scheduler(scheduler: dict):
+    import torch
+    from types import SimpleNamespace
+
+    from deepspeed.runtime.engine import DeepSpeedEngine
+
+    engine = SimpleNamespace(scheduler_name=lambda: scheduler["type"], scheduler_params=lambda: scheduler.get("params"))
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(2))], lr=0.1, momentum=0.9)
+    return DeepSpeedEngine._scheduler_from_config(engine, optimizer)
+
+
+def _every_allowed_key(section, deepspeed, given: dict, cls) -> dict:
+    """`given`, plus every other key the schema allows here, at the default of `cls`'s signature
+    (DeepSpeed's own extras, not in it, at null)."""
+    import inspect
+
+    (params,) = _matching_params(section, deepspeed)
+    signature = inspect.signature(cls).parameters
+    values = dict(given)
+    for key in params["properties"]:
+        if key not in values:
+            values[key] = signature[key].default if key in signature else None
+    return values
+
+
+@pytest.mark.parametrize("name,given,expected", [
+    ("AdamW", {"torch_adam": True}, "AdamW"),
+    ("adam", {"torch_adam": True, "adam_w_mode": True}, "AdamW"),
+    ("ADAM", {"torch_adam": True, "adam_w_mode": False}, "Adam"),
+    ("Adagrad", {}, "Adagrad"),
+    ("SGD", {}, "SGD"), ("RMSprop", {}, "RMSprop"), ("NAdam", {}, "NAdam"), ("LBFGS", {}, "LBFGS"),
+])
+def test_every_key_the_schema_allows_builds_in_deepspeed(name, given, expected):
+    """Every params key the schema allows for a type, at once, through DeepSpeed's own optimizer
+    builder (the torch-built types: the others compile an op when built)."""
+    import torch
+
+    deepspeed = {"optimizer": {"type": name, "params": given}}
+    params = _every_allowed_key("optimizer", deepspeed, given, getattr(torch.optim, expected))
+    params["lr"] = 0.01
+    built = build_optimizer({"type": name, "params": params})
+    assert type(built) is getattr(torch.optim, expected)
+
+
+@pytest.mark.parametrize("scheduler", [
+    {"type": "WarmupLR", "params": {}},
+    {"type": "WarmupDecayLR", "params": {"total_num_steps": 10}},
+    {"type": "WarmupCosineLR", "params": {"total_num_steps": 10}},
+    {"type": "OneCycle", "params": {"cycle_min_lr": 0.01, "cycle_max_lr": 0.1}},
+    {"type": "LRRangeTest", "params": {}},
+    {"type": "StepLR", "params": {"step_size": 2}},
+])
+def test_every_schedule_key_the_schema_allows_builds_in_deepspeed(scheduler):
+    from deepspeed.runtime import lr_schedules
+    import torch
+
+    cls = getattr(lr_schedules, scheduler["type"], None) or getattr(torch.optim.lr_scheduler, scheduler["type"])
+    params = _every_allowed_key("scheduler", {"scheduler": scheduler}, scheduler["params"], cls)
+    assert type(build_scheduler({"type": scheduler["type"], "params": params})) is cls
+
+
+@pytest.mark.parametrize("optimizer,cpu_offload", [
+    ({"type": "AdamW", "params": {"lr": 0.1, "torch_adam": True, "betass": [0.9, 0.99]}}, False),
+    ({"type": "Adam", "params": {"lr": 0.1, "betass": [0.9, 0.99]}}, False),      # FusedAdam
+    ({"type": "Adam", "params": {"lr": 0.1, "set_grad_none": True}}, True),       # CPU Adam lacks it
+    ({"type": "adam", "params": {"torch_adam": True, "adam_w_mode": False, "decoupled_weight_decay": True,
+                                  "amsgrad": False, "foo": 1}}, False),
+    ({"type": "SGD", "params": {"lr": 0.1, "momentm": 0.9}}, False),
+    ({"type": "Lamb", "params": {"lr": 0.1, "max_grad_norm": 1.0}}, False),       # DeepSpeed refuses it
+])
+def test_both_reject_optimizer_params(optimizer, cpu_offload, tiny):
+    """A params key DeepSpeed's optimizer builder refuses (TypeError or ValueError, raised before
+    any op is compiled) fails the schema too."""
+    with pytest.raises((TypeError, ValueError)):
+        build_optimizer(copy.deepcopy(optimizer), cpu_offload)
+    section = {**copy.deepcopy(tiny["deepspeed"]), "optimizer": optimizer}
+    if cpu_offload:
+        section["zero_optimization"] = {"stage": 2, "offload_optimizer": {"device": "cpu"}}
+    assert schema_problems({**tiny, "deepspeed": section})
+
+
+@pytest.mark.parametrize("scheduler", [
+    {"type": "WarmupCosineLR", "params": {"total_num_steps": 10, "warmup_num_stepz": 3}},
+    {"type": "WarmupDecayLR", "params": {}},                       # total_num_steps is required
+    {"type": "WarmupLR"},                                          # DeepSpeed calls it with **params
+])
+def test_both_reject_scheduler_params(scheduler, tiny):
+    with pytest.raises(TypeError):
+        build_scheduler(copy.deepcopy(scheduler))
+    assert schema_problems({**tiny, "deepspeed": {**tiny["deepspeed"], "scheduler": scheduler}})
+
+
+def test_optimizer_names_match_like_deepspeed(tiny):
+    """DeepSpeed's own names in any letter case, torch.optim's exactly as spelled."""
+    def problems(name):
+        section = {**tiny["deepspeed"], "optimizer": {"type": name, "params": {"lr": 0.1}}}
+        return schema_problems({**tiny, "deepspeed": section})
+    assert problems("LaMb") == [] and problems("RMSprop") == []
+    assert problems("rmsprop") and problems("Optimizer") and problems("lr_scheduler")
