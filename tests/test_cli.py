@@ -1,7 +1,10 @@
 """The CLI: exact output and exit status of build, show, ls and schema; every command has help
 with an example; user errors are one line on stderr with status 1, no traceback."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -87,11 +90,29 @@ def test_show_prints_without_writing(proj, capsys):
 
 
 def test_ls_hardware_exact(proj, capsys):
-    code, out, err = run(["ls", "hardware"], capsys)
-    assert (code, err) == (0, "")
-    lines = out.splitlines()
-    assert lines[0].split() == ["name", "nodes", "procs_per_node", "device", "memory_gib", "bf16", "interconnect"]
-    assert "cpu_laptop    1      2               cpu        8           False  loopback" in lines
+    assert run(["ls", "hardware"], capsys) == (0, """\
+name          nodes  procs_per_node  device     memory_gib  bf16   fp16   peak_tflops  interconnect
+a100_40gb_x1  1      1               A100-40GB  40          True   True   312          pcie
+a100_80gb_x8  1      8               A100-80GB  80          True   True   312          nvlink
+cpu_laptop    1      2               cpu        8           False  False  0.1          loopback
+h100_80gb_x1  1      1               H100-80GB  80          True   True   756          pcie
+h100_80gb_x8  1      8               H100-80GB  80          True   True   989          nvlink
+""", "")
+
+
+def test_ls_models_smallest_first_exact(proj, capsys):
+    # three significant digits: the 2.7B config has 2,648,148,480 parameters (tied embeddings)
+    assert run(["ls", "models"], capsys) == (0, """\
+name       params  n_layer  n_head  n_embd  block_size  vocab_size
+gpt_debug  34K     2        2       32      32          256
+gpt_cpu    837K    4        4       128     128         256
+gpt_124m   124M    12       12      768     1024        50304
+gpt_350m   355M    24       16      1024    1024        50304
+gpt_760m   758M    24       16      1536    1024        50304
+gpt_1_3b   1.31B   24       32      2048    1024        50304
+gpt_2_7b   2.65B   32       32      2560    1024        50304
+gpt_6_7b   6.65B   32       32      4096    1024        50304
+""", "")
 
 
 def test_ls_manifests_after_build(proj, capsys):
@@ -106,6 +127,25 @@ def test_schema_reference_and_json_schema(proj, capsys):
     assert "- `model.n_head`: integer (>= 1, <= 1024). Attention heads per block; must divide n_embd." in out.splitlines()
     code, out, _ = run(["schema", "--json-schema"], capsys)
     assert json.loads(out)["$id"] == "expc/manifest/v1"
+
+
+def test_manifest_path_that_names_no_file_is_a_digest_prefix(proj, capsys):
+    built = run(["build", "specs/one.jsonnet"], capsys)[1].strip()
+    shown = run(["show", built], capsys)
+    assert shown[0] == 0
+    prefix = Path(built).stem[:8]
+    assert run(["show", f"manifests/{prefix}.json"], capsys) == shown
+    assert run(["show", f"manifests/{prefix}"], capsys) == shown
+    assert run(["show", str(proj / "manifests" / f"{prefix}.json")], capsys) == shown
+    (proj / "manifests" / "abcd1111.json").write_text("{}")
+    (proj / "manifests" / "abcd2222.json").write_text("{}")
+    assert run(["show", "manifests/abcd.json"], capsys) == (
+        1, "", "error: digest prefix abcd is ambiguous: abcd1111, abcd2222\n")
+    assert run(["show", "manifests/dead.json"], capsys) == (
+        1, "", "error: no manifest in manifests/ starts with dead\n")
+    # only under manifests/, and only a hex prefix of 4 or more
+    for ref in (f"specs/{prefix}.json", "manifests/abc.json", "manifests/one.json"):
+        assert run(["show", ref], capsys) == (1, "", f"error: no such manifest: {ref}\n")
 
 
 def test_user_error_is_one_message_exit_1(proj, capsys):
@@ -143,3 +183,41 @@ def test_every_command_has_help_with_an_example(path):
     assert result.exit_code == 0
     assert "Example" in result.output, f"`expc {' '.join(path)} --help` shows no example"
     assert f"expc {path[0]}" in result.output.split("Example", 1)[1]
+
+
+def help_examples():
+    """Every `expc ...` line under "Example(s):" in every command's help, comments dropped."""
+    for path, _ in all_commands(cli):
+        text = CliRunner().invoke(cli, [*path, "--help"]).output.split("Example", 1)[1]
+        for line in text.splitlines()[1:]:
+            line = line.split("#", 1)[0].strip()
+            if line.startswith("expc "):
+                yield line
+
+
+# An example that cannot work as written, and why; strict, so a fixed example fails here.
+WRONG_EXAMPLES = {
+    "expc diff 1e69 9a8b --format markdown": "no committed manifest starts with 9a8b",
+}
+
+
+@pytest.mark.parametrize("line", [
+    pytest.param(line, marks=pytest.mark.xfail(strict=True, reason=WRONG_EXAMPLES[line]))
+    if line in WRONG_EXAMPLES else line for line in help_examples()])
+def test_help_examples_run(line, tmp_path):
+    if line.startswith("expc run ") and "--dry-run" not in line:
+        pytest.skip("trains, or needs other machines")
+    if "--git" in line:
+        pytest.skip("needs a git repository with that revision")
+    # a copy of the project: examples build and prune
+    for folder in ("lib", "specs", "manifests"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "docs").mkdir()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(line, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in done.stderr
+    if line.startswith("expc diff "):  # 0: equal, 1: they differ (and says how)
+        assert done.returncode in (0, 1) and bool(done.stdout) == (done.returncode == 1), done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

@@ -25,17 +25,21 @@ def _lib_table(project: Project, file: str) -> dict:
 def _hardware(project):
     return [{"name": name, "nodes": p["nodes"], "procs_per_node": p["procs_per_node"],
              "device": p["device"], "memory_gib": p["device_memory_gib"],
-             "bf16": p["bf16"], "interconnect": p["interconnect"]}
+             "bf16": p["bf16"], "fp16": p["fp16"], "peak_tflops": p["peak_tflops"],
+             "interconnect": p["interconnect"]}
             for name, p in _lib_table(project, "hardware.libsonnet").items()]
 
 
 def _models(project):
+    """Smallest first: the names sort gpt_1_3b before gpt_350m."""
     from .estimate import parameter_count
 
-    return [{"name": name, "params": _human(parameter_count(m)), "n_layer": m["n_layer"],
+    sizes = sorted(((parameter_count(m), name, m) for name, m in _lib_table(project, "models.libsonnet").items()),
+                   key=lambda row: row[:2])
+    return [{"name": name, "params": _human(count), "n_layer": m["n_layer"],
              "n_head": m["n_head"], "n_embd": m["n_embd"], "block_size": m["block_size"],
              "vocab_size": m["vocab_size"]}
-            for name, m in _lib_table(project, "models.libsonnet").items()]
+            for count, name, m in sizes]
 
 
 def _manifests(project):
@@ -59,8 +63,10 @@ def _runs(project):
     return rows
 
 
-def _human(n: float) -> str:
+def _human(n: int) -> str:
+    """Three significant digits, so sizes keep their names' precision: 2.65B, 124M, 1.31B."""
+    rounded = float(f"{n:.3g}")  # round first: 999_600 is 1.00M, not 1e+03K
     for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.1f}{unit}"
+        if rounded >= size:
+            return f"{rounded / size:.3g}{unit}"
     return str(int(n))

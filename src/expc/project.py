@@ -56,16 +56,24 @@ def find_project(start: Path | str | None = None) -> Project:
 
 
 def find_manifest(ref: str, project: Project | None = None) -> Path:
-    """A manifest path, or a unique digest prefix (like git), -> the manifest's path."""
+    """A manifest path, or a unique digest prefix (like git), -> the manifest's path.
+
+    A path into the manifests folder that names no file, `manifests/1e69703c.json` or
+    `manifests/1e69703c`, is a prefix written as a path: the help's examples are written that way.
+    """
     from .errors import ExpcError
 
     path = Path(ref)
     if path.suffix == ".json" or os.sep in ref:
-        if not path.is_file():
+        if path.is_file():
+            return path
+        project = project or find_project()
+        prefix = path.name.removesuffix(".json")
+        if path.parent.resolve() != project.manifests.resolve() or not _is_digest_prefix(prefix):
             raise ExpcError(f"no such manifest: {ref}")
-        return path
+        ref = prefix
     project = project or find_project()
-    if not all(c in "0123456789abcdef" for c in ref) or len(ref) < 4:
+    if not _is_digest_prefix(ref):
         raise ExpcError(f"{ref!r} is neither a manifest file nor a digest prefix (4+ hex characters)")
     matches = sorted(project.manifests.glob(f"{ref}*.json"))
     if not matches:
@@ -74,3 +82,7 @@ def find_manifest(ref: str, project: Project | None = None) -> Path:
         shown = ", ".join(m.stem[:12] for m in matches[:5])
         raise ExpcError(f"digest prefix {ref} is ambiguous: {shown}")
     return matches[0]
+
+
+def _is_digest_prefix(text: str) -> bool:
+    return len(text) >= 4 and all(c in "0123456789abcdef" for c in text)
