@@ -4,6 +4,8 @@ Each case is a small spec in a scratch project (a copy of the real lib/), evalua
 go-jsonnet through expc's own evaluate stage; errors are checked by their exact text."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from expc.compile import compile_spec
@@ -131,12 +133,55 @@ def test_zero_overlap_follows_the_hardware(project):
     assert cpu["deepspeed"]["zero_optimization"]["overlap_comm"] is False
 
 
-def test_every_preset_compiles(project):
-    # each hardware profile with a model it can hold, through the whole pipeline
-    for hardware, model in [("cpu_laptop", "gpt_cpu"), ("a100_40gb_x1", "gpt_124m"), ("a100_80gb_x8", "gpt_760m"),
-                            ("h100_80gb_x1", "gpt_350m"), ("h100_80gb_x8", "gpt_1_3b")]:
-        spec = project / "specs" / f"{hardware}.jsonnet"
-        spec.write_text(HEAD + f"expc.experiment + expc.zero.stage2 + {{ hardware: expc.hardware.{hardware}, "
-                               f"model: expc.models.{model}, global_batch_size:: 64, micro_batch_size:: 4 }}")
-        [manifest] = compile_spec(spec, Project(project))
-        assert manifest.data["hardware"]["name"] == hardware
+# One row per model size; together the rows use every hardware profile and every ZeRO, optimizer,
+# schedule and experiment preset at least once. Each row: hardware, model, mixins by table.
+PRESET_ROWS = [
+    ("cpu_laptop", "gpt_debug", {"zero": ["stage0"], "optim": ["warmup_constant"], "presets": ["quick_test", "fp32"]}),
+    ("cpu_laptop", "gpt_cpu", {"zero": ["stage1", "offload_optimizer"], "optim": ["warmup_linear_decay"],
+                               "presets": ["full_training"]}),
+    ("a100_40gb_x1", "gpt_124m", {"zero": ["stage2"], "optim": ["warmup_cosine(0.0)"], "presets": ["fp16"]}),
+    ("get('h100_80gb_x1')", "gpt_350m", {"zero": ["stage3", "offload_optimizer", "offload_param"],
+                                         "optim": ["adamw"], "presets": ["bf16"]}),
+    ("a100_80gb_x8", "gpt_760m", {"zero": ["stage(2)"], "optim": ["adamw_with(weight_decay=0.0)", "warmup_constant"]}),
+    ("h100_80gb_x8", "gpt_1_3b", {"zero": ["stage3"], "optim": ["warmup_linear_decay"]}),
+    ("nodes(expc.hardware.a100_80gb_x8, 2)", "gpt_2_7b", {"zero": ["stage3", "offload_optimizer"]}),
+    ("h100_80gb_nodes(4)", "gpt_6_7b", {"zero": ["stage3"], "optim": ["warmup_constant"], "presets": ["bf16"]}),
+]
+SCHEDULER = {"warmup_constant": "WarmupLR", "warmup_linear_decay": "WarmupDecayLR", "warmup_cosine": "WarmupCosineLR"}
+
+
+def _name(expr: str) -> str:
+    return expr.split("(", 1)[0]  # "warmup_cosine(0.0)" -> "warmup_cosine"
+
+
+@pytest.mark.parametrize("hardware, model, mixins", PRESET_ROWS, ids=[row[1] for row in PRESET_ROWS])
+def test_every_preset_compiles(project, hardware, model, mixins):
+    # through the whole pipeline (schema, batch arithmetic, precision, memory), in process
+    spec = project / "specs" / f"{model}.jsonnet"
+    mixed = "".join(f"expc.{table}.{expr} + " for table, exprs in mixins.items() for expr in exprs)
+    spec.write_text(HEAD + f"expc.experiment + {mixed}{{ hardware: expc.hardware.{hardware}, "
+                           f"model: expc.models.{model}, global_batch_size:: 64, micro_batch_size:: 1 }}")
+    [manifest] = compile_spec(spec, Project(project))
+    data = manifest.data
+    assert {k: data["model"][k] for k in ("n_layer", "n_embd")} == {
+        k: run(project, f"expc.models.{model}", "size")[k] for k in ("n_layer", "n_embd")}
+    zero = data["deepspeed"]["zero_optimization"]
+    stages = [int(re.search(r"\d", e)[0]) for e in mixins["zero"] if e.startswith("stage")]
+    assert zero["stage"] == stages[-1]
+    assert ("offload_optimizer" in zero, "offload_param" in zero) == (
+        "offload_optimizer" in mixins["zero"], "offload_param" in mixins["zero"])
+    schedules = [_name(e) for e in mixins.get("optim", []) if _name(e) in SCHEDULER]
+    assert data["deepspeed"]["scheduler"]["type"] == SCHEDULER[(schedules or ["warmup_cosine"])[-1]]
+
+
+def test_preset_rows_cover_every_lib_preset(project):
+    # a preset added to the lib needs a row above; `get` and `gpt` are helpers, not presets
+    tables = ["zero", "optim", "presets", "models", "hardware"]
+    fields = run(project, f"{{ [t]: std.objectFieldsAll(expc[t]) for t in {tables} }}")
+    written = {table: [e for _, _, mixins in PRESET_ROWS for e in mixins.get(table, [])] for table in tables}
+    written["models"] = [model for _, model, _ in PRESET_ROWS]
+    written["hardware"] = [hardware for hardware, _, _ in PRESET_ROWS]
+    unused = {table: [f for f in names if f not in ("get", "gpt")
+                      and not any(re.search(rf"\b{f}\b", e) for e in written[table])]
+              for table, names in fields.items()}
+    assert unused == {table: [] for table in tables}
