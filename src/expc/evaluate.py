@@ -282,7 +282,8 @@ def _closest(name: str, choices) -> list[str]:
 
 
 def _table_named_by(expr: str, text: str, tables: dict, depth: int = 0) -> str | None:
-    """The lib table an expression in `text` names, when that can be read off the text."""
+    """The lib table an expression in `text` names, when that can be read off the text: a table's
+    name, "" for expc.libsonnet itself (whose fields are the tables), None when it is not a table."""
     expr = expr.strip()
     if depth > 4:
         return None
