@@ -88,6 +88,41 @@ def test_unknown_deepspeed_key_gets_did_you_mean(tiny):
 
 
 
+def test_misspelt_optimizer_and_schedule_params_get_did_you_mean(tiny):
+    doc = copy.deepcopy(tiny)
+    doc["deepspeed"]["optimizer"]["params"]["betass"] = [0.9, 0.99]
+    doc["deepspeed"]["scheduler"]["params"]["warmup_num_stepz"] = 3
+    assert problems_of(doc) == [
+        ("$.deepspeed.optimizer.params.betass", "unknown key 'betass' (did you mean \"betas\"?)"),
+        ("$.deepspeed.scheduler.params.warmup_num_stepz",
+         "unknown key 'warmup_num_stepz' (did you mean \"warmup_num_steps\"?)"),
+    ]
+
+
+@pytest.mark.parametrize("name,torch_adam", [("AdamW", False), ("adam", None), ("ADAMW", 1)])
+def test_cpu_adam_needs_torch_adam(tiny, name, torch_adam):
+    doc = copy.deepcopy(tiny)
+    params = doc["deepspeed"]["optimizer"]["params"]
+    doc["deepspeed"]["optimizer"]["type"] = name
+    params.pop("torch_adam")
+    if torch_adam is not None:
+        params["torch_adam"] = torch_adam
+    problems = [(p.location, p.message) for p in semantic_problems(doc)]
+    assert problems == [("$.deepspeed.optimizer.params.torch_adam",
+                         f"optimizer {name!r} on CPU needs \"torch_adam\": true, else DeepSpeed compiles its "
+                         "own Adam (about a minute) at every launch; set it in the optimizer params, as "
+                         "expc.optim.adamw does")]
+
+
+def test_cpu_rule_leaves_other_optimizers_and_gpus_alone(tiny):
+    doc = copy.deepcopy(tiny)
+    doc["deepspeed"]["optimizer"] = {"type": "SGD", "params": {"lr": 0.1}}
+    assert semantic_problems(doc) == []
+    doc["deepspeed"]["optimizer"] = {"type": "AdamW", "params": {"lr": 0.1}}
+    doc["hardware"].update(accelerator="cuda", backend="nccl")
+    assert [p for p in semantic_problems(doc) if "torch_adam" in p.message] == []
+
+
 def test_shape_and_backend_rules(tiny):
     doc = copy.deepcopy(tiny)
     doc["model"]["n_head"] = 3

@@ -3,7 +3,8 @@
 First the JSON Schema (Draft 2020-12, `schema/manifest.schema.json`, whose `deepspeed` section is
 `schema/deepspeed.schema.json`, generated from DeepSpeed's own config models); then the semantic
 rules a schema cannot express: batch arithmetic, head/width divisibility, precision against the
-hardware, no "auto" in the DeepSpeed section, and whether the run fits in device memory.
+hardware, torch's Adam on CPU, no "auto" in the DeepSpeed section, and whether the run fits in
+device memory.
 """
 from __future__ import annotations
 
@@ -149,6 +150,15 @@ def semantic_problems(manifest) -> list[Problem]:
     if hw["accelerator"] == "cpu" and hw["backend"] != "gloo":
         problems.append(Problem(f"backend {hw['backend']!r} does not run on CPU; use {expected_backend!r}",
                                 json_path(["hardware", "backend"])))
+
+    optimizer = ds.get("optimizer") or {}
+    if (hw["accelerator"] == "cpu" and optimizer.get("type", "").lower() in ("adam", "adamw")
+            and (optimizer.get("params") or {}).get("torch_adam") is not True):
+        # Without it DeepSpeed builds its FusedAdam or CPUAdam, JIT-compiled on every launch.
+        problems.append(Problem(f'optimizer {optimizer["type"]!r} on CPU needs "torch_adam": true, else '
+                                "DeepSpeed compiles its own Adam (about a minute) at every launch; set it "
+                                "in the optimizer params, as expc.optim.adamw does",
+                                json_path(["deepspeed", "optimizer", "params", "torch_adam"])))
 
     if manifest["data"]["source"] in ("stdlib", "text", "synthetic") and model["vocab_size"] < 256:
         problems.append(Problem(f"vocab_size {model['vocab_size']} is too small for a byte-level "

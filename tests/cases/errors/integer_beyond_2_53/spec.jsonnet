@@ -5,5 +5,5 @@ expc.experiment + expc.zero.stage2 + {
   model: expc.models.gpt_debug,
   global_batch_size:: 4,
   micro_batch_size:: 2,
-  deepspeed+: { optimizer+: { params+: { seed: 9007199254740994 } } },
+  deepspeed+: { optimizer+: { params+: { lr: 9007199254740994 } } },
 }
