@@ -304,8 +304,25 @@ def report(returncode: int, plan: LaunchPlan, run_dir: Path, digest: str, interr
         return 130
     log, tail = failing_log(plan.logs)
     where = f"last lines of {project.relative(log)}:\n{tail}" if log else "no rank log was written"
+    if status == "running" and returncode != 0:
+        # Only rank 0 records a failure itself; when another rank failed alone (or died), the
+        # launcher's exit status is the only word of it: record it, so the folder tells the truth.
+        record_failure(run_dir, returncode, log, tail)
+        status = "failed"
     raise ExpcError(f"the run failed (launcher exit status {returncode}, status {status}); {where}",
                     context=None)
+
+
+def record_failure(run_dir: Path, returncode: int, log: Path | None, tail: str) -> None:
+    from datetime import datetime, timezone
+
+    from trainer.rundir import update_metadata  # light: no torch
+
+    rank = f"rank {log.stem.rsplit('rank', 1)[1]}" if log else "a rank"
+    error = f"{rank} failed (launcher exit status {returncode})" + (f"; last lines of logs/{log.name}:\n{tail}"
+                                                                    if log else "; no rank log was written")
+    update_metadata(run_dir, status="failed", error=error[-2000:],
+                    end=datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
 
 def summary(run_dir: Path) -> str:
@@ -364,8 +381,8 @@ class MetricsFollower:
 
 
 class Progress:
-    """Rank 0's progress: a bar with loss and ETA on a terminal, a plain line per logged step
-    otherwise (CI logs, pipes)."""
+    """Rank 0's progress: a bar with loss and ETA on a terminal, otherwise a plain line per
+    logged step with loss, tokens/s and ETA, and one per evaluation (CI logs, pipes)."""
 
     def __init__(self, digest: str, max_steps: int, start_step: int):
         from rich.console import Console
@@ -400,7 +417,19 @@ class Progress:
                     self.bar.update(self.task, completed=r["step"], loss=text)
                 else:
                     self.console.print(f"step {r['step']}/{self.max_steps} {text} "
-                                       f"({r['tokens_per_s']:.0f} tokens/s)", highlight=False, soft_wrap=True)
+                                       f"({r['tokens_per_s']:.0f} tokens/s, eta {eta(r, self.max_steps)})",
+                                       highlight=False, soft_wrap=True)
             elif "val_loss" in r and self.bar is None:
                 self.console.print(f"step {r['step']}/{self.max_steps} validation loss {r['val_loss']:.4f}",
                                    highlight=False, soft_wrap=True)
+
+
+def eta(record: dict, max_steps: int) -> str:
+    """Time left, h:mm:ss, at the attempt's average pace so far: `elapsed` is the training time
+    of every launch of this attempt (evaluation and checkpoints included, start-up not), so the
+    estimate holds across resumes without any state here."""
+    step = record["step"]
+    if not step:
+        return "?"
+    seconds = round(record["elapsed"] * (max_steps - step) / step)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
