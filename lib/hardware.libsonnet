@@ -41,10 +41,11 @@ local profiles = {
     interconnect: 'loopback',
     peak_tflops: 0.1,  // a rough fp32 figure for one core; estimates only
   },
-  // Dense bf16 peaks: A100 312 TFLOP/s, H100 SXM 989 TFLOP/s.
+  // Dense bf16 peaks: A100 312 TFLOP/s (PCIe and SXM alike), H100 PCIe 756 TFLOP/s, H100 SXM
+  // 989 TFLOP/s (H200: 989 as well).
   a100_40gb_x1: gpu('a100_40gb_x1', 'A100-40GB', 1, 40, true, 'pcie', 312),
   a100_80gb_x8: gpu('a100_80gb_x8', 'A100-80GB', 8, 80, true, 'nvlink', 312),
-  h100_80gb_x1: gpu('h100_80gb_x1', 'H100-80GB', 1, 80, true, 'pcie', 989),
+  h100_80gb_x1: gpu('h100_80gb_x1', 'H100-80GB', 1, 80, true, 'pcie', 756),
   h100_80gb_x8: gpu('h100_80gb_x8', 'H100-80GB', 8, 80, true, 'nvlink', 989),
 };
 
