@@ -28,9 +28,9 @@ LAUNCH_TIMEOUT = 240
 SPEC = """\
 local expc = import 'expc.libsonnet';
 expc.experiment + expc.zero.stage({stage}) + {{
-  hardware: expc.hardware.cpu_laptop,
+  hardware: expc.hardware.{hardware},
   model: expc.models.gpt_debug {{ dropout: {dropout} }},
-  data: {{ source: 'synthetic', val_fraction: 0.1 }},
+  data: {data},
   global_batch_size:: 8,
   micro_batch_size:: 2,
   lr:: 1e-2,
@@ -42,10 +42,19 @@ expc.experiment + expc.zero.stage({stage}) + {{
     eval_iters: 2,
     checkpoint_interval: 10,
     keep_checkpoints: 2,
-    sample_tokens: 0,
+    sample_tokens: {sample_tokens},
   }},
 }}
 """
+
+
+def pytest_runtest_setup(item):
+    """`@pytest.mark.gpu` tests run only where torch sees a CUDA device."""
+    if item.get_closest_marker("gpu"):
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device")
 
 
 def test_env() -> dict[str, str]:
@@ -62,18 +71,36 @@ def make_project(folder: Path) -> Path:
 
 
 def build_spec(project: Path, name: str, stage: int = 2, max_steps: int = 20, dropout: float = 0.1,
-               csv_monitor: bool = False) -> Path:
-    """Write specs/<name>.jsonnet and compile it; return the manifest's path. With csv_monitor,
-    DeepSpeed's own CSV monitor writes under monitor/<name>/ in the project."""
+               monitors: bool = False, hardware: str = "cpu_laptop",
+               data: str = "{ source: 'synthetic', val_fraction: 0.1 }", sample_tokens: int = 0) -> Path:
+    """Write specs/<name>.jsonnet and compile it; return the manifest's path. With monitors,
+    DeepSpeed's own CSV and TensorBoard monitors write under monitor/<name>/ and
+    tensorboard/<name>/ in the project."""
     from expc.compile import build
 
     spec = project / "specs" / f"{name}.jsonnet"
-    monitor = (f"{{ csv_monitor: {{ enabled: true, output_path: 'monitor/', job_name: '{name}' }} }}"
-               if csv_monitor else "{}")
+    monitor = (f"{{ csv_monitor: {{ enabled: true, output_path: 'monitor/', job_name: '{name}' }}, "
+               f"tensorboard: {{ enabled: true, output_path: 'tensorboard/', job_name: '{name}' }} }}"
+               if monitors else "{}")
     spec.write_text(SPEC.format(stage=stage, max_steps=max_steps, dropout=dropout, monitor=monitor,
-                                eval_interval=max_steps // 2))
+                                eval_interval=max_steps // 2, hardware=hardware, data=data,
+                                sample_tokens=sample_tokens))
     (manifest,) = build([spec])
     return project / "manifests" / f"{manifest.digest}.json"
+
+
+def kill_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """kill -9 of a launch's whole process group, then wait until none of it is left (the ranks
+    hold the port and files)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+            time.sleep(0.1)
+        except ProcessLookupError:
+            return
 
 
 @dataclass
@@ -157,7 +184,7 @@ def stage_runs(tmp_path_factory) -> dict[int, StageRun]:
     project = make_project(tmp_path_factory.mktemp("stages"))
     runs = {}
     for stage in (0, 1, 2, 3):
-        manifest = build_spec(project, f"stage{stage}", stage=stage, max_steps=STAGE_STEPS, csv_monitor=stage == 1)
+        manifest = build_spec(project, f"stage{stage}", stage=stage, max_steps=STAGE_STEPS, monitors=stage == 1)
         result = expc_run(manifest, cwd=project)
         runs[stage] = StageRun(stage, manifest, project / "runs" / manifest.stem, result)
     return runs

@@ -1,10 +1,13 @@
 """What `expc run` and the trainer refuse, and how a failed run is reported: exact messages."""
 from __future__ import annotations
 
+import json
 import re
 import shutil
 
-from .conftest import BIN, PORTS, STAGE_STEPS, build_spec, expc, expc_run, finish, make_project, start
+import pytest
+
+from .conftest import BIN, PORTS, ROOT, STAGE_STEPS, build_spec, expc, expc_run, finish, make_project, start
 
 
 def tampered_copy(tmp_path, original):
@@ -43,23 +46,35 @@ def test_the_trainer_refuses_a_tampered_manifest(tmp_path, stage_runs):
     assert not (project / "runs").exists()
 
 
-def test_a_failing_run_exits_1_with_the_failing_ranks_log(tmp_path):
-    project = make_project(tmp_path / "failing")
-    spec = project / "specs" / "missing.jsonnet"
-    manifest = build_spec(project, "base", max_steps=4)
-    spec.write_text(f"(import 'base.jsonnet') + {{ data: {{ source: 'text', path: 'no-such-corpus.txt', "
-                    "val_fraction: 0.1 } }\n")
-    from expc.compile import build
+TEXT_STEPS = 20
 
-    (built,) = build([spec])
-    result = expc_run(project / "manifests" / f"{built.digest}.json", cwd=project)
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory):
+    """A plain-text corpus folder, first missing (the run fails), then written: `expc run --rerun`
+    moves the failed attempt aside and trains a fresh one, which ends with a sample."""
+    project = make_project(tmp_path_factory.mktemp("text"))
+    manifest = build_spec(project, "text", max_steps=TEXT_STEPS, sample_tokens=120,
+                          data="{ source: 'text', path: 'corpus', val_fraction: 0.1 }")
+    failed = expc_run(manifest, cwd=project)
+    failed_meta = json.loads((project / "runs" / manifest.stem / "metadata.json").read_text())
+    (project / "corpus" / "docs").mkdir(parents=True)
+    for page in ("trainer.md", "runs.md"):  # about 20 kB of English and code
+        shutil.copy(ROOT / "docs" / page, project / "corpus" / "docs" / page)
+    rerun = expc_run(manifest, "--rerun", cwd=project)
+    return project, manifest, failed, failed_meta, rerun
+
+
+def test_a_failing_run_exits_1_with_the_failing_ranks_log(text_run):
+    project, manifest, result, meta, _ = text_run
+    digest = manifest.stem
     assert result.returncode == 1, result.stderr
     first, *rest = result.stderr.splitlines()
     assert re.fullmatch(rf"error: the run failed \(launcher exit status 1, status failed\); last lines of "
-                        rf"runs/{built.digest}/logs/\d{{14}}_rank\d\.log:", first), first
-    assert "  error: $.data.path: no such file or folder: no-such-corpus.txt" in rest
+                        rf"runs/{digest}/logs/\d{{14}}_rank\d\.log:", first), first
+    assert "  error: $.data.path: no such file or folder: corpus" in rest
     assert "Traceback" not in result.stderr  # a user mistake, not a bug
-    assert manifest.is_file()
+    assert meta["status"] == "failed" and meta["error"] == "ExpcError: $.data.path: no such file or folder: corpus"
 
 
 def test_dry_run_prints_the_exact_command(stage_runs):
@@ -72,22 +87,23 @@ def test_dry_run_prints_the_exact_command(stage_runs):
         f"--enable_each_rank_log {run.run_dir}/logs --module trainer {run.manifest} --run-dir {run.run_dir}\n")
 
 
-def test_rerun_keeps_the_previous_attempt(tmp_path, stage_runs):
-    """--rerun on a completed digest: the old files move to attempts/1/, a fresh attempt trains."""
-    project = make_project(tmp_path / "rerun")
-    source = stage_runs[3]
-    shutil.copytree(source.manifest.parent, project / "manifests")
-    shutil.copytree(source.run_dir, project / "runs" / source.manifest.stem)
-    result = expc_run(source.manifest.stem[:12], "--rerun", cwd=project)
+def test_rerun_keeps_the_previous_attempt_and_a_text_run_ends_with_a_sample(text_run):
+    """--rerun: the old files move to attempts/1/, a fresh attempt trains (its own W&B run)."""
+    project, manifest, _, _, result = text_run
     assert result.returncode == 0, result.stderr[-3000:]
-    d, d12 = source.manifest.stem, source.manifest.stem[:12]
+    d, d12 = manifest.stem, manifest.stem[:12]
     assert result.stdout.splitlines()[:2] == [
         f"{d12}: previous attempt moved to runs/{d}/attempts/1/",
-        f"training {d12}: 2 processes, {STAGE_STEPS} steps: runs/{d}/"]
+        f"training {d12}: 2 processes, {TEXT_STEPS} steps: runs/{d}/"]
     run_dir = project / "runs" / d
-    assert (run_dir / "attempts" / "1" / "metadata.json").is_file()
-    assert (run_dir / "metrics.jsonl").read_text() != ""
-    assert list((run_dir / "wandb").glob(f"offline-run-*-expc-{d[:16]}-2"))  # its own W&B run
+    assert json.loads((run_dir / "attempts" / "1" / "metadata.json").read_text())["status"] == "failed"
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert meta["status"] == "completed" and meta["attempt"] == 2
+    assert meta["corpus"].startswith("text: 2 files, ")
+    assert list((run_dir / "wandb").glob(f"offline-run-*-expc-{d[:16]}-2"))
+    sample = (run_dir / "sample.txt").read_text(encoding="utf-8")
+    assert sample.strip()
+    assert f"sample (runs/{d}/sample.txt):\n{sample.rstrip()}\n" in result.stdout  # printed at the end
 
 
 def test_several_manifests_are_all_checked_before_any_trains(stage_runs):

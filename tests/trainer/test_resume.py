@@ -1,67 +1,106 @@
-"""Interrupt a run twice, then finish it: Ctrl-C to `expc run` (every rank saves, status
-preempted), then kill -9 of a plain `deepspeed` launch after a checkpoint (no chance to save),
-then `expc run` resumes. The final weights and every logged loss equal those of the
-uninterrupted ZeRO-2 run of the same manifest, to the bit (dropout is on: RNG states matter)."""
+"""Interrupt runs, then finish them; the final weights and every logged loss must equal those of
+the uninterrupted run of the same manifest (stage_runs), to the bit (dropout is on: RNG states
+matter).
+
+  ZeRO 2: Ctrl-C to `expc run` (every rank saves, status preempted, exit 130), then kill -9 of a
+          plain `deepspeed` launch after a checkpoint (no chance to save), then `expc run`.
+  ZeRO 1: SIGTERM to `expc run`, as a preempting scheduler sends it (saved, preempted, exit 0),
+          then `expc run`.
+  ZeRO 0: kill -9 of a plain `deepspeed` launch after its first checkpoint, then `expc run`.
+"""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 
-from .conftest import (PORTS, STAGE_STEPS, BIN, build_spec, expc_run, final_weights, finish, make_project,
-                       start, train_records, wait_for)
+from .conftest import (PORTS, STAGE_STEPS, BIN, build_spec, expc_run, final_weights, finish, kill_group,
+                       make_project, start, train_records, wait_for)
 
 
 def metadata(run_dir: Path) -> dict:
     return json.loads((run_dir / "metadata.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def interrupted_run(tmp_path_factory, stage_runs):
+def plain_launch(manifest: Path, run_dir: Path):
+    """The command `expc run --dry-run` prints, started directly."""
     from expc.canonical import load_manifest
     from expc.launch import LaunchOptions, plan_launch
+
+    data, _ = load_manifest(manifest)
+    plan = plan_launch(data, LaunchOptions(manifest.resolve(), run_dir.resolve(), BIN, next(PORTS)))
+    return start(plan.argv, manifest.parent.parent, env=plan.env)
+
+
+def same_experiment(project: Path, stage: int, stage_runs) -> Path:
+    manifest = build_spec(project, f"stage{stage}", stage=stage, max_steps=STAGE_STEPS, monitors=stage == 1)
+    assert manifest.name == stage_runs[stage].manifest.name  # the same experiment, so the same digest
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory, stage_runs):
     from trainer.rundir import latest_step
 
     project = make_project(tmp_path_factory.mktemp("resume"))
-    manifest = build_spec(project, "stage2", stage=2, max_steps=STAGE_STEPS)
-    assert manifest.name == stage_runs[2].manifest.name  # the same experiment, so the same digest
+    manifest = same_experiment(project, 2, stage_runs)
     run_dir = project / "runs" / manifest.stem
     checkpoints = run_dir / "checkpoints"
     seen = {}
 
-    # 1. Ctrl-C: expc passes SIGTERM to the launch's process group; the ranks save and stop.
+    # 1. Ctrl-C: expc passes SIGTERM to the ranks; they save and stop.
     proc = start([BIN / "expc", "run", manifest, "--master-port", next(PORTS)], project)
     wait_for(lambda: latest_step(checkpoints) >= 10, proc, what="the first checkpoint")
     proc.send_signal(signal.SIGINT)
     seen["ctrl_c"] = finish(proc)
     seen["after_ctrl_c"] = metadata(run_dir)
 
-    # 2. kill -9 of a plain deepspeed launch (the command `expc run --dry-run` prints), after
-    #    it saved one more checkpoint.
-    data, digest = load_manifest(manifest)
-    plan = plan_launch(data, LaunchOptions(manifest.resolve(), run_dir.resolve(), BIN, next(PORTS)))
+    # 2. kill -9 of a plain deepspeed launch, after it saved one more checkpoint.
     first_stop = latest_step(checkpoints)
-    proc = start(plan.argv, project, env=plan.env)
+    proc = plain_launch(manifest, run_dir)
     wait_for(lambda: latest_step(checkpoints) > first_stop, proc, what="a checkpoint after the resume")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the ranks die with the group; wait until none is left
-        try:
-            os.killpg(proc.pid, 0)
-            time.sleep(0.1)
-        except ProcessLookupError:
-            break
+    kill_group(proc)
     seen["killed_at"] = latest_step(checkpoints)
     seen["after_kill"] = metadata(run_dir)
 
     # 3. expc run resumes from the newest complete checkpoint and finishes.
     seen["resume"] = expc_run(manifest, cwd=project)
     return manifest, run_dir, first_stop, seen
+
+
+@pytest.fixture(scope="module")
+def sigterm_run(tmp_path_factory, stage_runs):
+    """ZeRO 1: SIGTERM to `expc run` after the first checkpoint, then `expc run` again."""
+    from trainer.rundir import latest_step
+
+    project = make_project(tmp_path_factory.mktemp("sigterm"))
+    manifest = same_experiment(project, 1, stage_runs)
+    run_dir = project / "runs" / manifest.stem
+    proc = start([BIN / "expc", "run", manifest, "--master-port", next(PORTS)], project)
+    wait_for(lambda: latest_step(run_dir / "checkpoints") >= 10, proc, what="the first checkpoint")
+    proc.send_signal(signal.SIGTERM)
+    stopped = finish(proc)
+    seen = {"sigterm": stopped, "after_sigterm": metadata(run_dir), "saved": latest_step(run_dir / "checkpoints")}
+    seen["resume"] = expc_run(manifest, cwd=project)
+    return manifest, run_dir, seen
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory, stage_runs):
+    """ZeRO 0: kill -9 of a plain launch after its first checkpoint, then `expc run`."""
+    from trainer.rundir import latest_step
+
+    project = make_project(tmp_path_factory.mktemp("kill9"))
+    manifest = same_experiment(project, 0, stage_runs)
+    run_dir = project / "runs" / manifest.stem
+    proc = plain_launch(manifest, run_dir)
+    wait_for(lambda: latest_step(run_dir / "checkpoints") >= 10, proc, what="the first checkpoint")
+    kill_group(proc)
+    seen = {"killed_at": latest_step(run_dir / "checkpoints"), "after_kill": metadata(run_dir)}
+    seen["resume"] = expc_run(manifest, cwd=project)
+    return manifest, run_dir, seen
 
 
 def test_ctrl_c_saves_and_stops_every_rank(interrupted_run):
@@ -87,14 +126,51 @@ def test_kill_9_leaves_a_resumable_run(interrupted_run):
     assert meta["status"] == "completed" and meta["resumed_from"] == seen["killed_at"]
 
 
-def test_resumed_run_equals_the_uninterrupted_one(interrupted_run, stage_runs):
-    manifest, run_dir, _, _ = interrupted_run
-    reference = stage_runs[2].run_dir
+def assert_same_as_uninterrupted(run_dir: Path, reference: Path) -> None:
     assert train_records(run_dir) == train_records(reference)
     resumed, uninterrupted = final_weights(run_dir), final_weights(reference)
     assert resumed.keys() == uninterrupted.keys()
     for name in resumed:
         assert resumed[name].equal(uninterrupted[name]), name
+
+
+def test_resumed_run_equals_the_uninterrupted_one(interrupted_run, stage_runs):
+    _, run_dir, _, _ = interrupted_run
+    assert_same_as_uninterrupted(run_dir, stage_runs[2].run_dir)
+
+
+def test_sigterm_to_expc_run_saves_and_exits_0_as_preempted(sigterm_run):
+    manifest, run_dir, seen = sigterm_run
+    d12 = manifest.stem[:12]
+    stopped = seen["sigterm"]
+    assert stopped.returncode == 0, stopped.stderr[-3000:]  # a scheduler asked; the run stopped cleanly
+    assert "stopping: every rank saves a checkpoint, then exits (Ctrl-C again kills)" in stopped.stderr
+    step = seen["after_sigterm"]["step"]
+    assert stopped.stdout.splitlines()[-1] == \
+        f"{d12} stopped at step {step} with a checkpoint; `expc run {d12}` resumes it"
+    assert seen["after_sigterm"]["status"] == "preempted" and seen["saved"] == step
+    assert 10 <= step < STAGE_STEPS
+    resume = seen["resume"]
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    assert resume.stdout.splitlines()[0] == (f"resuming {d12} from step {step} of {STAGE_STEPS} (preempted): "
+                                             f"runs/{manifest.stem}/")
+
+
+def test_kill_9_at_zero_0_leaves_a_resumable_run(killed_run):
+    manifest, run_dir, seen = killed_run
+    assert seen["after_kill"]["status"] == "running"
+    assert 10 <= seen["killed_at"] < STAGE_STEPS
+    resume = seen["resume"]
+    assert resume.returncode == 0, resume.stderr[-3000:]
+    assert resume.stdout.splitlines()[0] == (f"resuming {manifest.stem[:12]} from step {seen['killed_at']} of "
+                                             f"{STAGE_STEPS} (interrupted): runs/{manifest.stem}/")
+
+
+@pytest.mark.parametrize("stage", [0, 1])
+def test_resume_is_bit_exact_at_zero_0_and_1(stage, request, stage_runs):
+    _, run_dir, _ = request.getfixturevalue({0: "killed_run", 1: "sigterm_run"}[stage])
+    assert metadata(run_dir)["status"] == "completed"
+    assert_same_as_uninterrupted(run_dir, stage_runs[stage].run_dir)
 
 
 def test_wandb_run_id_is_kept_across_resumes(interrupted_run):

@@ -73,6 +73,70 @@ def test_token_shards_use_train_and_val_bin(tmp_path):
     assert str(err.value) == f"$.data.path: no .bin token shards at {tmp_path / 'none'}"
 
 
+def test_text_source_reads_a_file_or_a_folder_bytewise(tmp_path):
+    from trainer.data import load_corpus
+
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_bytes(b"a" * 300)
+    (folder / "sub" / "b.md").write_text("b\u00e9" * 100, encoding="utf-8")  # any name, UTF-8 bytes
+    (folder / ".hidden").write_bytes(b"h" * 500)  # not corpus text
+    text = lambda path, seed=1: load_corpus({"source": "text", "path": str(path), "val_fraction": 0.25},  # noqa: E731
+                                            seed, 256, 16)
+    corpus = text(folder)
+    assert corpus.is_text and corpus.description.startswith("text: 2 files, 600 bytes, sha256 ")
+    assert (len(corpus.train[0]), len(corpus.val[0])) == (450, 150)
+    blob = np.concatenate([corpus.train[0], corpus.val[0]]).tobytes()
+    assert sorted(blob) == sorted(b"a" * 300 + ("b\u00e9" * 100).encode())
+    assert blob in (b"a" * 300 + ("b\u00e9" * 100).encode(), ("b\u00e9" * 100).encode() + b"a" * 300)
+    orders = {text(folder, seed).train[0].tobytes()[:1] for seed in range(8)}
+    assert orders == {b"a", b"b"}  # the file order is shuffled by the seed
+    single = text(folder / "a.txt")
+    assert single.description.startswith("text: 1 files, 300 bytes") and len(single.train[0]) == 225
+    with pytest.raises(ExpcError) as err:
+        load_corpus({"source": "text", "path": str(folder), "val_fraction": 0.25}, 1, 128, 16)
+    assert str(err.value) == "$.model.vocab_size: byte-level data needs vocab_size >= 256, the model has 128"
+    with pytest.raises(ExpcError) as err:
+        load_corpus({"source": "text", "path": str(folder / "a.txt"), "val_fraction": 0.25}, 1, 256, 128)
+    assert str(err.value) == ("$.data: the validation split (75 tokens in its largest shard) is shorter than "
+                              "one block of 129 tokens")
+
+
+@pytest.mark.parametrize("dtype", ["uint16", "uint32"])
+def test_token_shards_of_either_width_are_read_as_written(tmp_path, dtype):
+    from trainer.data import TRAIN, get_batch, load_corpus
+
+    big = 70_000 if dtype == "uint32" else 50_000  # ids past 65535 need uint32
+    tokens = (np.arange(2000) * 37 % big).astype(dtype)
+    tokens.tofile(tmp_path / "shard.bin")
+    corpus = load_corpus({"source": "tokens", "path": str(tmp_path / "shard.bin"), "dtype": dtype,
+                          "val_fraction": 0.1}, 1, big, 16)
+    assert corpus.description == f"tokens: 1 shards of {dtype}, 2000 tokens" and not corpus.is_text
+    assert np.array_equal(corpus.train[0], tokens[:1800]) and np.array_equal(corpus.val[0], tokens[1800:])
+    x, y = get_batch(corpus.train, TRAIN, 1, 0, 0, 0, batch_size=4, block_size=16, device="cpu")
+    start = int(np.flatnonzero(tokens == x[0, 0].item())[0])
+    assert x[0].tolist() == tokens[start:start + 16].astype(np.int64).tolist()
+    assert int(x.max()) < big
+
+
+def test_a_folder_of_token_shards_holds_out_each_shards_tail(tmp_path):
+    from trainer.data import TRAIN, get_batch, load_corpus
+
+    np.full(1000, 1, dtype=np.uint16).tofile(tmp_path / "000.bin")
+    np.full(3000, 2, dtype=np.uint16).tofile(tmp_path / "001.bin")
+    (tmp_path / "notes.txt").write_text("not a shard")
+    corpus = load_corpus({"source": "tokens", "path": str(tmp_path), "dtype": "uint16", "val_fraction": 0.1},
+                         1, 50304, 16)
+    assert corpus.description == "tokens: 2 shards of uint16, 4000 tokens"
+    assert [len(a) for a in corpus.train] == [900, 2700] and [len(a) for a in corpus.val] == [100, 300]
+    assert [int(a[0]) for a in corpus.train] == [1, 2]
+    # Windows are drawn from every shard, in proportion to its usable length.
+    rows = np.concatenate([get_batch(corpus.train, TRAIN, 1, step, 0, 0, 8, 16, "cpu")[0][:, 0].numpy()
+                           for step in range(50)])
+    share = (rows == 2).mean()
+    assert set(rows.tolist()) == {1, 2} and 0.65 < share < 0.85  # 2683 of 3566 usable: 0.75
+
+
 def test_gpt_forward_and_initial_loss():
     import torch
 
@@ -164,3 +228,58 @@ def test_expc_run_plans_without_importing_torch_or_deepspeed(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe, str(manifest)], capture_output=True, text=True, cwd=ROOT,
                          check=True).stdout
     assert out.splitlines()[-1] == "[]"
+
+
+def test_plain_progress_lines_show_loss_tokens_per_second_and_eta(capsys):
+    from expc.run import Progress
+
+    with Progress("0123456789abcdef", 60, 0) as progress:
+        assert progress.bar is None  # not a terminal here
+        progress.update([{"step": 0, "val_loss": 5.54321, "elapsed": 0.8},
+                         {"step": 10, "loss": 3.25, "lr": 0.01, "grad_norm": 1.0, "tokens_per_s": 1234.4,
+                          "mfu": 0.1, "elapsed": 12.5},
+                         {"step": 60, "loss": 1.5, "lr": 0.0, "grad_norm": 1.0, "tokens_per_s": 999.6,
+                          "mfu": 0.1, "elapsed": 75.0}])
+    assert capsys.readouterr().err.splitlines() == [
+        "step 0/60 validation loss 5.5432",
+        "step 10/60 loss 3.2500 (1234 tokens/s, eta 0:01:02)",  # 12.5 s per 10 steps, 50 to go
+        "step 60/60 loss 1.5000 (1000 tokens/s, eta 0:00:00)"]
+
+
+def test_eta_uses_the_attempts_pace_across_resumes():
+    from expc.run import eta
+
+    assert eta({"step": 40, "elapsed": 3600.0}, 50) == "0:15:00"
+    assert eta({"step": 1, "elapsed": 4000.0}, 3) == "2:13:20"
+    assert eta({"step": 0, "elapsed": 0.5}, 3) == "?"
+
+
+def test_a_failure_of_another_rank_than_0_is_recorded(tmp_path):
+    """Rank 0 records its own failures; when rank 1 fails alone metadata.json still says
+    running, and `expc run` records it from the launcher's exit status and rank 1's log."""
+    from expc.launch import LaunchPlan
+    from expc.project import Project
+    from expc.run import report
+    from trainer.rundir import update_metadata
+
+    run_dir = tmp_path / "runs" / "d"
+    (run_dir / "logs").mkdir(parents=True)
+    update_metadata(run_dir, status="running", step=10, end=None, error=None)
+    (run_dir / "logs" / "20260101120000_rank0.log").write_text("step 10\n")
+    (run_dir / "logs" / "20260101120000_rank1.log").write_text(
+        "step 10\nTraceback (most recent call last):\n  File \"x.py\", line 1\nRuntimeError: out of memory\n")
+    plan = LaunchPlan(["deepspeed"], {}, run_dir, 2)
+    with pytest.raises(ExpcError) as err:
+        report(1, plan, run_dir, "d" * 32, None, Project(tmp_path))
+    assert str(err.value).startswith("the run failed (launcher exit status 1, status failed); last lines of "
+                                     "runs/d/logs/20260101120000_rank1.log:\n  step 10\n")
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert meta["status"] == "failed" and meta["end"] and meta["step"] == 10
+    assert meta["error"] == ("rank 1 failed (launcher exit status 1); last lines of logs/20260101120000_rank1.log:\n"
+                             "  step 10\n  Traceback (most recent call last):\n    File \"x.py\", line 1\n"
+                             "  RuntimeError: out of memory")
+    # A failure rank 0 recorded itself is left as it is.
+    update_metadata(run_dir, status="failed", error="ExpcError: mine")
+    with pytest.raises(ExpcError):
+        report(1, plan, run_dir, "d" * 32, None, Project(tmp_path))
+    assert json.loads((run_dir / "metadata.json").read_text())["error"] == "ExpcError: mine"

@@ -106,10 +106,25 @@ def test_wandb_logged_offline_with_the_manifest_as_config(stage_runs, stage):
     assert {"loss", "val_loss", "lr", "grad_norm"} <= logged
 
 
-def test_deepspeed_csv_monitor_gets_the_losses(stage_runs):
-    """Stage 1's deepspeed section enables DeepSpeed's own CSV monitor (passed verbatim)."""
-    folder = stage_runs[1].manifest.parent.parent / "monitor" / "stage1"
+def test_deepspeed_monitors_get_the_losses(stage_runs):
+    """Stage 1's deepspeed section enables DeepSpeed's own CSV and TensorBoard monitors (passed
+    verbatim); both hold the losses of metrics.jsonl, at DeepSpeed's x-axis (samples)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = stage_runs[1]
+    project = run.manifest.parent.parent
+    train = [r for r in train_records(run.run_dir) if "loss" in r]
+    folder = project / "monitor" / "stage1"
     files = sorted(p.name for p in folder.glob("*.csv"))
     assert files == ["Train_Samples_loss.csv", "Train_Samples_lr.csv", "Train_Samples_val_loss.csv"]
     rows = (folder / "Train_Samples_loss.csv").read_text().splitlines()
     assert len(rows) == 1 + STAGE_STEPS // 5  # a header, then one row per logged step
+
+    (events,) = (project / "tensorboard" / "stage1").glob("events.out.tfevents.*")
+    board = EventAccumulator(str(events))
+    board.Reload()
+    assert {"Train/Samples/loss", "Train/Samples/val_loss", "Train/Samples/lr"} <= set(board.Tags()["scalars"])
+    logged = board.Scalars("Train/Samples/loss")
+    assert [e.step for e in logged] == [r["step"] * 8 for r in train]  # 8 samples per step
+    for event, record in zip(logged, train):
+        assert math.isclose(event.value, record["loss"], rel_tol=1e-6)  # stored as float32
