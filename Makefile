@@ -19,7 +19,7 @@ test-all: setup
 
 bench: setup
 	$(BIN)/pip install -q -e ".[bench]"
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 check: setup
 	$(BIN)/expc check

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 
 from .errors import ExpcError, Problem, did_you_mean, json_path
 
@@ -18,7 +18,9 @@ from .errors import ExpcError, Problem, did_you_mean, json_path
 @lru_cache(maxsize=None)
 def manifest_schema() -> dict:
     """The manifest schema with the DeepSpeed schema placed in its `deepspeed` property."""
-    folder = resources.files("expc") / "schema"
+    # The package's own folder (setuptools installs package data beside the modules):
+    # importlib.resources would cost ~9 ms of imports on every `expc build`.
+    folder = Path(__file__).parent / "schema"
     schema = json.loads((folder / "manifest.schema.json").read_text())
     deepspeed = json.loads((folder / "deepspeed.schema.json").read_text())
     description = schema["properties"]["deepspeed"]["description"]
