@@ -116,7 +116,7 @@ def show(target, tla, sets, engine):
 
     \b
     Examples:
-      expc show specs/tiny.jsonnet --set train.max_steps=10
+      expc show specs/tiny.jsonnet --set seed=7
       expc show 1e69703c
     """
     from .canonical import load_manifest, pretty
@@ -243,7 +243,7 @@ def diff(old, new, rev, output_format, as_json):
     \b
     Examples:
       expc diff manifests/1e69703c.json specs/tiny.jsonnet
-      expc diff 1e69 9a8b --format markdown
+      expc diff 1e69 fe62 --format markdown
       expc diff --git origin/main
     """
     from . import diff as differ

@@ -79,9 +79,25 @@ def _problems(instance, validator, schema: dict, prefix: list) -> list[Problem]:
             # rather than that it matches neither branch.
             problems += _problems(error.instance, _branch_validator(json.dumps(branch, sort_keys=True)),
                                   branch, path)
+        elif kind == "Enum":
+            problems.append(Problem(_not_one_of(error.instance, error.kind.options), json_path(path)))
         else:
             problems.append(Problem(error.message, json_path(path)))
     return problems
+
+
+def _not_one_of(value, options) -> str:
+    """Every allowed value (jsonschema-rs names two and counts the rest), and the closest one,
+    compared without case (DeepSpeed matches its optimizer names that way)."""
+    import difflib
+
+    shown = ", ".join(dict.fromkeys(json.dumps(o) for o in options))  # DeepSpeed's enums repeat values
+    hint = ""
+    if isinstance(value, str):
+        names = {o.lower(): o for o in options if isinstance(o, str)}
+        close = difflib.get_close_matches(value.lower(), list(names), n=1, cutoff=0.6)
+        hint = f' (did you mean "{names[close[0]]}"?)' if close else ""
+    return f"{json.dumps(value)} is not one of {shown}{hint}"
 
 
 def _only_non_null(node: dict) -> dict | None:
@@ -161,6 +177,13 @@ def semantic_problems(manifest) -> list[Problem]:
                                 "DeepSpeed compiles its own Adam (about a minute) at every launch; set it "
                                 "in the optimizer params, as expc.optim.adamw does",
                                 json_path(["deepspeed", "optimizer", "params", "torch_adam"])))
+
+    # The lib asserts this too, but `--set train.max_steps=...` changes the leaf after the lib ran.
+    warmup = ((ds.get("scheduler") or {}).get("params") or {}).get("warmup_num_steps")
+    if isinstance(warmup, int) and warmup >= manifest["train"]["max_steps"]:
+        problems.append(Problem(f"the schedule warms up for {warmup} steps, but train.max_steps is "
+                                f"{manifest['train']['max_steps']}: the run would end before warm-up does",
+                                json_path(["deepspeed", "scheduler", "params", "warmup_num_steps"])))
 
     if manifest["data"]["source"] in ("stdlib", "text", "synthetic") and model["vocab_size"] < 256:
         problems.append(Problem(f"vocab_size {model['vocab_size']} is too small for a byte-level "
