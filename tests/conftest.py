@@ -13,6 +13,15 @@ def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", help="rewrite golden files")
 
 
+def pytest_runtest_setup(item):
+    """`@pytest.mark.gpu` tests run only where torch sees a CUDA device (never in CI)."""
+    if item.get_closest_marker("gpu"):
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA device")
+
+
 @pytest.fixture
 def update_golden(request) -> bool:
     return request.config.getoption("--update-golden")

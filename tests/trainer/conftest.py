@@ -48,15 +48,6 @@ expc.experiment + expc.zero.stage({stage}) + {{
 """
 
 
-def pytest_runtest_setup(item):
-    """`@pytest.mark.gpu` tests run only where torch sees a CUDA device."""
-    if item.get_closest_marker("gpu"):
-        import torch
-
-        if not torch.cuda.is_available():
-            pytest.skip("needs a CUDA device")
-
-
 def test_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env["EXPC_DIST_TIMEOUT_S"] = "120"  # a dead peer must not block the others for 30 minutes
