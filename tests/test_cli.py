@@ -196,7 +196,7 @@ def help_examples():
 
 
 # An example that cannot work as written, and why; strict, so a fixed example fails here.
-@pytest.mark.parametrize("line", help_examples())
+@pytest.mark.parametrize("line", list(help_examples()))
 def test_help_examples_run(line, tmp_path):
     if line.startswith("expc run ") and "--dry-run" not in line:
         pytest.skip("trains, or needs other machines")
