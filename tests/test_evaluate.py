@@ -170,4 +170,31 @@ def test_unknown_field_suggests_names(proj, expr, hint):
             "local o = { a: 1 };\n")
     path = spec(proj, head + "{ x: " + expr + " }\n")
     message = error_of(proj, path)
-    assert message == f"specs/s.jsonnet:4:{6 if 'self' not in expr else 11}: Field does not exist: {hint}"
+    # `{ x: ... }` has no schema field, so it reads as a sweep whose member x failed
+    assert message == f"specs/s.jsonnet[x] specs/s.jsonnet:4:{6 if 'self' not in expr else 11}: Field does not exist: {hint}"
+
+
+SWEEP = """function(limit=3)
+  local member(i) = { schema: 'expc/manifest/v1', n: assert i < limit : 'member %d is over the limit' % i; i };
+  { ['m%d' % i]: member(i) for i in std.range(0, 8) }
+"""
+
+
+def test_sweep_errors_name_each_failing_member(proj):
+    # members m7 and m8 fail; the others are not reported
+    message = error_of(proj, spec(proj, SWEEP), {"limit": 7})
+    assert message == ("2 problems:\n"
+                       "- specs/s.jsonnet[m7] specs/s.jsonnet:2:54: member 7 is over the limit\n"
+                       "- specs/s.jsonnet[m8] specs/s.jsonnet:2:54: member 8 is over the limit")
+
+
+def test_sweep_errors_stop_after_five_members(proj):
+    message = error_of(proj, spec(proj, SWEEP), {"limit": 1})
+    assert message.splitlines()[1:] == [
+        *(f"- specs/s.jsonnet[m{i}] specs/s.jsonnet:2:54: member {i} is over the limit" for i in range(1, 6)),
+        "- specs/s.jsonnet: stopped after 5 failing sweep members; fix these and build again to check the rest"]
+
+
+def test_an_error_outside_any_member_is_reported_once(proj):
+    text = "local names = error 'no names'; { [n]: { schema: 'expc/manifest/v1' } for n in names }\n"
+    assert error_of(proj, spec(proj, text)) == "specs/s.jsonnet:1:15: no names"

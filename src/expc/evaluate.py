@@ -96,8 +96,57 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
                            r"during TLA call", trace)
         if unknown:
             raise _unknown_tla(unknown[1] or unknown[2], spec, project) from None
-        raise jsonnet_error(trace, project) from None
+        error = jsonnet_error(trace, project)
+        raise (_failing_members(spec, project, tla_codes, trace, resolve_import) or error) from None
     return Evaluation(json.loads(text), imports)
+
+
+# Past this many failing members a sweep's build stops looking: a shared mistake fails them all.
+MEMBER_ERROR_LIMIT = 5
+
+
+def _failing_members(spec: Path, project: Project, tla_codes: dict, trace: str, resolve_import) -> ExpcError | None:
+    """For a sweep whose evaluation failed: every failing member's error, under its name.
+
+    go-jsonnet stops at the first error. Its trace names the field being manifested when the
+    error struck; the outermost one is the member. Evaluating the sweep again without the
+    members found so far finds the next one. None when the spec is not a sweep, or the error
+    is not inside one member: the plain error is then the whole story.
+    """
+    import _gojsonnet
+
+    args = ", ".join(f"{name}={code}" for name, code in sorted(tla_codes.items()))
+    value = (f"local spec = import {json.dumps(spec.name)};\n"
+             f"local value = if std.isFunction(spec) then spec({args}) else spec;\n")
+    where = str(spec.parent / "<sweep-member>")
+    try:
+        names = json.loads(_gojsonnet.evaluate_snippet(
+            where, value + "if std.isObject(value) && !std.objectHas(value, 'schema') "
+                           "then std.objectFields(value) else []", import_callback=resolve_import))
+    except RuntimeError:
+        return None
+    problems, failed = [], []
+    while trace is not None and len(failed) < MEMBER_ERROR_LIMIT:
+        fields = re.findall(r'^\s*Field "(.*)"\s*$', trace, re.M)
+        member = fields[-1] if fields else None
+        if member not in names or member in failed:
+            return None if not failed else ExpcError(problems + jsonnet_error(trace, project).problems)
+        failed.append(member)
+        for problem in jsonnet_error(trace, project).problems:
+            where_member = f"{project.relative(spec)}[{member}]"
+            problems.append(Problem(problem.message, f"{where_member} {problem.location}"
+                                    if problem.location else where_member))
+        rest = f"local failed = std.set({json.dumps(failed)});\n"
+        try:
+            _gojsonnet.evaluate_snippet(where, value + rest + "{ [n]: value[n] for n in std.objectFields(value) "
+                                        "if !std.setMember(n, failed) }", import_callback=resolve_import)
+            trace = None
+        except RuntimeError as err:
+            trace = str(err)
+    if trace is not None:
+        problems.append(Problem(f"stopped after {MEMBER_ERROR_LIMIT} failing sweep members; fix these and "
+                                "build again to check the rest", project.relative(spec)))
+    return ExpcError(problems) if problems else None
 
 
 def _engine(name: str):

@@ -1,0 +1,12 @@
+// A lib assert that fails in some members of a sweep: each failing member is named, the others
+// are not reported.
+local expc = import 'expc.libsonnet';
+
+local base = expc.experiment + expc.presets.quick_test + {
+  hardware: expc.hardware.cpu_laptop,
+  model: expc.models.gpt_debug,
+  global_batch_size:: 4,
+  micro_batch_size:: 2,
+};
+
+expc.sweep.grid(base, { warmup_steps: [10, 60], lr: ['1e-3', '2e-3'] })
