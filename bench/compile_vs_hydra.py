@@ -8,7 +8,7 @@ Three comparisons, each pair run alternately so that machine load hits both alik
 1. One experiment: `expc build specs/large.jsonnet` (the 1.3B model on 4 nodes x 8 H100,
    ZeRO-3) in a fresh copy of the project, manifests/ emptied before each build so the write
    is paid too, against `python app.py --cfg job --resolve` on a Hydra config tree with the
-   same groups (hardware, model, zero, optim, schedule, preset) and the same derived values
+   same groups (hardware, model, zero, optim, schedule, preset, deepspeed) and the same derived values
    (gradient accumulation, schedule length) as interpolations with resolvers.
 2. A 1000-member sweep (10 learning rates x 10 warmups x 10 seeds of the laptop experiment):
    `expc build` of one grid spec (1000 manifests written) against Hydra composing the same
@@ -62,6 +62,7 @@ HYDRA_FILES = {
   - optim: adamw
   - schedule: warmup_cosine
   - preset: full_training
+  - deepspeed: base
   - _self_
 
 schema: expc/manifest/v1
@@ -71,16 +72,6 @@ micro_batch_size: 4
 lr: 2.0e-4
 warmup_steps: 1000
 data: {source: tokens, path: data/openwebtext, dtype: uint16, val_fraction: 0.05}
-deepspeed:
-  train_batch_size: ${global_batch_size}
-  train_micro_batch_size_per_gpu: ${micro_batch_size}
-  gradient_accumulation_steps: ${accumulation:${global_batch_size},${micro_batch_size},${hardware.nodes},${hardware.procs_per_node}}
-  gradient_clipping: 1.0
-  steps_per_print: 1000000
-  bf16: {enabled: '${hardware.bf16}'}
-  zero_optimization: ${zero}
-  optimizer: ${optim}
-  scheduler: ${schedule}
 launch: {threads_per_process: 8, env: {}}
 logging: {wandb: {mode: offline, project: expc, tags: [large, gpt_1_3b, zero3]}}
 """,
@@ -91,6 +82,7 @@ logging: {wandb: {mode: offline, project: expc, tags: [large, gpt_1_3b, zero3]}}
   - optim: adamw
   - schedule: warmup_cosine
   - preset: quick_test
+  - deepspeed: base
   - _self_
 
 schema: expc/manifest/v1
@@ -100,18 +92,18 @@ micro_batch_size: 8
 lr: 3.0e-4
 warmup_steps: 2
 data: {source: stdlib, val_fraction: 0.1}
-deepspeed:
-  train_batch_size: ${global_batch_size}
-  train_micro_batch_size_per_gpu: ${micro_batch_size}
-  gradient_accumulation_steps: ${accumulation:${global_batch_size},${micro_batch_size},${hardware.nodes},${hardware.procs_per_node}}
-  gradient_clipping: 1.0
-  steps_per_print: 1000000
-  bf16: {enabled: false}
-  zero_optimization: ${zero}
-  optimizer: ${optim}
-  scheduler: ${schedule}
 launch: {threads_per_process: 1, env: {}}
 logging: {wandb: {mode: offline, project: expc, tags: []}}
+""",
+    "deepspeed/base.yaml": """train_batch_size: ${global_batch_size}
+train_micro_batch_size_per_gpu: ${micro_batch_size}
+gradient_accumulation_steps: ${accumulation:${global_batch_size},${micro_batch_size},${hardware.nodes},${hardware.procs_per_node}}
+gradient_clipping: 1.0
+steps_per_print: 1000000
+bf16: {enabled: '${hardware.bf16}'}
+zero_optimization: ${zero}
+optimizer: ${optim}
+scheduler: ${schedule}
 """,
     "hardware/h100_80gb_nodes.yaml": """name: h100_80gb_x8_n4
 accelerator: cuda
