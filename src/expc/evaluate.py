@@ -234,15 +234,11 @@ def _unknown_tla(name: str, spec: Path, project: Project) -> ExpcError:
     """go-jsonnet names the argument but not the parameters: read them off the spec's text."""
     from .errors import did_you_mean
 
-    header = re.search(r"^\s*function\s*\(([^)]*)\)", _without_comments(spec.read_text()), re.M)
+    header = re.search(r"^\s*function\s*\(([^)]*)\)", _blank_comments(spec.read_text()), re.M)
     params = re.findall(r"([A-Za-z_]\w*)\s*(?:=|,|$)", header[1]) if header else []
     known = f"; it takes {', '.join(params)}" if params else ""
     return ExpcError(f"--tla {name}: {project.relative(spec)} has no parameter {name!r}"
                      f"{did_you_mean(name, params)}{known}")
-
-
-def _without_comments(text: str) -> str:
-    return re.sub(r"(//|#)[^\n]*|/\*.*?\*/", "", text, flags=re.S)
 
 
 def _check_takes_arguments(spec, tla_codes, resolve_import, project):

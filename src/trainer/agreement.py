@@ -86,18 +86,14 @@ def local_fingerprint(manifest_digest: str, rank: int, gpu: bool = False,
                        local_procs=local_processes(procs_per_node) if gpu else None)
 
 
-def check_agreement(manifest_digest: str, hardware: dict | None = None) -> list[Fingerprint]:
+def check_agreement(manifest_digest: str, hardware: dict) -> list[Fingerprint]:
     """All-gather every rank's fingerprint; return them (rank order) when all agree and every
     host has its devices, else raise the same ExpcError on every rank. Needs an initialized
-    torch.distributed process group. `hardware` is the manifest's section; without it, a GPU
-    run is recognised by its NCCL backend and the local process count comes from the launcher."""
+    torch.distributed process group. `hardware` is the manifest's section."""
     import torch.distributed as dist
 
-    if hardware is not None:
-        gpu, procs = hardware["accelerator"] == "cuda", hardware["procs_per_node"]
-    else:
-        gpu, procs = "nccl" in str(dist.get_backend()), None
-    mine = local_fingerprint(manifest_digest, dist.get_rank(), gpu, procs)
+    mine = local_fingerprint(manifest_digest, dist.get_rank(), hardware["accelerator"] == "cuda",
+                             hardware["procs_per_node"])
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, asdict(mine))
     prints = [Fingerprint(**g) for g in gathered]

@@ -129,7 +129,7 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
     timeout = timedelta(seconds=float(os.environ.get("EXPC_DIST_TIMEOUT_S", 1800)))
     deepspeed.init_distributed(dist_backend=hardware["backend"], timeout=timeout, verbose=False)
     rank, world = dist.get_rank(), dist.get_world_size()
-    fingerprints = check_agreement(digest)  # same manifest, versions and commit on every rank
+    fingerprints = check_agreement(digest, hardware)  # same manifest, versions, commit; devices on GPU
     planned = hardware["nodes"] * hardware["procs_per_node"]
     if world != planned:
         raise ExpcError(f"started with {world} processes, but the manifest plans {hardware['nodes']} "
