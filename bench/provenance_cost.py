@@ -22,7 +22,7 @@ def per_call(fn, repeat: int) -> float:
 
 
 def main() -> None:
-    from expc import compile as compiler
+    from expc.compile import pipeline as compiler
     from expc.explain import explain_target
     from expc.project import Project
 

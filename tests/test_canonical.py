@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import rfc8785
 
-from expc import canonical
+from expc.compile import canonical
 from expc.errors import ExpcError
 
 ROOT = Path(__file__).resolve().parent.parent

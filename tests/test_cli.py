@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from expc.canonical import digest, load_manifest
+from expc.compile.canonical import digest, load_manifest
 from expc.cli import cli, main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from expc.canonical import digest, pretty
+from expc.compile.canonical import digest, pretty
 from expc.cli import cli, main
 
 CASES = Path(__file__).parent / "cases" / "diff"

@@ -13,7 +13,7 @@ import click
 import pytest
 
 from expc.cli import cli, main
-from expc.evaluate import evaluate
+from expc.compile.evaluate import evaluate
 from expc.project import Project
 from expc.reference import reference_markdown
 

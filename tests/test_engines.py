@@ -6,7 +6,7 @@ import pytest
 
 from expc.compile import compile_spec
 from expc.errors import ExpcError
-from expc.evaluate import evaluate
+from expc.compile.evaluate import evaluate
 from expc.project import Project
 
 pytest.importorskip("rjsonnet", reason="the rjsonnet extra is part of the test extras")

@@ -3,7 +3,7 @@ top-level arguments, imports recorded, errors located at file:line:col."""
 import pytest
 
 from expc.errors import ExpcError
-from expc.evaluate import evaluate, parse_tla
+from expc.compile.evaluate import evaluate, parse_tla
 from expc.project import Project
 
 

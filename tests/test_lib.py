@@ -10,7 +10,7 @@ import pytest
 
 from expc.compile import compile_spec
 from expc.errors import ExpcError
-from expc.evaluate import evaluate
+from expc.compile.evaluate import evaluate
 from expc.project import Project
 
 HEAD = "local expc = import 'expc.libsonnet';\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from expc.canonical import load_manifest
+from expc.compile.canonical import load_manifest
 from expc.cli import main
 
 CASES = Path(__file__).resolve().parent / "cases" / "manifests"

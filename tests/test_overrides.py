@@ -2,7 +2,7 @@
 import pytest
 
 from expc.errors import ExpcError
-from expc.overrides import apply_overrides, parse_set
+from expc.compile.overrides import apply_overrides, parse_set
 
 DOC = {"model": {"n_layer": 2, "dropout": 0.0}, "logging": {"wandb": {"tags": ["a", "b"]}}}
 
@@ -73,7 +73,7 @@ def test_largest_double_is_kept():
     ("lrs=[3e-4, Infinity]", "--tla 'lrs=[3e-4, Infinity]': Infinity is not a finite number"),
 ])
 def test_tla_values_must_be_finite(item, message):
-    from expc.evaluate import parse_tla
+    from expc.compile.evaluate import parse_tla
 
     with pytest.raises(ExpcError) as info:
         parse_tla([item])

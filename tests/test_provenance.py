@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from expc.cli import cli
-from expc.provenance import parse_path, scan
+from expc.compile.provenance import parse_path, scan
 
 CASE = Path(__file__).parent / "cases" / "provenance"
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from expc.canonical import load_manifest, pretty
+from expc.compile.canonical import load_manifest, pretty
 from expc.compile import compile_spec
 from expc.project import Project
 

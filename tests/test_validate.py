@@ -6,7 +6,7 @@ import pytest
 
 from expc.compile import compile_spec
 from expc.errors import ExpcError
-from expc.validate import schema_problems, semantic_problems, validate
+from expc.compile.validate import schema_problems, semantic_problems, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -136,6 +136,6 @@ def test_shape_and_backend_rules(tiny):
 
 
 def test_validator_is_built_once():
-    from expc.validate import _validator
+    from expc.compile.validate import _validator
 
     assert _validator() is _validator()

@@ -5,10 +5,10 @@ import os
 import pytest
 
 from expc.compile import Manifest
-from expc.canonical import canonicalize, digest, pretty
+from expc.compile.canonical import canonicalize, digest, pretty
 from expc.errors import ExpcError
 from expc.project import Project
-from expc.write import read_index, write, write_atomic
+from expc.compile.write import read_index, write, write_atomic
 
 
 def manifest(data, spec="specs/a.jsonnet", member=None, sets=()):

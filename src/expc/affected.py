@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import ExpcError
 from .project import Project
-from .write import read_index
+from expc.compile.write import read_index
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,11 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import canonical
-from .compile import Manifest, compile_spec
+from expc.compile import canonical
+from expc.compile import Manifest, compile_spec
 from .errors import ExpcError
 from .project import Project
-from .write import read_index, source_key, write_atomic
+from expc.compile.write import read_index, source_key, write_atomic
 
 _MANIFEST_NAME = re.compile(r"[0-9a-f]{64}\.json")
 

@@ -89,8 +89,8 @@ def build(specs, tla, sets, engine, as_json):
     Example:
       expc build specs/large.jsonnet --set model.n_layer=12
     """
-    from .compile import build as build_specs
-    from .evaluate import parse_tla
+    from expc.compile import build as build_specs
+    from expc.compile.evaluate import parse_tla
     from .project import find_project
 
     manifests = build_specs(specs, parse_tla(tla), sets, engine=engine)
@@ -119,11 +119,11 @@ def show(target, tla, sets, engine):
       expc show specs/tiny.jsonnet --set seed=7
       expc show 1e69703c
     """
-    from .canonical import load_manifest, pretty
+    from expc.compile.canonical import load_manifest, pretty
 
     if target.endswith((".jsonnet", ".libsonnet")):
-        from .compile import compile_spec
-        from .evaluate import parse_tla
+        from expc.compile import compile_spec
+        from expc.compile.evaluate import parse_tla
 
         manifests = compile_spec(target, tla=parse_tla(tla), sets=sets, engine=engine)
         if len(manifests) == 1 and manifests[0].member is None:
@@ -146,7 +146,7 @@ def schema(as_json_schema):
     Example:
       expc schema > docs/manifest.md
     """
-    from .validate import manifest_schema
+    from expc.compile.validate import manifest_schema
 
     if as_json_schema:
         click.echo(json.dumps(manifest_schema(), indent=2, sort_keys=True))
@@ -344,7 +344,7 @@ def explain(target, json_path, member, tla, as_json):
       expc explain manifests/1e69703c.json deepspeed.zero_optimization.stage
       expc explain specs/sweep_lr.jsonnet train.max_steps --member lr=1e-3,model=cpu
     """
-    from .evaluate import parse_tla
+    from expc.compile.evaluate import parse_tla
     from .explain import explain_target
 
     explanations = explain_target(target, json_path, member, parse_tla(tla))

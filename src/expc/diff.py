@@ -16,10 +16,10 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import canonical
+from expc.compile import canonical
 from .errors import ExpcError
 from .project import Project, find_manifest
-from .write import source_key
+from expc.compile.write import source_key
 
 SECTIONS = ("model", "data", "train", "deepspeed", "hardware", "launch", "logging")
 TOP_LEVEL = "top level"  # schema, seed and anything outside the named sections
@@ -82,7 +82,7 @@ def diff_refs(old_ref: str, new_ref: str, project: Project) -> Diff:
 
 def diff_spec_against_committed(spec: str, project: Project) -> Diff:
     """A spec as committed (the manifests the index records for its plain build) -> as it is now."""
-    from .write import read_index
+    from expc.compile.write import read_index
 
     new = load_side(spec, project)
     rel = project.relative(spec)
@@ -194,7 +194,7 @@ def _path_order(path: str):
 def load_side(ref: str, project: Project) -> Side:
     """A manifest path, a digest prefix, or a spec -> its labelled manifests."""
     if ref.endswith((".jsonnet", ".libsonnet")):
-        from .compile import compile_spec
+        from expc.compile import compile_spec
 
         if not Path(ref).is_file():
             raise ExpcError(f"no such spec: {ref}")
@@ -207,7 +207,7 @@ def load_side(ref: str, project: Project) -> Side:
 
 def _manifest_label(digest: str, project: Project) -> str:
     """A manifest's label: its index source (spec[member]) when the index knows it."""
-    from .write import read_index
+    from expc.compile.write import read_index
 
     sources = read_index(project)["manifests"].get(digest, {}).get("sources", [])
     if sources:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import ExpcError
 from .project import find_manifest, find_project
-from .provenance import Explanation, Source, explain, parse_path
+from expc.compile.provenance import Explanation, Source, explain, parse_path
 
 
 def explain_target(target: str, json_path: str | None, member: str | None = None,
@@ -24,7 +24,7 @@ def explain_target(target: str, json_path: str | None, member: str | None = None
 
 
 def _spec_source(target: str, member: str | None, tla: dict):
-    from .compile import compile_spec
+    from expc.compile import compile_spec
 
     project = find_project(target)
     manifests = compile_spec(target, project, tla)
@@ -39,9 +39,9 @@ def _spec_source(target: str, member: str | None, tla: dict):
 
 
 def _manifest_source(target: str):
-    from .canonical import load_manifest
-    from .compile import compile_spec
-    from .write import read_index
+    from expc.compile.canonical import load_manifest
+    from expc.compile import compile_spec
+    from expc.compile.write import read_index
 
     project = find_project()
     path = find_manifest(target, project)

@@ -14,7 +14,7 @@ def listing(what: str, project: Project | None = None) -> list[dict]:
 
 def _lib_table(project: Project, file: str) -> dict:
     from .errors import ExpcError
-    from .evaluate import evaluate
+    from expc.compile.evaluate import evaluate
 
     path = project.lib / file
     if not path.is_file():
@@ -43,7 +43,7 @@ def _models(project):
 
 
 def _manifests(project):
-    from .write import read_index
+    from expc.compile.write import read_index
 
     rows = []
     for digest, entry in read_index(project)["manifests"].items():

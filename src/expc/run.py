@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from .canonical import load_manifest
+from expc.compile.canonical import load_manifest
 from .errors import ExpcError
 from .launch import LaunchOptions, LaunchPlan, plan_launch, plan_multinode_launch
 from .multinode import MultinodePlan, Placement
@@ -113,7 +113,7 @@ def write_plan(plan: MultinodePlan, run_dir: Path, node_rank: int | None = None)
     """The launch as it was made: its files (hostfile, .deepspeed_env, slurm.sbatch) and
     launch-plan.json (launch-plan-node<R>.json for each node of a per-node launch), next to the
     run's results."""
-    from .write import write_atomic
+    from expc.compile.write import write_atomic
 
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)  # Slurm does not create its output folder
     for name, text in plan.files.items():

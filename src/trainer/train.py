@@ -25,7 +25,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from expc.canonical import load_manifest
+from expc.compile.canonical import load_manifest
 from expc.errors import ExpcError
 
 log = logging.getLogger("trainer")

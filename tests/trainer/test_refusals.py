@@ -18,7 +18,7 @@ def tampered_copy(tmp_path, original):
     text = original.read_text()
     assert f'"max_steps": {STAGE_STEPS}' in text
     target.write_text(text.replace(f'"max_steps": {STAGE_STEPS}', f'"max_steps": {STAGE_STEPS + 1}'))
-    from expc.canonical import digest, parse_manifest_text
+    from expc.compile.canonical import digest, parse_manifest_text
 
     return project, target, digest(parse_manifest_text(target.read_text(), "x"))
 

@@ -26,7 +26,7 @@ def metadata(run_dir: Path) -> dict:
 
 def plain_launch(manifest: Path, run_dir: Path):
     """The command `expc run --dry-run` prints, started directly."""
-    from expc.canonical import load_manifest
+    from expc.compile.canonical import load_manifest
     from expc.launch import LaunchOptions, plan_launch
 
     data, _ = load_manifest(manifest)

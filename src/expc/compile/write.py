@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from .canonical import pretty
-from .errors import ExpcError
-from .project import Project
+from expc.errors import ExpcError
+from expc.project import Project
 
 INDEX_SCHEMA = "expc/index/v1"
 

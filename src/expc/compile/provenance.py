@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ExpcError
-from .project import Project
+from expc.errors import ExpcError
+from expc.project import Project
 
 _MARKER = "expc-provenance-probe"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import rfc8785
 
-from .errors import ExpcError, Problem, json_path
+from expc.errors import ExpcError, Problem, json_path
 
 MAX_SAFE_INTEGER = 2**53 - 1
 SIGNIFICANT_DIGITS = 15

@@ -12,7 +12,7 @@ import json
 import math
 import re
 
-from .errors import ExpcError, did_you_mean
+from expc.errors import ExpcError, did_you_mean
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import canonical
-from .errors import ExpcError, Problem
+from expc.errors import ExpcError, Problem
 from .evaluate import evaluate
 from .overrides import apply_overrides, parse_set
-from .project import Project, find_project
+from expc.project import Project, find_project
 from .validate import validate
 
 

@@ -12,7 +12,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import ExpcError, Problem, did_you_mean, json_path
+from expc.errors import ExpcError, Problem, did_you_mean, json_path
 
 
 @lru_cache(maxsize=None)
@@ -20,7 +20,7 @@ def manifest_schema() -> dict:
     """The manifest schema with the DeepSpeed schema placed in its `deepspeed` property."""
     # The package's own folder (setuptools installs package data beside the modules):
     # importlib.resources would cost ~9 ms of imports on every `expc build`.
-    folder = Path(__file__).parent / "schema"
+    folder = Path(__file__).parent.parent / "schema"
     schema = json.loads((folder / "manifest.schema.json").read_text())
     deepspeed = json.loads((folder / "deepspeed.schema.json").read_text())
     description = schema["properties"]["deepspeed"]["description"]
@@ -195,7 +195,7 @@ def semantic_problems(manifest) -> list[Problem]:
 
 def _memory_problems(manifest) -> list[Problem]:
     """The estimated memory per device (estimate.memory_per_device) must fit the device."""
-    from .estimate import memory_per_device
+    from expc.estimate import memory_per_device
 
     hw, ds = manifest["hardware"], manifest["deepspeed"]
     zero = ds.get("zero_optimization") if isinstance(ds.get("zero_optimization"), dict) else {}

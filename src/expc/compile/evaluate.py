@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ExpcError, Problem
+from expc.errors import ExpcError, Problem
 from .overrides import parse_value
-from .project import Project
+from expc.project import Project
 
 # go-jsonnet writes a location as `path:line:col` or `path:line:col-col` or `path:(l:c)-(l:c)`.
 _LOCATION = re.compile(r"(?P<file>[^\s:()]+\.(?:jsonnet|libsonnet|json)):\(?(?P<line>\d+):(?P<col>\d+)")
@@ -232,7 +232,7 @@ def _blank_comments(text: str) -> str:
 
 def _unknown_tla(name: str, spec: Path, project: Project) -> ExpcError:
     """go-jsonnet names the argument but not the parameters: read them off the spec's text."""
-    from .errors import did_you_mean
+    from expc.errors import did_you_mean
 
     header = re.search(r"^\s*function\s*\(([^)]*)\)", _blank_comments(spec.read_text()), re.M)
     params = re.findall(r"([A-Za-z_]\w*)\s*(?:=|,|$)", header[1]) if header else []
