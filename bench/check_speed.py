@@ -29,7 +29,7 @@ expc.experiment + expc.zero.stage{stage} + expc.presets.quick_test + {{
 
 
 def main(count: int) -> None:
-    from expc.check import check
+    from expc.review.check import check
     from expc.compile import build
     from expc.project import Project
 

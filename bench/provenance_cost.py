@@ -23,7 +23,7 @@ def per_call(fn, repeat: int) -> float:
 
 def main() -> None:
     from expc.compile import pipeline as compiler
-    from expc.explain import explain_target
+    from expc.review.explain import explain_target
     from expc.project import Project
 
     project = Project(ROOT)

@@ -40,7 +40,7 @@ def test_index_names_only_committed_manifests():
 
 
 def test_expc_check_passes_on_the_repository():
-    from expc.check import check
+    from expc.review.check import check
 
     report = check(PROJECT)
     assert not report.findings, "\n".join(f.render() for f in report.findings)

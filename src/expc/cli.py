@@ -246,8 +246,8 @@ def diff(old, new, rev, output_format, as_json):
       expc diff 1e69 fe62 --format markdown
       expc diff --git origin/main
     """
-    from . import diff as differ
-    from .diff_render import diff_json, render_markdown, render_text
+    from expc.review import diff as differ
+    from expc.review.render import diff_json, render_markdown, render_text
     from .project import find_project
 
     project = find_project()
@@ -282,7 +282,7 @@ def check(prune, as_json):
     Example:
       expc check --prune
     """
-    from .check import check as run_check
+    from expc.review.check import check as run_check
     from .project import find_project
 
     report = run_check(find_project(), prune=prune)
@@ -312,7 +312,7 @@ def affected(paths, specs_only, as_json):
       expc affected lib/hardware.libsonnet
       expc build $(expc affected --specs lib/zero.libsonnet)
     """
-    from .affected import affected as find_affected
+    from expc.review.affected import affected as find_affected
     from .project import find_project
 
     rows = find_affected(paths, find_project())
@@ -345,7 +345,7 @@ def explain(target, json_path, member, tla, as_json):
       expc explain specs/sweep_lr.jsonnet train.max_steps --member lr=1e-3,model=cpu
     """
     from expc.compile.evaluate import parse_tla
-    from .explain import explain_target
+    from expc.review.explain import explain_target
 
     explanations = explain_target(target, json_path, member, parse_tla(tla))
     if as_json:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ExpcError
-from .project import find_manifest, find_project
+from expc.errors import ExpcError
+from expc.project import find_manifest, find_project
 from expc.compile.provenance import Explanation, Source, explain, parse_path
 
 

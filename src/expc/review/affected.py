@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ExpcError
-from .project import Project
+from expc.errors import ExpcError
+from expc.project import Project
 from expc.compile.write import read_index
 
 

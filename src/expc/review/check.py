@@ -22,8 +22,8 @@ from pathlib import Path
 
 from expc.compile import canonical
 from expc.compile import Manifest, compile_spec
-from .errors import ExpcError
-from .project import Project
+from expc.errors import ExpcError
+from expc.project import Project
 from expc.compile.write import read_index, source_key, write_atomic
 
 _MANIFEST_NAME = re.compile(r"[0-9a-f]{64}\.json")

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expc.compile import canonical
-from .errors import ExpcError
-from .project import Project, find_manifest
+from expc.errors import ExpcError
+from expc.project import Project, find_manifest
 from expc.compile.write import source_key
 
 SECTIONS = ("model", "data", "train", "deepspeed", "hardware", "launch", "logging")
@@ -150,7 +150,7 @@ _TOTAL = (*_TOKENS, "train.max_steps")
 def derived(old: dict, new: dict) -> list[Derived]:
     """The quantities a reviewer weighs, computed by estimate.py on each side. A quantity whose
     inputs one side lacks (a manifest of an older schema) is left out rather than guessed."""
-    from . import estimate
+    from expc import estimate
 
     rows = [
         ("parameters", lambda m: estimate.parameter_count(m["model"]), _MODEL, ""),
