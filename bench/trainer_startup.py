@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=29591)
     args = parser.parse_args()
     from expc.compile import build
-    from expc.launch import LaunchOptions, plan_launch
+    from expc.launch.commands import LaunchOptions, plan_launch
 
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(tmp)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from expc.deepspeed_env import deepspeed_env_text, rank_environment
+from expc.launch.deepspeed_env import deepspeed_env_text, rank_environment
 from expc.errors import ExpcError
-from expc.hosts import check_hostfile, check_node_rank, read_hostfile
+from expc.launch.hosts import check_hostfile, check_node_rank, read_hostfile
 
 TWO_BY_TWO = {"nodes": 2, "procs_per_node": 2}
 

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from expc.errors import ExpcError
-from expc.hosts import Host
-from expc.multinode import Job, Placement, mpi_plan, no_ssh_plan, pdsh_plan, plan_placement, slurm_plan
+from expc.launch.hosts import Host
+from expc.launch.multinode import Job, Placement, mpi_plan, no_ssh_plan, pdsh_plan, plan_placement, slurm_plan
 from trainer.ranks import adopt_launcher_ranks
 
 GOLDEN = Path(__file__).parent / "multinode" / "golden"

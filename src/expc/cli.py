@@ -193,8 +193,8 @@ def run(manifests, dry_run, rerun, master_port, hostfile, node_rank, master_addr
     """
     from pathlib import Path
 
-    from .multinode import Placement
-    from .run import run_all
+    from expc.launch.multinode import Placement
+    from expc.launch.run import run_all
 
     placement = Placement(Path(hostfile) if hostfile else None, node_rank, master_addr, launcher,
                           launcher_args, partition, time_limit, dist_timeout_s)

@@ -121,7 +121,7 @@ def test_several_manifests_are_all_checked_before_any_trains(stage_runs):
 
 
 def test_a_digest_being_run_elsewhere_is_refused(stage_runs):
-    from expc.run import run_lock
+    from expc.launch.run import run_lock
 
     run = stage_runs[0]
     before = sorted(p.name for p in run.run_dir.iterdir())

@@ -27,7 +27,7 @@ def metadata(run_dir: Path) -> dict:
 def plain_launch(manifest: Path, run_dir: Path):
     """The command `expc run --dry-run` prints, started directly."""
     from expc.compile.canonical import load_manifest
-    from expc.launch import LaunchOptions, plan_launch
+    from expc.launch.commands import LaunchOptions, plan_launch
 
     data, _ = load_manifest(manifest)
     plan = plan_launch(data, LaunchOptions(manifest.resolve(), run_dir.resolve(), BIN, next(PORTS)))

@@ -182,7 +182,7 @@ def test_flops_per_token_counts_matmuls_and_attention():
 
 
 def plan(manifest, **options):
-    from expc.launch import LaunchOptions, plan_launch
+    from expc.launch.commands import LaunchOptions, plan_launch
 
     return plan_launch(manifest, LaunchOptions(Path("/p/manifests/m.json"), Path("/p/runs/d"), Path("/venv/bin"),
                                                **options))
@@ -231,7 +231,7 @@ def test_expc_run_plans_without_importing_torch_or_deepspeed(tmp_path):
 
 
 def test_plain_progress_lines_show_loss_tokens_per_second_and_eta(capsys):
-    from expc.run import Progress
+    from expc.launch.run import Progress
 
     with Progress("0123456789abcdef", 60, 0) as progress:
         assert progress.bar is None  # not a terminal here
@@ -247,7 +247,7 @@ def test_plain_progress_lines_show_loss_tokens_per_second_and_eta(capsys):
 
 
 def test_eta_uses_the_attempts_pace_across_resumes():
-    from expc.run import eta
+    from expc.launch.run import eta
 
     assert eta({"step": 40, "elapsed": 3600.0}, 50) == "0:15:00"
     assert eta({"step": 1, "elapsed": 4000.0}, 3) == "2:13:20"
@@ -257,9 +257,9 @@ def test_eta_uses_the_attempts_pace_across_resumes():
 def test_a_failure_of_another_rank_than_0_is_recorded(tmp_path):
     """Rank 0 records its own failures; when rank 1 fails alone metadata.json still says
     running, and `expc run` records it from the launcher's exit status and rank 1's log."""
-    from expc.launch import LaunchPlan
+    from expc.launch.commands import LaunchPlan
     from expc.project import Project
-    from expc.run import report
+    from expc.launch.run import report
     from trainer.rundir import update_metadata
 
     run_dir = tmp_path / "runs" / "d"

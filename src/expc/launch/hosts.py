@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ExpcError, Problem
+from expc.errors import ExpcError, Problem
 
 HOST_LINE = re.compile(r"^(?P<host>\S+)\s+slots=(?P<slots>\S*)\s*(#.*)?$")
 HOST_NAME = re.compile(r"^[A-Za-z0-9_.:\[\]-]+$")  # names, IPv4/IPv6 addresses; no shell characters

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .deepspeed_env import deepspeed_env_text
-from .errors import ExpcError
+from expc.errors import ExpcError
 from .hosts import Host
 
 LAUNCHERS = ("pdsh", "no-ssh", "mpi", "slurm")

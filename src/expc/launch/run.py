@@ -1,7 +1,7 @@
 """`expc run`: a manifest (path or digest prefix) -> a DeepSpeed run in runs/<digest>/.
 
     verify the digest -> decide (completed: report; interrupted: resume; --rerun: fresh attempt)
-    -> plan the launch (launch.py) -> run the real `deepspeed` launcher in its own process group
+    -> plan the launch (commands.py) -> run the real `deepspeed` launcher in its own process group
     -> follow metrics.jsonl for a rank-0 progress bar -> report the outcome
 
 A failed run exits non-zero with the last lines of the failing rank's log. Ctrl-C (or a SIGTERM
@@ -23,10 +23,10 @@ from pathlib import Path
 import click
 
 from expc.compile.canonical import load_manifest
-from .errors import ExpcError
-from .launch import LaunchOptions, LaunchPlan, plan_launch, plan_multinode_launch
+from expc.errors import ExpcError
+from .commands import LaunchOptions, LaunchPlan, plan_launch, plan_multinode_launch
 from .multinode import MultinodePlan, Placement
-from .project import find_manifest, find_project
+from expc.project import find_manifest, find_project
 
 LOG_TAIL_LINES = 30
 GROUP_EXIT_TIMEOUT_S = 90  # the launcher gives ranks 30 s after SIGTERM; saving fits well inside

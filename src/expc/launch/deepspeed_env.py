@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import ExpcError, Problem
+from expc.errors import ExpcError, Problem
 
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 UNSAFE = re.compile(r'[\n\r"$`\\]')
