@@ -13,7 +13,8 @@ import pytest
 
 from expc.compile import compile_spec
 from expc.project import Project
-from expc.compile.validate import manifest_schema, schema_problems
+from expc.compile.validate import schema_problems
+from expc.schema import manifest_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = "scripts/generate_deepspeed_schema.py"

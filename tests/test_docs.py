@@ -15,7 +15,7 @@ import pytest
 from expc.cli import cli, main
 from expc.compile.evaluate import evaluate
 from expc.project import Project
-from expc.reference import reference_markdown
+from expc.schema.reference import reference_markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

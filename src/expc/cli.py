@@ -146,12 +146,12 @@ def schema(as_json_schema):
     Example:
       expc schema > docs/manifest.md
     """
-    from expc.compile.validate import manifest_schema
+    from expc.schema import manifest_schema
 
     if as_json_schema:
         click.echo(json.dumps(manifest_schema(), indent=2, sort_keys=True))
     else:
-        from .reference import reference_markdown
+        from expc.schema.reference import reference_markdown
 
         click.echo(reference_markdown(), nl=False)
 

@@ -10,25 +10,9 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from pathlib import Path
 
 from expc.errors import ExpcError, Problem, did_you_mean, json_path
-
-
-@lru_cache(maxsize=None)
-def manifest_schema() -> dict:
-    """The manifest schema with the DeepSpeed schema placed in its `deepspeed` property."""
-    # The package's own folder (setuptools installs package data beside the modules):
-    # importlib.resources would cost ~9 ms of imports on every `expc build`.
-    folder = Path(__file__).parent.parent / "schema"
-    schema = json.loads((folder / "manifest.schema.json").read_text())
-    deepspeed = json.loads((folder / "deepspeed.schema.json").read_text())
-    description = schema["properties"]["deepspeed"]["description"]
-    deepspeed.pop("$schema", None)
-    deepspeed.pop("$id", None)
-    schema["$defs"] = {**schema.get("$defs", {}), **deepspeed.pop("$defs", {})}
-    schema["properties"]["deepspeed"] = {**deepspeed, "description": description}
-    return schema
+from expc.schema import manifest_schema
 
 
 @lru_cache(maxsize=None)

@@ -1,7 +1,7 @@
 """The manifest reference, generated from the schema's descriptions (`expc schema`)."""
 from __future__ import annotations
 
-from expc.compile.validate import manifest_schema
+from . import manifest_schema
 
 
 def reference_markdown() -> str:
