@@ -55,7 +55,7 @@ def bare_rate(manifest: dict, steps: int, window: int) -> float:
     import torch
 
     from trainer.data import TRAIN, get_batch, load_corpus
-    from trainer.model import build_model
+    from trainer.models import build_model
 
     torch.set_num_threads(1)
     m, params = manifest["model"], manifest["deepspeed"]["optimizer"]["params"]

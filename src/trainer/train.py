@@ -114,7 +114,7 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
 
     from . import data, rundir
     from .agreement import check_agreement, source_commit
-    from .model import build_model, flops_per_token
+    from .models import build_model, flops_per_token
     from .ranks import adopt_launcher_ranks
     from .tracking import start_tracking
 

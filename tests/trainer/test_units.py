@@ -140,7 +140,7 @@ def test_a_folder_of_token_shards_holds_out_each_shards_tail(tmp_path):
 def test_gpt_forward_and_initial_loss():
     import torch
 
-    from trainer.model import build_model
+    from trainer.models import build_model
 
     config = {"arch": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "vocab_size": 256,
               "dropout": 0.0, "bias": False}
@@ -156,7 +156,7 @@ def test_gpt_forward_and_initial_loss():
 def test_the_registry_names_the_arch_and_takes_new_ones():
     import torch
 
-    from trainer.model import ARCHS, build_model, register
+    from trainer.models import ARCHS, build_model, register
 
     with pytest.raises(ExpcError) as err:
         build_model({"arch": "gtp"})
@@ -173,7 +173,7 @@ def test_the_registry_names_the_arch_and_takes_new_ones():
 
 
 def test_flops_per_token_counts_matmuls_and_attention():
-    from trainer.model import GPT, flops_per_token
+    from trainer.models import GPT, flops_per_token
 
     config = {"arch": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "vocab_size": 256,
               "dropout": 0.0, "bias": False}

@@ -1,45 +1,19 @@
-"""Models: a manifest's `model` section -> a torch module whose forward(idx, targets) returns
-(logits, loss).
-
-`model.arch` names the implementation in a small registry. Adding an architecture is one
-decorated function in any module the trainer imports; the training loop never changes:
-
-    @register("mamba")
-    def build_mamba(config: dict) -> torch.nn.Module: ...
-
-The built-in "gpt" is a decoder-only transformer with nanoGPT's names (n_layer, n_head, n_embd,
-block_size, vocab_size, dropout, bias) and causal attention through
+"""The built-in "gpt" arch: a decoder-only transformer with nanoGPT's names (n_layer, n_head,
+n_embd, block_size, vocab_size, dropout, bias) and causal attention through
 `F.scaled_dot_product_attention` (fused kernels on GPU, the math path on CPU).
+forward(idx, targets) -> (logits, loss).
 """
 from __future__ import annotations
 
 import math
-from typing import Callable
 
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
 
-from expc.errors import ExpcError, did_you_mean
+from expc.errors import ExpcError
 
-ARCHS: dict[str, Callable[[dict], nn.Module]] = {}
-
-
-def register(arch: str):
-    """Decorator: make `build(config)` the implementation of `model.arch == arch`."""
-    def add(build):
-        ARCHS[arch] = build
-        return build
-    return add
-
-
-def build_model(config: dict) -> nn.Module:
-    """The manifest's model section -> a freshly initialised module (seed the RNG first)."""
-    build = ARCHS.get(config["arch"])
-    if build is None:
-        raise ExpcError(f'unknown model arch "{config["arch"]}"{did_you_mean(config["arch"], ARCHS)}; '
-                        f"the trainer has: {', '.join(sorted(ARCHS))}", "$.model.arch")
-    return build(config)
+from .registry import register
 
 
 class LayerNorm(nn.Module):
