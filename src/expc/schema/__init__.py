@@ -3,7 +3,7 @@
 scripts/generate_deepspeed_schema.py), joined into one Draft 2020-12 schema. `reference.py`
 renders it as the manifest reference (`expc schema`, docs/manifest.md).
 
-Shared ground: imports only the standard library.
+May import: the standard library only (shared ground: every stage reads it).
 """
 from __future__ import annotations
 
