@@ -2,11 +2,14 @@
 
 Input: a manifest (or document) as a plain dict. Output: numbers, and one small dataclass for the
 memory breakdown. Used by the build-time memory-fit check, by `expc diff` and by reports. Plain
-arithmetic; no torch. Formulas and their sources are in docs/compiler.md ("Estimates").
+arithmetic; no torch. What depends on the model family (parameter count, sizes) comes from its
+arch (expc.archs). Formulas and their sources are in docs/compiler.md ("Estimates").
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from expc.archs import arch_of
 
 GIB = 1024 ** 3
 
@@ -15,17 +18,44 @@ _ELEMENT_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
 
 def parameter_count(model: dict) -> int:
-    """Parameters of the built-in GPT: embeddings (tied with the head) + blocks + final norm."""
-    d, layers, vocab, ctx = model["n_embd"], model["n_layer"], model["vocab_size"], model["block_size"]
-    bias = 1 if model.get("bias") else 0
-    per_block = (
-        2 * d * (1 + bias)               # two LayerNorms (weight, bias)
-        + 3 * d * d + 3 * d * bias       # qkv projection
-        + d * d + d * bias               # attention output projection
-        + 4 * d * d + 4 * d * bias       # MLP up
-        + 4 * d * d + d * bias           # MLP down
-    )
-    return vocab * d + ctx * d + layers * per_block + d * (1 + bias)
+    """All parameters of the model section's arch (expc.archs), frozen or not."""
+    return arch_of(model).parameters(model)
+
+
+def trainable_parameters(manifest: dict) -> int:
+    """Parameters the optimizer updates: all of them, or with an adapter its own weights (LoRA's
+    A and B of each targeted layer, DoRA's magnitudes, the modules saved in full)."""
+    model, adapter = manifest["model"], manifest.get("adapter")
+    if not adapter:
+        return parameter_count(model)
+    layers = arch_of(model).linear_layers(model) or {}
+    count = 0
+    for name in lora_targets(adapter, layers):
+        fan_in, fan_out, times = layers[name]
+        count += times * (adapter["r"] * (fan_in + fan_out) + (fan_out if adapter["use_dora"] else 0))
+    for name in adapter["modules_to_save"]:
+        if name in layers:
+            fan_in, fan_out, times = layers[name]
+            count += times * fan_in * fan_out
+    return count
+
+
+def lora_targets(adapter: dict, layers: dict) -> list[str]:
+    """The linear layers (by leaf name) that `target_modules` selects; "all-linear" is every one
+    but the output head, as PEFT reads it."""
+    targets = adapter["target_modules"]
+    if targets == "all-linear":
+        return [name for name in layers if name != "lm_head"]
+    return [name for name in layers if any(t == name or t.endswith("." + name) for t in targets)]
+
+
+def sequence_length(manifest: dict) -> int:
+    """Tokens per sequence: the data's max_length for instruction data (the longest a batch can
+    be), else the model's own context (GPT's block_size)."""
+    data = manifest.get("data") or {}
+    if data.get("source") == "jsonl":
+        return data["max_length"]
+    return arch_of(manifest["model"]).dims(manifest["model"]).context
 
 
 def world_size(manifest: dict) -> int:
@@ -35,8 +65,9 @@ def world_size(manifest: dict) -> int:
 
 
 def tokens_per_step(manifest: dict) -> int:
-    """Tokens consumed by one optimizer step: global batch (sequences) x context length."""
-    return manifest["deepspeed"]["train_batch_size"] * manifest["model"]["block_size"]
+    """Tokens consumed by one optimizer step: global batch (sequences) x sequence length (an
+    upper bound for instruction data, whose examples are shorter)."""
+    return manifest["deepspeed"]["train_batch_size"] * sequence_length(manifest)
 
 
 def total_tokens(manifest: dict) -> int:
@@ -45,16 +76,21 @@ def total_tokens(manifest: dict) -> int:
 
 
 def flops_per_token(manifest: dict) -> int:
-    """Training FLOPs per token, forward and backward: 6N + 12 * n_layer * n_embd * block_size.
+    """Training FLOPs per token, forward and backward: 6N + 12 * layers * width * sequence.
 
-    6N counts the matrix multiplies (2 forward + 4 backward per parameter); N leaves out the
-    position embeddings, a lookup with no multiply, but keeps the token embedding since it is
-    tied with the output head. The second term is attention's QK^T and AV products, which have
-    no parameters (PaLM paper, appendix B; nanoGPT's estimate_mfu uses the same form).
+    6N counts the matrix multiplies (2 forward + 4 backward per parameter); N leaves out
+    parameters that are only looked up (GPT's position embeddings, an untied token embedding).
+    The second term is attention's QK^T and AV products, which have no parameters (PaLM paper,
+    appendix B; nanoGPT's estimate_mfu uses the same form). With an adapter the frozen weights
+    skip their weight-gradient matmul: 4 per frozen parameter, 6 per trainable one.
     """
     model = manifest["model"]
-    n = parameter_count(model) - model["block_size"] * model["n_embd"]
-    return 6 * n + 12 * model["n_layer"] * model["n_embd"] * model["block_size"]
+    arch = arch_of(model)
+    full = arch.flops_per_token(model, sequence_length(manifest))
+    if not manifest.get("adapter"):
+        return full
+    frozen = parameter_count(model) - arch.lookup_parameters(model)
+    return full - 2 * frozen + 6 * trainable_parameters(manifest)
 
 
 def total_flops(manifest: dict) -> int:
@@ -114,7 +150,8 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
     (fp32 master copy, Adam's two moments); in fp32 it is 4 + 4 + 8 (the weights are the master
     copy). SGD keeps one moment instead of two. Stage 1 divides the optimizer state by the world
     size, stage 2 the gradients too, stage 3 the weights too. `offload_optimizer` moves the
-    optimizer state to host memory; `offload_param` (stage 3) the weights.
+    optimizer state to host memory; `offload_param` (stage 3) the weights. With an adapter the
+    frozen base keeps only its weights: gradients and optimizer state are the adapter's.
 
     Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation"): 34 bytes
     x micro batch x block_size x n_embd per layer at 16 bits (the trainer's fused attention keeps
@@ -123,7 +160,8 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
     a floor, not a ceiling.
     """
     ds, model = manifest["deepspeed"], manifest["model"]
-    n = parameter_count(model)
+    n, trainable = parameter_count(model), trainable_parameters(manifest)
+    dims = arch_of(model).dims(model)
     world = world_size(manifest)
     mixed = precision(manifest)
     element = _ELEMENT_BYTES[mixed]
@@ -134,8 +172,8 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
     optimizer_bytes = 4 * moments + (4 if mixed != "fp32" else 0)
 
     parameters = n * element / (world if stage >= 3 else 1)
-    gradients = n * element / (world if stage >= 2 else 1)
-    optimizer = n * optimizer_bytes / (world if stage >= 1 else 1)
+    gradients = trainable * element / (world if stage >= 2 else 1)
+    optimizer = trainable * optimizer_bytes / (world if stage >= 1 else 1)
 
     offloaded = 0.0
     if stage >= 1 and _offloaded(zero, "offload_optimizer"):
@@ -144,10 +182,10 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
         offloaded, parameters = offloaded + parameters, 0.0
 
     micro = ds.get("train_micro_batch_size_per_gpu", 1)
-    tokens = micro * model["block_size"]
-    per_layer = 34 * tokens * model["n_embd"] * (element / 2)
-    logits = 2 * 4 * tokens * model["vocab_size"]
-    activations = model["n_layer"] * per_layer + logits
+    tokens = micro * sequence_length(manifest)
+    per_layer = 34 * tokens * dims.width * (element / 2)
+    logits = 2 * 4 * tokens * dims.vocab
+    activations = dims.layers * per_layer + logits
 
     return MemoryEstimate(parameters / GIB, gradients / GIB, optimizer / GIB, activations / GIB,
                           offloaded / GIB)

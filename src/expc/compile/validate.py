@@ -138,9 +138,7 @@ def semantic_problems(manifest) -> list[Problem]:
                 f"size {world} ({hw['nodes']} node(s) x {hw['procs_per_node']} processes) = "
                 f"{micro * accum * world}", json_path(["deepspeed", "train_batch_size"])))
 
-    if model["n_embd"] % model["n_head"]:
-        problems.append(Problem(f"n_embd {model['n_embd']} is not divisible by n_head {model['n_head']}",
-                                json_path(["model", "n_embd"])))
+    problems += _model_problems(manifest)
 
     for precision in ("bf16", "fp16"):
         section = ds.get(precision)
@@ -169,12 +167,57 @@ def semantic_problems(manifest) -> list[Problem]:
                                 f"{manifest['train']['max_steps']}: the run would end before warm-up does",
                                 json_path(["deepspeed", "scheduler", "params", "warmup_num_steps"])))
 
-    if manifest["data"]["source"] in ("stdlib", "text", "synthetic") and model["vocab_size"] < 256:
+    if (manifest["data"]["source"] in ("stdlib", "text", "synthetic") and "vocab_size" in model
+            and model["vocab_size"] < 256):
         problems.append(Problem(f"vocab_size {model['vocab_size']} is too small for a byte-level "
                                 f"corpus (needs 256)", json_path(["model", "vocab_size"])))
 
     problems += _memory_problems(manifest)
     return problems
+
+
+def _model_problems(manifest) -> list[Problem]:
+    """The arch's own rules, then how it fits with the data and the adapter."""
+    from expc.archs import arch_of
+    from expc.estimate import lora_targets
+
+    model, data, adapter = manifest["model"], manifest["data"], manifest.get("adapter")
+    arch = arch_of(model)
+    problems = arch.problems(model)
+    tokenized = arch.name == "hf_causal_lm"  # the arch whose tokenizer comes with it
+    if data["source"] == "jsonl" and not tokenized:
+        problems.append(Problem(f'data source "jsonl" is tokenized by the base model\'s tokenizer; arch '
+                                f'"{arch.name}" has none (use a Hugging Face base: expc.models.hf(...))',
+                                json_path(["data", "source"])))
+    if tokenized and data["source"] != "jsonl":
+        problems.append(Problem(f'arch "hf_causal_lm" trains on instruction data (data source "jsonl"), '
+                                f'not "{data["source"]}"', json_path(["data", "source"])))
+    if adapter and not arch.adapters:
+        problems.append(Problem(f'arch "{arch.name}" cannot take an adapter: it trains every weight from '
+                                "scratch (adapters are for pretrained bases, e.g. hf_causal_lm); remove "
+                                "`adapter`", json_path(["adapter"])))
+    layers = arch.linear_layers(model) if adapter and arch.adapters else None
+    if layers is not None:  # the module names are known without torch: check every target now
+        if adapter["target_modules"] != "all-linear":
+            for i, target in enumerate(adapter["target_modules"]):
+                if not lora_targets({**adapter, "target_modules": [target]}, layers):
+                    problems.append(Problem(_no_such_module(target, layers, arch, model),
+                                            json_path(["adapter", "target_modules", i])))
+        for i, name in enumerate(adapter["modules_to_save"]):
+            if name.rpartition(".")[2] not in (*layers, *arch.other_modules):
+                problems.append(Problem(_no_such_module(name, layers, arch, model),
+                                        json_path(["adapter", "modules_to_save", i])))
+    if data["source"] == "jsonl" and tokenized and data["max_length"] > model["config"]["max_position_embeddings"]:
+        problems.append(Problem(f"max_length {data['max_length']} is longer than the base's "
+                                f"max_position_embeddings ({model['config']['max_position_embeddings']})",
+                                json_path(["data", "max_length"])))
+    return problems
+
+
+def _no_such_module(name: str, layers: dict, arch, model: dict) -> str:
+    real = [*layers, *arch.other_modules]
+    return (f"no module named {name!r} in the base ({model['config']['model_type']}){did_you_mean(name.rpartition('.')[2], real)}; "
+            f"its layers: {', '.join(real)}")
 
 
 def _memory_problems(manifest) -> list[Problem]:

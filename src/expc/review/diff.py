@@ -141,9 +141,9 @@ def section_of(path: str) -> str:
 
 
 # Where each derived quantity reads its inputs; a manifest of an older schema may lack some.
-_MODEL = ("model.n_embd", "model.n_layer", "model.vocab_size", "model.block_size")
+_MODEL = ("model.arch",)  # and the arch's own fields: a side that lacks them is skipped below
 _WORLD = ("hardware.nodes", "hardware.procs_per_node")
-_TOKENS = ("deepspeed.train_batch_size", "model.block_size")
+_TOKENS = ("deepspeed.train_batch_size", "model.arch")
 _TOTAL = (*_TOKENS, "train.max_steps")
 
 
@@ -164,8 +164,15 @@ def derived(old: dict, new: dict) -> list[Derived]:
         ("device-hours at 40% MFU", lambda m: estimate.device_hours(m, mfu=0.4),
          (*_MODEL, *_TOTAL, "hardware.peak_tflops"), "h"),
     ]
-    return [Derived(name, fn(old), fn(new), unit) for name, fn, inputs, unit in rows
-            if _has(old, inputs) and _has(new, inputs)]
+    found = []
+    for name, fn, inputs, unit in rows:
+        if not (_has(old, inputs) and _has(new, inputs)):
+            continue
+        try:
+            found.append(Derived(name, fn(old), fn(new), unit))
+        except KeyError:  # an older manifest lacks a field its arch now reads
+            continue
+    return found
 
 
 def _has(manifest: dict, paths: tuple[str, ...]) -> bool:

@@ -1,9 +1,10 @@
 """The manifest schema: `manifest.schema.json` (every field, each documented once in its
-`description`) and `deepspeed.schema.json` (generated from DeepSpeed's own config models by
-scripts/generate_deepspeed_schema.py), joined into one Draft 2020-12 schema. `reference.py`
-renders it as the manifest reference (`expc schema`, docs/manifest.md).
+`description`), `deepspeed.schema.json` (generated from DeepSpeed's own config models by
+scripts/generate_deepspeed_schema.py) and the `model` section of each arch (expc.archs), joined
+into one Draft 2020-12 schema. `reference.py` renders it as the manifest reference (`expc
+schema`, docs/manifest.md).
 
-May import: the standard library only (shared ground: every stage reads it).
+May import: the standard library and the rest of the shared ground (expc.archs) only.
 """
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pathlib import Path
 
 @lru_cache(maxsize=None)
 def manifest_schema() -> dict:
-    """The manifest schema with the DeepSpeed schema placed in its `deepspeed` property."""
+    """The manifest schema with the DeepSpeed schema placed in its `deepspeed` property and each
+    arch's model schema in its `model` property (`model.arch` picks one)."""
     # The package's own folder (setuptools installs package data beside the modules):
     # importlib.resources would cost ~9 ms of imports on every `expc build`.
     folder = Path(__file__).parent
@@ -25,4 +27,15 @@ def manifest_schema() -> dict:
     deepspeed.pop("$id", None)
     schema["$defs"] = {**schema.get("$defs", {}), **deepspeed.pop("$defs", {})}
     schema["properties"]["deepspeed"] = {**deepspeed, "description": description}
+    _add_archs(schema["properties"]["model"])
     return schema
+
+
+def _add_archs(model: dict) -> None:
+    """`model.arch` is one of the installed archs; each arch closes the section to its own fields."""
+    from expc.archs import archs
+
+    known = archs()
+    model["properties"]["arch"]["enum"] = sorted(known)
+    model["allOf"] = [{"if": {"properties": {"arch": {"const": name}}, "required": ["arch"]},
+                       "then": known[name].schema()} for name in sorted(known)]

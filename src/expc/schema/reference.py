@@ -15,6 +15,8 @@ def reference_markdown() -> str:
 def _type(node: dict) -> str:
     if "const" in node:
         return f"`{node['const']!r}`".replace("'", '"')
+    if "anyOf" in node:
+        return " or ".join(_type(branch) for branch in node["anyOf"])
     if "enum" in node:
         return " \\| ".join(f"`{v}`".replace("'", '"') for v in node["enum"])
     kind = node.get("type", "any")
@@ -36,3 +38,8 @@ def _fields(node: dict, prefix: str, lines: list, root: dict) -> None:
         lines.append(f"- `{path}`: {_type(child)}{flag}. {child.get('description', '')}".rstrip())
         if child.get("type") == "object" or "properties" in child:
             _fields(child, path, lines, root)
+    # A section whose fields depend on one of its values (model.arch, data.source): each branch's
+    # fields follow, led by the value that selects them.
+    for branch in node.get("allOf", []):
+        if "then" in branch and "properties" in branch["then"]:
+            _fields(branch["then"], prefix, lines, root)
