@@ -39,9 +39,9 @@ local optim = import 'optim.libsonnet';
          'micro_batch_size must be a whole number >= 1, got %s' % [exp.micro_batch_size],
   assert exp.warmup_steps < exp.train.max_steps :
          'warmup_steps (%s) must be shorter than train.max_steps (%s)' % [exp.warmup_steps, exp.train.max_steps],
-  assert exp.data.source == 'tokens' || exp.model.vocab_size >= 256 :
+  assert exp.model.arch != 'gpt' || exp.data.source == 'tokens' || exp.model.vocab_size >= 256 :
          'data source "%s" is byte-level: model.vocab_size must be >= 256, got %d' % [exp.data.source, exp.model.vocab_size],
-  assert exp.data.source != 'tokens' || exp.model.vocab_size <= data.dtype_limit[exp.data.dtype] :
+  assert exp.model.arch != 'gpt' || exp.data.source != 'tokens' || exp.model.vocab_size <= data.dtype_limit[exp.data.dtype] :
          'model.vocab_size %d does not fit %s token shards; use data.tokens(path, dtype="uint32")' % [exp.model.vocab_size, exp.data.dtype],
 
   schema: 'expc/manifest/v1',

@@ -47,6 +47,9 @@ local profiles = {
   a100_80gb_x8: gpu('a100_80gb_x8', 'A100-80GB', 8, 80, true, 'nvlink', 312),
   h100_80gb_x1: gpu('h100_80gb_x1', 'H100-80GB', 1, 80, true, 'pcie', 756),
   h100_80gb_x8: gpu('h100_80gb_x8', 'H100-80GB', 8, 80, true, 'nvlink', 989),
+  // A 24 GB desktop card, the usual LoRA box: RTX 4090, dense bf16 165 TFLOP/s with fp32
+  // accumulation (Ada whitepaper), as torch's matmuls run it.
+  rtx4090_24gb: gpu('rtx4090_24gb', 'RTX4090-24GB', 1, 24, true, 'pcie', 165),
 };
 
 // n copies of a one-node GPU profile, InfiniBand between them; named e.g. 'h100_80gb_x8_n4'.

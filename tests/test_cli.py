@@ -91,12 +91,13 @@ def test_show_prints_without_writing(proj, capsys):
 
 def test_ls_hardware_exact(proj, capsys):
     assert run(["ls", "hardware"], capsys) == (0, """\
-name          nodes  procs_per_node  device     memory_gib  bf16   fp16   peak_tflops  interconnect
-a100_40gb_x1  1      1               A100-40GB  40          True   True   312          pcie
-a100_80gb_x8  1      8               A100-80GB  80          True   True   312          nvlink
-cpu_laptop    1      2               cpu        8           False  False  0.1          loopback
-h100_80gb_x1  1      1               H100-80GB  80          True   True   756          pcie
-h100_80gb_x8  1      8               H100-80GB  80          True   True   989          nvlink
+name          nodes  procs_per_node  device        memory_gib  bf16   fp16   peak_tflops  interconnect
+a100_40gb_x1  1      1               A100-40GB     40          True   True   312          pcie
+a100_80gb_x8  1      8               A100-80GB     80          True   True   312          nvlink
+cpu_laptop    1      2               cpu           8           False  False  0.1          loopback
+h100_80gb_x1  1      1               H100-80GB     80          True   True   756          pcie
+h100_80gb_x8  1      8               H100-80GB     80          True   True   989          nvlink
+rtx4090_24gb  1      1               RTX4090-24GB  24          True   True   165          pcie
 """, "")
 
 
@@ -203,7 +204,7 @@ def test_help_examples_run(line, tmp_path):
     if "--git" in line:
         pytest.skip("needs a git repository with that revision")
     # a copy of the project: examples build and prune
-    for folder in ("lib", "specs", "manifests"):
+    for folder in ("lib", "specs", "manifests", "assets"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     (tmp_path / "docs").mkdir()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -141,8 +141,9 @@ def test_syntax_error_in_an_imported_file(proj):
     assert error_of(proj, broken, {"lr": 2}) == 'specs/broken.jsonnet:1:21: Unexpected: "}" while parsing terminal'
 
 
-HARDWARE = ("a100_40gb_x1, a100_80gb_x8, cpu_laptop, get, h100_80gb_nodes, h100_80gb_x1, h100_80gb_x8, nodes")
-MODELS = "get, gpt, gpt_124m, gpt_1_3b, gpt_2_7b, gpt_350m, gpt_6_7b, gpt_760m, gpt_cpu, gpt_debug"
+HARDWARE = ("a100_40gb_x1, a100_80gb_x8, cpu_laptop, get, h100_80gb_nodes, h100_80gb_x1, h100_80gb_x8, nodes, "
+            "rtx4090_24gb")
+MODELS = "get, gpt, gpt_124m, gpt_1_3b, gpt_2_7b, gpt_350m, gpt_6_7b, gpt_760m, gpt_cpu, gpt_debug, hf, hf_configs"
 
 
 @pytest.mark.parametrize("expr, hint", [

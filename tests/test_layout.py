@@ -5,7 +5,7 @@
     trainer (the loop)           train.py, __main__.py
     trainer (its parts)          models/, data/, rundir, tracking, ranks, agreement
     compile                      spec -> document -> manifest -> files
-    ground                       errors, project, estimate, schema  (bottom)
+    ground                       errors, project, estimate, schema, archs, pins, examples  (bottom)
 
 A module may import its own stage or any stage below it, never one above, and the modules form no
 cycle. Every import counts, also the ones inside functions (that is where the heavy and the
@@ -25,7 +25,8 @@ SRC = ROOT / "src"
 
 # (stage, rank, module-name prefixes); a module belongs to the stage with its longest prefix.
 STAGES = [
-    ("ground", 0, ["expc", "expc.errors", "expc.project", "expc.estimate", "expc.schema"]),
+    ("ground", 0, ["expc", "expc.errors", "expc.project", "expc.estimate", "expc.schema", "expc.archs",
+                   "expc.pins", "expc.examples"]),
     ("compile", 1, ["expc.compile"]),
     ("trainer parts", 2, ["trainer", "trainer.models", "trainer.data", "trainer.rundir", "trainer.tracking",
                           "trainer.ranks", "trainer.agreement"]),
@@ -34,7 +35,8 @@ STAGES = [
     ("launch", 4, ["expc.launch"]),
     ("cli", 5, ["expc.cli", "expc.listing", "expc.__main__"]),
 ]
-STAGE_PACKAGES = ["expc.compile", "expc.review", "expc.launch", "expc.schema", "trainer.models", "trainer.data"]
+STAGE_PACKAGES = ["expc.compile", "expc.review", "expc.launch", "expc.schema", "expc.archs", "trainer.models",
+                  "trainer.data"]
 
 
 def stage_of(module: str) -> tuple[str, int]:

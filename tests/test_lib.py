@@ -4,6 +4,7 @@ Each case is a small spec in a scratch project (a copy of the real lib/), evalua
 go-jsonnet through expc's own evaluate stage; errors are checked by their exact text."""
 from __future__ import annotations
 
+import hashlib
 import re
 
 import pytest
@@ -174,14 +175,48 @@ def test_every_preset_compiles(project, hardware, model, mixins):
     assert data["deepspeed"]["scheduler"]["type"] == SCHEDULER[(schedules or ["warmup_cosine"])[-1]]
 
 
+# Fine-tuning rows: (hardware, adapter preset, template, hub config); a hub base at a commit with
+# its shape given, so nothing is read from disk.
+REVISION = "0123456789abcdef0123456789abcdef01234567"
+FINETUNE_ROWS = [
+    ("rtx4090_24gb", "minimal", "alpaca", "qwen2_5_1_5b"),
+    ("a100_40gb_x1", "standard", "plain", "qwen2_5_coder_1_5b"),
+    ("h100_80gb_x1", "full", "chat()", "llama_3_2_1b"),
+]
+
+
+@pytest.mark.parametrize("hardware, adapter, template, config", FINETUNE_ROWS, ids=[r[1] for r in FINETUNE_ROWS])
+def test_every_finetune_preset_compiles(project, hardware, adapter, template, config):
+    (project / "data.jsonl").write_text('{"instruction": "Say hi.", "input": "", "output": "hi"}\n' * 20)
+    spec = project / "specs" / f"{adapter}.jsonnet"
+    spec.write_text(HEAD + f"""expc.experiment + expc.zero.stage2 + {{
+      hardware: expc.hardware.{hardware},
+      model: expc.models.hf('Org/Base', revision='{REVISION}', config=expc.models.hf_configs.{config}),
+      adapter: expc.adapters.{adapter},
+      data: expc.data.jsonl('data.jsonl', template=expc.templates.{template}),
+      global_batch_size:: 16, micro_batch_size:: 1,
+    }}""")
+    [manifest] = compile_spec(spec, Project(project))
+    data = manifest.data
+    assert data["adapter"] == run(project, f"expc.adapters.{adapter}", "adapter")
+    assert data["model"]["config"] == run(project, f"expc.models.hf_configs.{config}", "config")
+    assert data["data"]["train"]["sha256"] == hashlib.sha256((project / "data.jsonl").read_bytes()).hexdigest()
+    assert data["data"]["template"]["name"] == _name(template)
+
+
 def test_preset_rows_cover_every_lib_preset(project):
-    # a preset added to the lib needs a row above; `get` and `gpt` are helpers, not presets
-    tables = ["zero", "optim", "presets", "models", "hardware"]
+    # a preset added to the lib needs a row above; `get`, `gpt`, `hf`, `lora`, `chat` and `custom`
+    # are helpers, not presets
+    tables = ["zero", "optim", "presets", "models", "hardware", "adapters", "templates"]
     fields = run(project, f"{{ [t]: std.objectFieldsAll(expc[t]) for t in {tables} }}")
+    fields["models"] += run(project, "std.objectFieldsAll(expc.models.hf_configs)")
     written = {table: [e for _, _, mixins in PRESET_ROWS for e in mixins.get(table, [])] for table in tables}
-    written["models"] = [model for _, model, _ in PRESET_ROWS]
-    written["hardware"] = [hardware for hardware, _, _ in PRESET_ROWS]
-    unused = {table: [f for f in names if f not in ("get", "gpt")
+    written["models"] = [model for _, model, _ in PRESET_ROWS] + [row[3] for row in FINETUNE_ROWS]
+    written["hardware"] = [hardware for hardware, _, _ in PRESET_ROWS] + [row[0] for row in FINETUNE_ROWS]
+    written["adapters"] = [row[1] for row in FINETUNE_ROWS]
+    written["templates"] = [row[2] for row in FINETUNE_ROWS]
+    helpers = ("get", "gpt", "hf", "hf_configs", "lora", "custom")
+    unused = {table: [f for f in names if f not in helpers
                       and not any(re.search(rf"\b{f}\b", e) for e in written[table])]
               for table, names in fields.items()}
     assert unused == {table: [] for table in tables}

@@ -55,12 +55,12 @@ def test_expc_check_command_exits_0_on_the_repository():
 
 @pytest.fixture(scope="module")
 def project_copy(tmp_path_factory):
-    """A copy of the project's specs, lib and manifests: `expc build` writes there, never into the
+    """A copy of the project's specs, lib, assets and manifests: `expc build` writes there, never into the
     repository (another build or check may be reading it)."""
     import shutil
 
     root = tmp_path_factory.mktemp("repo")
-    for folder in ("lib", "specs", "manifests"):
+    for folder in ("lib", "specs", "manifests", "assets"):
         shutil.copytree(ROOT / folder, root / folder)
     return root
 

@@ -109,7 +109,10 @@ def build(specs, tla, sets, engine, as_json):
 @tla_option
 @set_option
 @engine_option
-def show(target, tla, sets, engine):
+@click.option("--samples", type=click.IntRange(min=1), metavar="N",
+              help="Instead of the manifest, the first N training examples exactly as the trainer tokenizes "
+                   "them (instruction data), the prompt/response boundary marked.")
+def show(target, tla, sets, engine, samples):
     """Print the resolved manifest of a spec (or a sweep's manifests), writing nothing.
 
     TARGET is a spec, a manifest file, or a digest prefix.
@@ -118,23 +121,29 @@ def show(target, tla, sets, engine):
     Examples:
       expc show specs/tiny.jsonnet --set seed=7
       expc show 1e69703c
+      expc show specs/finetune_lora.jsonnet --samples 3
     """
     from expc.compile.canonical import load_manifest, pretty
+    from .project import find_manifest, find_project
 
     if target.endswith((".jsonnet", ".libsonnet")):
         from expc.compile import compile_spec
         from expc.compile.evaluate import parse_tla
 
         manifests = compile_spec(target, tla=parse_tla(tla), sets=sets, engine=engine)
-        if len(manifests) == 1 and manifests[0].member is None:
-            click.echo(pretty(manifests[0].data), nl=False)
-        else:
-            click.echo(pretty({m.member: m.data for m in manifests}), nl=False)
-        return
-    from .project import find_manifest
+        members = [(m.member, m.data) for m in manifests]
+    else:
+        members = [(None, load_manifest(find_manifest(target))[0])]
+    if samples:
+        from expc.examples import samples as render_samples
 
-    data, _ = load_manifest(find_manifest(target))
-    click.echo(pretty(data), nl=False)
+        root = find_project(target).root
+        click.echo("\n\n".join((f"== {member}\n" if member else "") + render_samples(data, root, samples)
+                                for member, data in members))
+    elif len(members) == 1 and members[0][0] is None:
+        click.echo(pretty(members[0][1]), nl=False)
+    else:
+        click.echo(pretty(dict(members)), nl=False)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -3,6 +3,7 @@
     evaluate     (evaluate.py)   spec file -> document, hermetic go-jsonnet
     split        (pipeline.py)   document -> one experiment, or the members of a sweep
     override     (overrides.py)  `--set path=value` applied to each member
+    pin          (pin.py)        every file the run reads pinned by sha256 (base model, data)
     validate     (validate.py)   JSON Schema + semantic rules, every problem at once
     canonicalize (canonical.py)  rounded floats -> RFC 8785 bytes -> sha256 digest
     write        (write.py)      manifests/<digest>.json + manifests/index.json, atomically
@@ -10,8 +11,8 @@
 `pipeline.py` composes them (`compile_spec`, `build`); `provenance.py` finds the spec line that
 set a value, for error messages here and for `expc explain`.
 
-May import: the shared ground (expc.errors, expc.project, expc.schema, expc.estimate) and the
-standard library; never torch, deepspeed, transformers or wandb (`expc build` stays a fraction
+May import: the shared ground (expc.errors, expc.project, expc.schema, expc.estimate, expc.archs,
+expc.pins, expc.examples) and the standard library; never torch, deepspeed, transformers or wandb (`expc build` stays a fraction
 of a second), and never review, launch or the CLI, which sit above it.
 """
 from .pipeline import Manifest, build, compile_spec

@@ -3,6 +3,7 @@
     evaluate     (evaluate.py)   spec file -> document, hermetic go-jsonnet
     split        (here)          document -> one experiment, or the members of a sweep
     override     (overrides.py)  `--set path=value` applied to each member
+    pin          (pin.py)        every file the run reads pinned by sha256 (base model, data)
     validate     (validate.py)   JSON Schema + semantic rules, every problem at once
     canonicalize (canonical.py)  rounded floats -> RFC 8785 bytes -> sha256 digest
     write        (write.py)      manifests/<digest>.json + manifests/index.json, atomically
@@ -16,6 +17,7 @@ from . import canonical
 from expc.errors import ExpcError, Problem
 from .evaluate import evaluate
 from .overrides import apply_overrides, parse_set
+from .pin import pin
 from expc.project import Project, find_project
 from .validate import validate
 
@@ -53,6 +55,7 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
     for member, document in split(evaluation.document, spec_name):
         try:
             document = apply_overrides(document, overrides)
+            document = pin(document, project)
             validate(document, origin=_origin(spec, project, member, tla, sets))
             data = canonical.canonicalize(document)
         except ExpcError as err:
