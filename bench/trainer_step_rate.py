@@ -61,7 +61,7 @@ def bare_rate(manifest: dict, steps: int, window: int) -> float:
     m, params = manifest["model"], manifest["deepspeed"]["optimizer"]["params"]
     corpus = load_corpus(manifest["data"], manifest["seed"], m["vocab_size"], m["block_size"])
     torch.manual_seed(manifest["seed"])
-    model = build_model(m)
+    model = build_model(manifest)
     optimizer = torch.optim.AdamW(model.parameters(), lr=params["lr"], betas=params["betas"], eps=params["eps"],
                                   weight_decay=params["weight_decay"])
     micro = manifest["deepspeed"]["train_micro_batch_size_per_gpu"]

@@ -96,15 +96,19 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
-def save_checkpoint(engine, checkpoints: Path, step: int, rank: int, client_state: dict, keep: int) -> None:
+def save_checkpoint(engine, checkpoints: Path, step: int, rank: int, client_state: dict, keep: int,
+                    frozen_base: bool = False) -> None:
     """Every rank calls this together. DeepSpeed saves model, optimizer, scheduler and its step;
     RNG states are ours (dropout must continue the same stream). The `complete` marker is written
-    last, after a barrier, so a kill -9 mid-save leaves the previous checkpoint as the latest."""
+    last, after a barrier, so a kill -9 mid-save leaves the previous checkpoint as the latest.
+    With a frozen base (an adapter) only the trained weights are saved: the base is its pinned
+    files, and a checkpoint of a 1.5B base would otherwise be gigabytes."""
     import torch
     import torch.distributed as dist
 
     tag = f"step_{step:08d}"
-    engine.save_checkpoint(str(checkpoints), tag=tag, client_state=client_state)
+    engine.save_checkpoint(str(checkpoints), tag=tag, client_state=client_state,
+                           exclude_frozen_parameters=frozen_base)
     torch.save(rng_state(), checkpoints / tag / f"rng_rank{rank:05d}.pt")
     dist.barrier()
     if rank == 0:
@@ -114,13 +118,14 @@ def save_checkpoint(engine, checkpoints: Path, step: int, rank: int, client_stat
     dist.barrier()
 
 
-def load_checkpoint(engine, checkpoints: Path, rank: int) -> dict:
+def load_checkpoint(engine, checkpoints: Path, rank: int, frozen_base: bool = False) -> dict:
     """Load the newest complete checkpoint; return its client state ({} when there is none)."""
     import torch
 
     tags = checkpoint_tags(checkpoints)
     if not tags:
         return {}
-    _, client_state = engine.load_checkpoint(str(checkpoints), tag=tags[-1])
+    # a checkpoint without the frozen base loads its trained weights over the freshly loaded base
+    _, client_state = engine.load_checkpoint(str(checkpoints), tag=tags[-1], load_module_strict=not frozen_base)
     restore_rng_state(torch.load(checkpoints / tags[-1] / f"rng_rank{rank:05d}.pt", weights_only=False))
     return client_state or {}

@@ -3,12 +3,13 @@ and a sample, in runs/<digest>/. Started once per rank by DeepSpeed's launcher:
 
     deepspeed --num_gpus 2 --module trainer manifests/<digest>.json [--run-dir DIR]
 
-Read top to bottom: verify the manifest, join the process group, build model and engine from
-the manifest (its `deepspeed` section verbatim), resume from the last checkpoint if there is
-one, then loop: a step over the accumulated micro-batches, one small all-reduce (mean loss and
+Read top to bottom: verify the manifest and every file it pins, join the process group, build
+the data source, model and engine from the manifest (its `deepspeed` section verbatim), resume
+from the last checkpoint if there is one, then loop: a step over the accumulated micro-batches, one small all-reduce (mean loss and
 whether any rank was asked to stop), logging, evaluation and checkpoints at the manifest's
 intervals. SIGTERM/SIGINT only set a flag; all ranks then save together and exit 0 as
-"preempted" (saving inside a signal handler deadlocks the collectives).
+"preempted" (saving inside a signal handler deadlocks the collectives). A completed fine-tune
+exports its adapter (or weights) to runs/<digest>/export/.
 """
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ import logging
 import os
 import platform
 import signal
-import socket
 import sys
 import time
 from datetime import datetime, timedelta, timezone
@@ -102,7 +102,7 @@ def skip_shm_build() -> None:
 
 
 def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> int:
-    hardware, model_config, loop = manifest["hardware"], manifest["model"], manifest["train"]
+    hardware, loop = manifest["hardware"], manifest["train"]
     seed = manifest["seed"]
     stop = StopFlag()
     pin_threads(manifest["launch"]["threads_per_process"])
@@ -114,9 +114,17 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
 
     from . import data, rundir
     from .agreement import check_agreement, source_commit
-    from .models import build_model, flops_per_token
+    from expc.estimate import flops_per_token
+    from expc.pins import verify
+
+    from .models import build_model
     from .ranks import adopt_launcher_ranks
     from .tracking import start_tracking
+
+    # Every file the manifest pins (a base model's weights, data) is the one it was built with,
+    # checked on every rank before anything is loaded.
+    root = Path.cwd()  # expc run starts every rank in the project root; manifest paths start there
+    verify(manifest, root)
 
     # ---- process group -------------------------------------------------------------------
     if hardware["accelerator"] == "cpu":
@@ -160,26 +168,28 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
     dist.barrier()
 
     # ---- data, model, engine ---------------------------------------------------------------
-    corpus = data.load_corpus(manifest["data"], seed, model_config["vocab_size"], model_config["block_size"])
+    source = data.load(manifest, root, world, manifest["deepspeed"]["gradient_accumulation_steps"])
     torch.manual_seed(seed)  # identical initial weights on every rank
-    model = build_model(model_config)
-    n_params = sum(p.numel() for p in model.parameters())
-    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(),
+    model = build_model(manifest, root)
+    trainable = [p for p in model.parameters() if p.requires_grad]  # an adapter's, or every weight
+    n_params, n_trainable = (sum(_numel(p) for p in group) for group in (list(model.parameters()), trainable))
+    engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=trainable,
                                            config=copy.deepcopy(manifest["deepspeed"]))
+    frozen_base = n_trainable < n_params  # checkpoints leave the frozen weights out
     # Dropout draws differ per rank; the checkpoint restores each rank's own stream.
     torch.manual_seed(seed + 1 + rank)
-    client_state = rundir.load_checkpoint(engine, checkpoints, rank) if resume_step else {}
+    client_state = rundir.load_checkpoint(engine, checkpoints, rank, frozen_base) if resume_step else {}
     step = engine.global_steps
     prior_elapsed = client_state.get("elapsed", 0.0)
     micro_batch, accumulation = engine.train_micro_batch_size_per_gpu(), engine.gradient_accumulation_steps()
-    block_size = model_config["block_size"]
-    tokens_per_step = engine.train_batch_size() * block_size
-    flops = flops_per_token(model_config, n_params)
+    flops = flops_per_token(manifest)
     peak = hardware["peak_tflops"] * 1e12 * world
     if rank == 0:
-        log.info("%s: %s parameters, %s, world %d, %s", digest[:12], f"{n_params:,}", corpus.description, world,
+        log.info("%s: %s parameters (%s trained), %s, world %d, %s", digest[:12], f"{n_params:,}",
+                 f"{n_trainable:,}", source.description, world,
                  f"resuming from step {step}" if step else "starting at step 0")
-        rundir.update_metadata(run_dir, n_params=n_params, corpus=corpus.description)
+        rundir.update_metadata(run_dir, n_params=n_params, trainable_params=n_trainable, corpus=source.description,
+                               **source.counts)
     metrics = rundir.Metrics(run_dir / "metrics.jsonl", step) if rank == 0 else None
     tracker = start_tracking(manifest, digest, run_dir, rank, attempt)
 
@@ -188,8 +198,7 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
         total = torch.zeros((), device=device)
         with torch.no_grad():
             for i in range(loop["eval_iters"]):  # the same batches at every evaluation
-                x, y = data.get_batch(corpus.val, data.VAL, seed, 0, rank, i, micro_batch, block_size, device)
-                total += engine(x, y)[1].float()
+                total += engine(*source.batch(data.VAL, 0, rank, i, micro_batch, device))[1].float()
         dist.all_reduce(total)
         engine.train()
         return total.item() / (loop["eval_iters"] * world)
@@ -210,30 +219,34 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
     try:
         if step == 0:
             record({"step": 0, "val_loss": evaluate(), "elapsed": elapsed()})
-        window_seconds, window_steps = 0.0, 0  # training time only: evaluation and saving excluded
+        window_seconds, window_tokens = 0.0, 0.0  # training time only: evaluation and saving excluded
         while step < loop["max_steps"]:
             step_start = time.perf_counter()
             loss_sum = torch.zeros((), device=device)
+            tokens = 0
             logs_now = (step + 1) % loop["log_interval"] == 0 or step + 1 == loop["max_steps"]
             measured_norm = None
             for micro in range(accumulation):
-                x, y = data.get_batch(corpus.train, data.TRAIN, seed, step, rank, micro, micro_batch, block_size, device)
-                _, loss = engine(x, y)
+                batch = source.batch(data.TRAIN, step, rank, micro, micro_batch, device)
+                tokens += source.tokens(batch)
+                _, loss = engine(*batch)
                 engine.backward(loss)
                 if logs_now and micro == accumulation - 1:
                     measured_norm = parameter_grad_norm(engine.module)  # step() clears the gradients
                 engine.step()  # DeepSpeed steps the optimizer only at the accumulation boundary
                 loss_sum += loss.detach().float()
             step += 1
-            # One tiny all-reduce per step: the mean loss, and whether any rank must stop.
-            shared = torch.stack([loss_sum / accumulation, torch.tensor(float(stop.requested), device=device)])
+            # One tiny all-reduce per step: the mean loss, the tokens trained on, and whether any
+            # rank must stop.
+            shared = torch.stack([loss_sum / accumulation, torch.tensor(float(tokens), device=device),
+                                  torch.tensor(float(stop.requested), device=device)])
             dist.all_reduce(shared)
-            mean_loss, stop_votes = shared.tolist()  # waits for the step to finish, also on GPU
+            mean_loss, step_tokens, stop_votes = shared.tolist()  # waits for the step to finish, also on GPU
             window_seconds += time.perf_counter() - step_start
-            window_steps += 1
+            window_tokens += step_tokens
             last = step == loop["max_steps"]
             if step % loop["log_interval"] == 0 or last:
-                tokens_per_s = tokens_per_step * window_steps / window_seconds
+                tokens_per_s = window_tokens / window_seconds
                 # ZeRO and bf16 optimizers report the norm they clipped with; plain fp32 (ZeRO 0)
                 # reports none but leaves the gradients on the parameters, measured above.
                 grad_norm = engine.get_global_grad_norm()
@@ -242,20 +255,27 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
                         "grad_norm": None if grad_norm is None else round(float(grad_norm), 6),
                         "tokens_per_s": round(tokens_per_s, 1), "mfu": round(flops * tokens_per_s / peak, 6),
                         "elapsed": elapsed()})
-                window_seconds, window_steps = 0.0, 0
+                window_seconds, window_tokens = 0.0, 0.0
             if step % loop["eval_interval"] == 0 or last:
                 record({"step": step, "val_loss": round(evaluate(), 6), "elapsed": elapsed()})
             preempted = stop_votes > 0
             if step % loop["checkpoint_interval"] == 0 or last or preempted:
-                rundir.save_checkpoint(engine, checkpoints, step, rank, {"elapsed": elapsed()}, loop["keep_checkpoints"])
+                rundir.save_checkpoint(engine, checkpoints, step, rank, {"elapsed": elapsed()}, loop["keep_checkpoints"],
+                                       frozen_base)
                 if rank == 0:
                     rundir.update_metadata(run_dir, step=step, duration_s=elapsed())
             if preempted:
                 status = "preempted"
                 log.info("stop requested: saved a checkpoint at step %d; run `expc run` again to resume", step)
                 break
-        if status == "completed" and loop["sample_tokens"] and corpus.is_text:
+        if status == "completed" and loop["sample_tokens"] and source.is_text:
             write_sample(engine.module, run_dir, loop["sample_tokens"], seed, device, rank)
+        if status == "completed" and hasattr(engine.module, "export"):
+            probe = source.batch(data.VAL, 0, 0, 0, 1, device)  # the first validation example
+            folder = engine.module.export(engine, run_dir, rank, probe, {"digest": digest, "step": step, **source.counts})
+            if rank == 0:
+                rundir.update_metadata(run_dir, export=str(folder.relative_to(run_dir)))
+                log.info("exported to %s", folder)
     except BaseException:
         status = "failed"  # main() records it in metadata.json
         raise
@@ -269,6 +289,11 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
     dist.barrier()
     dist.destroy_process_group()
     return 0
+
+
+def _numel(p) -> int:
+    """Elements of a parameter; under ZeRO-3 a rank holds a shard and ds_numel is the whole."""
+    return getattr(p, "ds_numel", None) or p.numel()
 
 
 def parameter_grad_norm(module):

@@ -145,7 +145,7 @@ def test_gpt_forward_and_initial_loss():
     config = {"arch": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "vocab_size": 256,
               "dropout": 0.0, "bias": False}
     torch.manual_seed(0)
-    model = build_model(config)
+    model = build_model({"model": config})
     idx = torch.randint(0, 256, (3, 16))
     logits, loss = model(idx, torch.randint(0, 256, (3, 16)))
     assert logits.shape == (3, 16, 256)
@@ -153,32 +153,40 @@ def test_gpt_forward_and_initial_loss():
     assert model.generate(idx[:, :2], 5, torch.Generator().manual_seed(0)).shape == (3, 7)
 
 
-def test_the_registry_names_the_arch_and_takes_new_ones():
-    import torch
-
-    from trainer.models import ARCHS, build_model, register
+def test_an_unknown_arch_is_named_with_the_closest_one():
+    from trainer.models import build_model
 
     with pytest.raises(ExpcError) as err:
-        build_model({"arch": "gtp"})
-    assert str(err.value) == '$.model.arch: unknown model arch "gtp" (did you mean "gpt"?); the trainer has: gpt'
-
-    @register("linear_test")
-    def build_linear(config):
-        return torch.nn.Linear(config["n_embd"], config["n_embd"])
-
-    try:
-        assert isinstance(build_model({"arch": "linear_test", "n_embd": 4}), torch.nn.Linear)
-    finally:
-        del ARCHS["linear_test"]
+        build_model({"model": {"arch": "gtp"}})
+    assert str(err.value) == ('$.model.arch: unknown model arch \'gtp\' (did you mean "gpt"?); this installation '
+                              'has: gpt, hf_causal_lm')
 
 
-def test_flops_per_token_counts_matmuls_and_attention():
-    from trainer.models import GPT, flops_per_token
+def test_the_gpt_parameter_formula_counts_the_real_module():
+    # the compile side's count (estimates, MFU) against the torch module's own parameters
+    from expc.archs import arch_of
+    from trainer.models import GPT
 
-    config = {"arch": "gpt", "n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 16, "vocab_size": 256,
-              "dropout": 0.0, "bias": False}
-    n = sum(p.numel() for p in GPT(config).parameters())
-    assert flops_per_token(config, n) == 6 * (n - 16 * 32) + 12 * 2 * 32 * 16
+    for bias in (False, True):
+        config = {"arch": "gpt", "n_layer": 3, "n_head": 2, "n_embd": 32, "block_size": 16, "vocab_size": 256,
+                  "dropout": 0.0, "bias": bias}
+        assert arch_of(config).parameters(config) == sum(p.numel() for p in GPT(config).parameters())
+
+
+def test_the_hf_parameter_formula_counts_the_real_models(tmp_path):
+    # Llama (untied, no bias) and Qwen2 (tied, q/k/v bias) shapes, built by transformers itself
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    from expc.archs import arch_of
+    from expc.compile.pin import frozen_config
+
+    shapes = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=96, vocab_size=300, max_position_embeddings=128)
+    for config_class, model_class, tied in ((LlamaConfig, LlamaForCausalLM, False), (Qwen2Config, Qwen2ForCausalLM, True)):
+        config = config_class(**shapes, tie_word_embeddings=tied)
+        model = model_class(config)
+        section = {"arch": "hf_causal_lm", "config": frozen_config(config.to_dict())}
+        assert arch_of(section).parameters(section) == sum(p.numel() for p in model.parameters()), config_class
 
 
 def plan(manifest, **options):

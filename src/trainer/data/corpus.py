@@ -58,3 +58,20 @@ def get_batch(shards: list[np.ndarray], split: int, seed: int, step: int, rank: 
     if torch.device(device).type == "cuda":
         return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
     return x.to(device), y.to(device)
+
+
+class TokenWindows:
+    """A Corpus as the loop reads it: batches of (x, y) windows of block_size tokens."""
+
+    def __init__(self, corpus: Corpus, seed: int, block_size: int):
+        self.corpus, self.seed, self.block_size = corpus, seed, block_size
+        self.description, self.is_text = corpus.description, corpus.is_text
+        self.counts: dict = {}
+
+    def batch(self, split: int, step: int, rank: int, micro: int, batch_size: int, device) -> tuple:
+        shards = self.corpus.train if split == TRAIN else self.corpus.val
+        return get_batch(shards, split, self.seed, step, rank, micro, batch_size, self.block_size, device)
+
+    @staticmethod
+    def tokens(batch: tuple) -> int:
+        return batch[0].numel()

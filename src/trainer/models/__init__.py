@@ -1,18 +1,15 @@
-"""Models: a manifest's `model` section -> a torch module whose forward(idx, targets) returns
-(logits, loss). One module per model family, each registering its builder by arch name; the
-training loop never changes:
+"""Models: a manifest -> a torch module whose forward(*batch) returns (logits, loss). One module
+per model family; `build_model` finds each through its arch (expc.archs), so the training loop
+never changes when a family is added:
 
-    @register("mamba")
-    def build_mamba(config: dict) -> torch.nn.Module: ...
+    registry.py  build_model: model.arch -> the arch's builder ("module:function")
+    gpt.py       the built-in "gpt" (nanoGPT's names), trained from scratch
+    hf.py        "hf_causal_lm": a pinned Hugging Face base, LoRA through peft, the export
 
-    registry.py  ARCHS, register, build_model
-    gpt.py       the built-in "gpt" (nanoGPT's names), and its FLOPs per token
-
-May import: torch, the shared ground of expc (expc.errors); never the loop (train.py) or the
-data sources.
+May import: torch, transformers, peft, and the shared ground of expc (errors, archs, pins,
+examples); never the loop (train.py) or the data sources.
 """
-from . import gpt  # noqa: F401  (registers "gpt")
-from .gpt import GPT, flops_per_token
-from .registry import ARCHS, build_model, register
+from .gpt import GPT
+from .registry import build_model
 
-__all__ = ["ARCHS", "GPT", "build_model", "flops_per_token", "register"]
+__all__ = ["GPT", "build_model"]

@@ -1,7 +1,7 @@
 """The built-in "gpt" arch: a decoder-only transformer with nanoGPT's names (n_layer, n_head,
 n_embd, block_size, vocab_size, dropout, bias) and causal attention through
 `F.scaled_dot_product_attention` (fused kernels on GPU, the math path on CPU).
-forward(idx, targets) -> (logits, loss).
+forward(idx, targets) -> (logits, loss). Its FLOPs per token are the compile side's (expc.archs.gpt).
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from torch.nn import functional as F
 
 from expc.errors import ExpcError
 
-from .registry import register
 
 
 class LayerNorm(nn.Module):
@@ -137,14 +136,5 @@ class GPT(nn.Module):
         return idx
 
 
-@register("gpt")
-def build_gpt(config: dict) -> nn.Module:
-    return GPT(config)
-
-
-def flops_per_token(config: dict, n_params: int) -> float:
-    """Training FLOPs per token: 6N for the matmuls of forward+backward (N without the position
-    embedding, which is a lookup) plus attention's 12 * n_layer * n_embd * block_size (PaLM's
-    appendix B). The numerator of MFU."""
-    non_embedding = n_params - config["block_size"] * config["n_embd"]
-    return 6 * non_embedding + 12 * config["n_layer"] * config["n_embd"] * config["block_size"]
+def build_gpt(manifest: dict, root) -> nn.Module:
+    return GPT(manifest["model"])
