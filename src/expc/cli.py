@@ -91,6 +91,7 @@ def build(specs, tla, sets, engine, as_json):
     """
     from expc.compile import build as build_specs
     from expc.compile.evaluate import parse_tla
+
     from .project import find_project
 
     manifests = build_specs(specs, parse_tla(tla), sets, engine=engine)
@@ -124,6 +125,7 @@ def show(target, tla, sets, engine, samples):
       expc show specs/finetune_lora.jsonnet --samples 3
     """
     from expc.compile.canonical import load_manifest, pretty
+
     from .project import find_manifest, find_project
 
     if target.endswith((".jsonnet", ".libsonnet")):
@@ -257,6 +259,7 @@ def diff(old, new, rev, output_format, as_json):
     """
     from expc.review import diff as differ
     from expc.review.render import diff_json, render_markdown, render_text
+
     from .project import find_project
 
     project = find_project()
@@ -292,6 +295,7 @@ def check(prune, as_json):
       expc check --prune
     """
     from expc.review.check import check as run_check
+
     from .project import find_project
 
     report = run_check(find_project(), prune=prune)
@@ -322,6 +326,7 @@ def affected(paths, specs_only, as_json):
       expc build $(expc affected --specs lib/zero.libsonnet)
     """
     from expc.review.affected import affected as find_affected
+
     from .project import find_project
 
     rows = find_affected(paths, find_project())

@@ -13,8 +13,9 @@ def listing(what: str, project: Project | None = None) -> list[dict]:
 
 
 def _lib_table(project: Project, file: str) -> dict:
-    from .errors import ExpcError
     from expc.compile.evaluate import evaluate
+
+    from .errors import ExpcError
 
     path = project.lib / file
     if not path.is_file():

@@ -112,11 +112,11 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
     import torch
     import torch.distributed as dist
 
-    from . import data, rundir
-    from .agreement import check_agreement, source_commit
     from expc.estimate import flops_per_token
     from expc.pins import verify
 
+    from . import data, rundir
+    from .agreement import check_agreement, source_commit
     from .models import build_model
     from .ranks import adopt_launcher_ranks
     from .tracking import start_tracking

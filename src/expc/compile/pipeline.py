@@ -13,12 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import canonical
 from expc.errors import ExpcError, Problem
+from expc.project import Project, find_project
+
+from . import canonical
 from .evaluate import evaluate
 from .overrides import apply_overrides, parse_set
 from .pin import pin
-from expc.project import Project, find_project
 from .validate import validate
 
 

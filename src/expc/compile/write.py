@@ -14,9 +14,10 @@ import json
 import os
 from pathlib import Path
 
-from .canonical import pretty
 from expc.errors import ExpcError
 from expc.project import Project
+
+from .canonical import pretty
 
 INDEX_SCHEMA = "expc/index/v1"
 

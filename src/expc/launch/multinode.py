@@ -23,8 +23,9 @@ import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .deepspeed_env import deepspeed_env_text
 from expc.errors import ExpcError
+
+from .deepspeed_env import deepspeed_env_text
 from .hosts import Host
 
 LAUNCHERS = ("pdsh", "no-ssh", "mpi", "slurm")

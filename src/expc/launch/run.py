@@ -24,9 +24,11 @@ import click
 
 from expc.compile.canonical import load_manifest
 from expc.errors import ExpcError
+from expc.pins import verify
+from expc.project import find_manifest, find_project
+
 from .commands import LaunchOptions, LaunchPlan, plan_launch, plan_multinode_launch
 from .multinode import MultinodePlan, Placement
-from expc.project import find_manifest, find_project
 
 LOG_TAIL_LINES = 30
 GROUP_EXIT_TIMEOUT_S = 90  # the launcher gives ranks 30 s after SIGTERM; saving fits well inside
@@ -48,7 +50,9 @@ def run_all(refs, dry_run: bool = False, rerun: bool = False, master_port: int =
     run_dirs = []
     for ref in refs:
         path = find_manifest(ref)
-        run_dirs.append(find_project(path).runs / load_manifest(path)[1])
+        manifest, digest = load_manifest(path)
+        verify(manifest, find_project(path).root)
+        run_dirs.append(find_project(path).runs / digest)
     for ref, run_dir in zip(refs, run_dirs):
         code = run(RunRequest(ref, dry_run=dry_run, rerun=rerun, master_port=master_port,
                               placement=placement or Placement()))
@@ -64,6 +68,9 @@ def run(request: RunRequest) -> int:
     path = find_manifest(request.ref)
     manifest, digest = load_manifest(path)  # refuses a file whose content does not match its name
     project = find_project(path)
+    # Every file it pins (base model, data) still has its pinned bytes: a stat per file through
+    # the hash cache, so this is cheap, and a changed input stops here rather than on every rank.
+    verify(manifest, project.root)
     run_dir = project.runs / digest
     options = launch_options(path, run_dir, request.master_port)
     placement = request.placement

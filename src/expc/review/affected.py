@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from expc.compile.write import read_index
 from expc.errors import ExpcError
 from expc.project import Project
-from expc.compile.write import read_index
 
 
 @dataclass(frozen=True)

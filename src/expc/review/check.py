@@ -20,11 +20,10 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from expc.compile import canonical
-from expc.compile import Manifest, compile_spec
+from expc.compile import Manifest, canonical, compile_spec
+from expc.compile.write import read_index, source_key, write_atomic
 from expc.errors import ExpcError
 from expc.project import Project
-from expc.compile.write import read_index, source_key, write_atomic
 
 _MANIFEST_NAME = re.compile(r"[0-9a-f]{64}\.json")
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from expc.compile import canonical
+from expc.compile.write import source_key
 from expc.errors import ExpcError
 from expc.project import Project, find_manifest
-from expc.compile.write import source_key
 
 SECTIONS = ("model", "data", "train", "deepspeed", "hardware", "launch", "logging")
 TOP_LEVEL = "top level"  # schema, seed and anything outside the named sections

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from expc.compile.provenance import Explanation, Source, explain, parse_path
 from expc.errors import ExpcError
 from expc.project import find_manifest, find_project
-from expc.compile.provenance import Explanation, Source, explain, parse_path
 
 
 def explain_target(target: str, json_path: str | None, member: str | None = None,
@@ -39,8 +39,8 @@ def _spec_source(target: str, member: str | None, tla: dict):
 
 
 def _manifest_source(target: str):
-    from expc.compile.canonical import load_manifest
     from expc.compile import compile_spec
+    from expc.compile.canonical import load_manifest
     from expc.compile.write import read_index
 
     project = find_project()

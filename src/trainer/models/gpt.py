@@ -14,7 +14,6 @@ from torch.nn import functional as F
 from expc.errors import ExpcError
 
 
-
 class LayerNorm(nn.Module):
     """LayerNorm with an optional bias (torch's own cannot drop only the bias)."""
 
