@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn as nn
+from torch import nn
 from torch.nn import functional as F
 
 from .arch import dt_rank
@@ -53,7 +53,7 @@ class SSMBlock(nn.Module):
         self.out_proj = nn.Linear(inner, d, bias=False)
 
     def forward(self, x):
-        B, T, _ = x.shape
+        T = x.shape[1]
         u, z = self.in_proj(self.norm(x)).chunk(2, dim=-1)  # (B, T, inner) each
         u = F.silu(self.conv(u.transpose(1, 2))[..., :T].transpose(1, 2))
         dt, b, c = self.x_proj(u).split([self.rank, self.d_state, self.d_state], dim=-1)
