@@ -2,7 +2,8 @@
 
     spec.jsonnet   copied to specs/<case>.jsonnet in a scratch project
     args.txt       optional: more CLI arguments after the spec path
-    files/         optional: more files (and relative symlinks) copied into the project root
+    files/         optional: more files (and relative symlinks) copied into the project root; a
+                   spec that names 'assets/...' gets the repository's assets/ (the tiny base model)
     expected.txt   the exact stderr of `expc build specs/<case>.jsonnet ARGS`
 
 Each case must exit with status 1, print nothing on stdout, show no traceback and write nothing
@@ -17,6 +18,7 @@ import pytest
 from expc.cli import main
 
 CASES = Path(__file__).resolve().parent / "cases" / "errors"
+ROOT = CASES.parents[2]
 
 
 def run_cli(args, capsys):
@@ -32,6 +34,8 @@ def test_error(case, project, golden, capsys, monkeypatch):
     if (folder / "files").is_dir():
         shutil.copytree(folder / "files", project, symlinks=True, dirs_exist_ok=True)
     shutil.copy(folder / "spec.jsonnet", project / "specs" / f"{case}.jsonnet")
+    if "'assets/" in (folder / "spec.jsonnet").read_text():
+        (project / "assets").symlink_to(ROOT / "assets")  # the committed tiny base model and rows
     args_file = folder / "args.txt"
     extra = shlex.split(args_file.read_text()) if args_file.exists() else []
     monkeypatch.chdir(project)

@@ -65,7 +65,7 @@ def _pin_base(model: dict, project: Project) -> list[Problem]:
         hub_like = re.fullmatch(r"[\w.-]+/[\w.-]+", source) is not None
         hint = (f"; if {source!r} is a Hugging Face hub id, pin its commit: expc.models.hf({json.dumps(source)}, "
                 "revision='<40-hex commit>')") if hub_like else ""
-        return [Problem(f"no base model folder {source!r} (looked for {folder}){hint}", "$.model.source")]
+        return [Problem(f"no base model folder {source!r} in this project{hint}", "$.model.source")]
     names = folder_files(folder)
     if "config.json" not in names:
         return [Problem(f"{source} has no config.json: not a Hugging Face model folder", "$.model.source")]
@@ -129,7 +129,7 @@ def _pin_jsonl(data: dict, project: Project) -> list[Problem]:
             continue
         path = resolve(project.root, entry["path"])
         if not path.is_file():
-            problems.append(Problem(f"no such file: {entry['path']} (looked for {path})", f"$.data.{split}.path"))
+            problems.append(Problem(f"no such file: {entry['path']}", f"$.data.{split}.path"))
             continue
         digest = sha256_file(path)
         if "sha256" in entry and entry["sha256"] != digest:
