@@ -68,13 +68,15 @@ def project_copy(tmp_path_factory):
 @pytest.mark.parametrize("args", [["--help"], ["build", "specs/tiny.jsonnet"], ["show", "specs/tiny.jsonnet"],
                                   ["ls", "models"], ["schema"], ["check"],
                                   ["diff", "specs/tiny.jsonnet", "specs/small.jsonnet"],
-                                  ["explain", "specs/tiny.jsonnet", "seed"], ["affected", "lib/zero.libsonnet"]])
+                                  ["explain", "specs/tiny.jsonnet", "seed"], ["affected", "lib/zero.libsonnet"],
+                                  ["build", "specs/finetune_lora.jsonnet"],
+                                  ["show", "specs/finetune_lora.jsonnet", "--samples", "2"]])
 def test_fast_commands_leave_heavy_libraries_unimported(args, project_copy):
     probe = (
         "import sys\n"
         "from expc.cli import cli\n"
         f"try:\n    cli.main(args={args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in ('torch', 'deepspeed', 'wandb', 'numpy') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'deepspeed', 'wandb', 'numpy', 'transformers', 'peft') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=project_copy, capture_output=True, text=True, check=True)

@@ -212,15 +212,38 @@ def run(manifests, dry_run, rerun, master_port, hostfile, node_rank, master_addr
     sys.exit(run_all(manifests, dry_run=dry_run, rerun=rerun, master_port=master_port, placement=placement))
 
 
-@cli.command("ls", context_settings=CONTEXT)
-@click.argument("what", type=click.Choice(["hardware", "models", "manifests", "runs"]), default="manifests")
-@json_option
-def ls_command(what, as_json):
-    """List hardware profiles, model sizes, manifests or runs.
+@cli.command("export", context_settings=CONTEXT)
+@click.argument("manifest")
+@click.option("--merge", is_flag=True, help="Also merge the adapter into the base: export/merged/, a plain "
+                                            "transformers model.")
+def export_command(manifest, merge):
+    """Show a completed fine-tune's export (adapter, tokenizer, metadata), or merge it.
+
+    MANIFEST is a manifest file or a digest prefix.
 
     \b
-    Example:
+    Examples:
+      expc export 60a43938
+      expc export 60a43938 --merge
+    """
+    from expc.launch.export import export
+
+    _, lines = export(manifest, merge)
+    click.echo("\n".join(lines))
+
+
+@cli.command("ls", context_settings=CONTEXT)
+@click.argument("what", type=click.Choice(["hardware", "models", "archs", "adapters", "templates", "manifests", "runs"]),
+                default="manifests")
+@json_option
+def ls_command(what, as_json):
+    """List hardware profiles, model sizes, model families (archs), adapter presets, prompt
+    templates, manifests or runs.
+
+    \b
+    Examples:
       expc ls hardware --json
+      expc ls adapters
     """
     from .listing import listing
 

@@ -1,5 +1,6 @@
-"""`expc ls`: hardware profiles and model sizes from the lib, manifests from the index, runs from
-runs/*/metadata.json. Rows are plain dicts so the CLI can print a table or JSON."""
+"""`expc ls`: hardware profiles, model sizes, adapter presets and prompt templates from the lib,
+the installed archs, manifests from the index, runs from runs/*/metadata.json. Rows are plain
+dicts so the CLI can print a table or JSON."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,8 @@ from .project import Project, find_project
 
 def listing(what: str, project: Project | None = None) -> list[dict]:
     project = project or find_project()
-    return {"hardware": _hardware, "models": _models, "manifests": _manifests, "runs": _runs}[what](project)
+    return {"hardware": _hardware, "models": _models, "archs": _archs, "adapters": _adapters,
+            "templates": _templates, "manifests": _manifests, "runs": _runs}[what](project)
 
 
 def _lib_table(project: Project, file: str) -> dict:
@@ -41,6 +43,31 @@ def _models(project):
              "n_head": m["n_head"], "n_embd": m["n_embd"], "block_size": m["block_size"],
              "vocab_size": m["vocab_size"]}
             for count, name, m in sizes]
+
+
+def _archs(project):
+    from .archs import archs
+
+    return [{"name": name, "adapters": "yes" if arch.adapters else "no",
+             "from": "built in" if arch.build.startswith("trainer.") else arch.build.partition(":")[0],
+             "summary": arch.summary} for name, arch in sorted(archs().items())]
+
+
+def _adapters(project):
+    def targets(t):
+        return t if isinstance(t, str) else ", ".join(t)
+    # smallest first, as the presets step up
+    return [{"name": name, "method": a["method"], "r": a["r"], "alpha": a["alpha"],
+             "target_modules": targets(a["target_modules"])}
+            for name, a in sorted(_lib_table(project, "adapters.libsonnet").items(), key=lambda item: item[1]["r"])]
+
+
+def _templates(project):
+    rows = [{"name": name, "kind": t["kind"], "prompt": json.dumps(t["prompt"])[:60], "response": t["response"]}
+            for name, t in _lib_table(project, "templates.libsonnet").items()]
+    return rows + [{"name": "chat()", "kind": "chat", "prompt": "the base model's own chat template",
+                    "response": "(assistant turn)"},
+                   {"name": "custom(text)", "kind": "format", "prompt": "text up to {output}", "response": "{output}..."}]
 
 
 def _manifests(project):

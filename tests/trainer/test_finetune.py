@@ -123,6 +123,36 @@ def test_the_export_gives_the_trainers_logits(zero2):
     assert torch.equal(got, want)
 
 
+def test_expc_export_shows_and_merges(zero2):
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    manifest, run_dir, _ = zero2
+    project = run_dir.parents[1]
+    shown = expc("export", manifest.stem[:12], cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.splitlines()[0] == f"runs/{manifest.stem}/export/: adapter of assets/tiny-llama, step {STEPS}"
+    merged = expc("export", manifest.stem[:12], "--merge", cwd=project)
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stdout.splitlines()[-1] == (f"merged: runs/{manifest.stem}/export/merged/ (base + adapter, "
+                                              "loadable without peft)")
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "export" / "merged").eval()
+    probe = load_file(str(run_dir / "export" / "probe.safetensors"))
+    with torch.no_grad():
+        logits = model(input_ids=probe["input_ids"]).logits
+    # merged weights sum W + BA once, in another order than the adapter's forward: equal to rounding
+    assert torch.allclose(logits, probe["logits"], atol=1e-4), (logits - probe["logits"]).abs().max()
+
+
+def test_export_of_a_run_that_has_not_run_says_so(tmp_path):
+    project = make_project(tmp_path / "unrun")
+    manifest = build(project, "lora", stage=2)
+    done = expc("export", manifest.stem[:12], cwd=project)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"error: {manifest.stem[:12]} has no export: it has not run\n"
+
+
 def test_checkpoints_leave_the_frozen_base_out(zero2):
     import torch
 

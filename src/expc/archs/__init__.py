@@ -16,6 +16,7 @@ May import: the standard library and the shared ground (expc.errors) only.
 """
 from __future__ import annotations
 
+import re
 import sys
 from functools import lru_cache
 from pathlib import Path
@@ -73,7 +74,9 @@ def _entry_points(group: str) -> list[tuple[str, str]]:
         except OSError:
             continue
         for path in sorted(entries):
-            dist = path.parent.name.split("-")[0].lower()
+            # "expc_arch_ssm-0.1.0.dist-info" and a stray "expc_arch_ssm.egg-info" are one distribution
+            stem = path.parent.name.rsplit(".", 1)[0].split("-")[0]
+            dist = re.sub(r"[-_.]+", "_", stem).lower()
             if dist in seen:  # the first on sys.path wins, as for imports
                 continue
             seen.add(dist)

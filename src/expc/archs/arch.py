@@ -44,7 +44,11 @@ class Arch:
         """Training FLOPs per token: 6N for the matmuls of forward and backward (N without the
         parameters that are only looked up: position embeddings, and the token embedding when
         it is not tied to the head) plus attention's 12 * layers * width * sequence (PaLM's
-        appendix B)."""
+        appendix B). An arch that is not a transformer gives its own as
+        extras["flops_per_token"](model, sequence)."""
+        own = self.extras.get("flops_per_token")
+        if own:
+            return own(model, sequence)
         dims = self.dims(model)
         return 6 * (self.parameters(model) - self.lookup_parameters(model)) + 12 * dims.layers * dims.width * sequence
 
