@@ -3,13 +3,16 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-all bench check
+.PHONY: setup demo demo-finetune test test-all bench check
 
 setup:
 	@scripts/setup.sh
 
 demo: setup
 	@scripts/demo.sh
+
+demo-finetune: setup
+	@scripts/demo_finetune.sh
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -301,7 +301,8 @@ def report(returncode: int, plan: LaunchPlan, run_dir: Path, digest: str, interr
         return 130 if interrupted == "SIGINT" else 0
     if returncode == 0 and status == "completed":
         click.echo(f"{digest[:12]} completed: {summary(run_dir)}")
-        click.echo(f"results in {shown}/ (metrics.jsonl, checkpoints/, logs/, wandb/)")
+        exported = ", export/" if (run_dir / "export").is_dir() else ""
+        click.echo(f"results in {shown}/ (metrics.jsonl, checkpoints/, logs/, wandb/{exported})")
         sample = run_dir / "sample.txt"
         if sample.is_file():
             click.echo(f"sample ({project.relative(sample)}):\n{sample.read_text(encoding='utf-8').rstrip()}")
