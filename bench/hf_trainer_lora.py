@@ -41,7 +41,12 @@ def main() -> None:
     torch.set_num_threads(threads)
     import transformers
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     from expc.examples import Tokenizer, base_folder, examples
     from trainer.data.instructions import pad

@@ -20,6 +20,8 @@ BENCHMARKS = {
     "provenance_cost": ([], []),
     "trainer_step_rate": ([], ["--repeats", "1"]),
     "trainer_startup": ([], ["--repeats", "1"]),
+    "lora_vs_hf_trainer": ([], ["--quick"]),
+    "hash_throughput": ([], ["--gib", "0.5"]),
     "gpu_mfu": ([], []),
 }
 

@@ -1,12 +1,18 @@
 """Shared fixtures. `pytest --update-golden` rewrites golden files instead of comparing them."""
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# expc's caches (file hashes, tokenized examples) go to a folder of this session, not the user's
+# ~/.cache/expc: set before expc is imported, and inherited by every expc and trainer process.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="expc-test-cache-")
 
 
 def pytest_addoption(parser):

@@ -51,7 +51,7 @@ def test_stale_manifest(repo):
     result = run(["check"])
     assert result.return_value == 1
     assert result.output == (
-        f"stale: specs/exp.jsonnet: specs/exp.jsonnet now compiles to f911290fc239, but the committed "
+        f"stale: specs/exp.jsonnet: specs/exp.jsonnet now compiles to fffa6f517f6f, but the committed "
         f"manifest is {old[:12]}\n"
         f"  fix: `expc build specs/exp.jsonnet`, then `expc check --prune` to remove {old[:12]}\n"
         "1 problem(s); 2 spec(s) compiled\n")
@@ -68,7 +68,7 @@ def test_missing_manifest(repo):
     result = run(["check"])
     assert result.return_value == 1
     assert result.output == (
-        "missing: specs/zero3.jsonnet: specs/zero3.jsonnet compiles to 7637e06e9477, which is not committed\n"
+        "missing: specs/zero3.jsonnet: specs/zero3.jsonnet compiles to eeeebac12373, which is not committed\n"
         "  fix: `expc build specs/zero3.jsonnet`\n"
         "1 problem(s); 3 spec(s) compiled\n")
 

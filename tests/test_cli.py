@@ -216,4 +216,5 @@ def test_help_examples_run(line, tmp_path):
         assert done.returncode in (0, 1) and bool(done.stdout) == (done.returncode == 1), done.stderr
     else:
         assert done.returncode == 0, done.stderr
-    assert done.stderr == ""
+    # a dry run of a cluster's manifest may warn that its data is not on this machine; nothing else
+    assert [line for line in done.stderr.splitlines() if not line.startswith("warning: ")] == []

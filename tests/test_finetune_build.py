@@ -136,10 +136,10 @@ def test_verify_names_a_missing_and_a_stray_file(ft_project):
         verify(m.data, ft_project)
     assert err.value.render() == (
         "2 problems:\n"
-        "- $.model.files[\"generation_config.json\"]: assets/tiny-llama/generation_config.json: the manifest pins "
-        "this file, and it is missing\n"
         "- $.model.files: assets/tiny-llama/pytorch_model.bin is in the base model folder but not pinned by the "
-        "manifest: rebuild the spec, or remove the file")
+        "manifest: rebuild the spec, or remove the file\n"
+        "- $.model.files[\"generation_config.json\"]: assets/tiny-llama/generation_config.json: the manifest pins "
+        "this file, and it is missing")
 
 
 def test_a_rebuild_after_an_edit_pins_the_new_content(ft_project):
@@ -169,3 +169,39 @@ def test_lora_estimates_count_the_adapter_only():
     assert estimate.trainable_parameters(manifest) == lora + 64 * 384
     memory = estimate.memory_per_device(manifest)
     assert memory.gradients < memory.parameters
+
+
+def test_a_text_corpus_is_pinned_and_checked(tmp_path):
+    shutil.copytree(ROOT / "lib", tmp_path / "lib")
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "corpus").mkdir()
+    for name in ("a.txt", "b.txt"):
+        (tmp_path / "corpus" / name).write_text(f"text of {name}\n" * 200)
+    spec = tmp_path / "specs" / "text.jsonnet"
+    spec.write_text("local expc = import 'expc.libsonnet';\nexpc.experiment + { hardware: expc.hardware.cpu_laptop, "
+                    "model: expc.models.gpt_debug, data: expc.data.text('corpus') }\n")
+    [m] = compile_spec(spec, Project(tmp_path))
+    import hashlib
+
+    lines = "".join(f"{n}\0{hashlib.sha256((tmp_path / 'corpus' / n).read_bytes()).hexdigest()}\n"
+                    for n in ("a.txt", "b.txt"))
+    assert m.data["data"]["sha256"] == hashlib.sha256(lines.encode()).hexdigest()
+    verify(m.data, tmp_path)
+    (tmp_path / "corpus" / "b.txt").write_text("other text\n")
+    with pytest.raises(ExpcError) as err:
+        verify(m.data, tmp_path)
+    assert err.value.render().startswith("$.data.sha256: corpus changed since the build (sha256 ")
+
+
+def test_data_that_is_not_here_builds_unpinned_and_only_a_dry_run_accepts_it(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    [m] = compile_spec(ROOT / "specs" / "large.jsonnet", Project(ROOT))
+    assert "sha256" not in m.data["data"]  # data/openwebtext is on the cluster, not here
+    code, out, err = run_cli(["run", m.digest[:12], "--dry-run", "--launcher", "slurm"], capsys)
+    assert code == 0 and out.startswith("# launcher: slurm\n")
+    assert err == ("warning: $.data.sha256: the manifest does not pin data/openwebtext: it was not there when the "
+                   "manifest was built. Build the spec where the data is (the build adds data.sha256), then run "
+                   "that manifest (a run refuses this)\n")
+    code, out, err = run_cli(["run", m.digest[:12], "--launcher", "slurm"], capsys)
+    assert (code, out) == (1, "")
+    assert err.startswith("error: $.data.sha256: the manifest does not pin data/openwebtext")

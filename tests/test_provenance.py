@@ -83,6 +83,7 @@ def test_explain_a_committed_manifest_by_digest_prefix(repo):
         "set_by": [{"file": "specs/layers.jsonnet", "line": 10, "field": "train.max_steps"}],
         "reads": [],
         "overridden": json.loads(out)[0]["overridden"],
+        "pinned": None,
     }]
     assert [o["file"] for o in json.loads(out)[0]["overridden"]] == [
         "lib/experiment.libsonnet", "lib/layer_two.libsonnet", "lib/layer_one.libsonnet"]
@@ -92,7 +93,9 @@ def test_every_leaf_has_an_origin(repo):
     out = run(["explain", "specs/layers.jsonnet", "--json"]).output
     rows = json.loads(out)
     assert len(rows) > 50
-    assert [r["path"] for r in rows if not r["set_by"]] == []
+    assert [r["path"] for r in rows if not (r["set_by"] or r["pinned"])] == []
+    # the one field no spec line sets: the build pinned the corpus it reads
+    assert [r["pinned"] for r in rows if r["pinned"]] == ["the standard library's files"]
 
 
 def test_schema_errors_name_where_the_value_was_set(repo, capsys):

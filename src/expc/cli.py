@@ -121,7 +121,7 @@ def show(target, tla, sets, engine, samples):
     \b
     Examples:
       expc show specs/tiny.jsonnet --set seed=7
-      expc show 1e69703c
+      expc show b780cc20
       expc show specs/finetune_lora.jsonnet --samples 3
     """
     from expc.compile.canonical import load_manifest, pretty
@@ -194,8 +194,8 @@ def run(manifests, dry_run, rerun, master_port, hostfile, node_rank, master_addr
 
     \b
     Examples:
-      expc run manifests/1e69703c1a0b...json
-      expc run 1e69703c --dry-run
+      expc run manifests/b780cc207e42...json
+      expc run b780cc20 --dry-run
     On several nodes (specs/large.jsonnet plans 4 nodes x 8 GPUs):
       expc run 1ea9f84f --hostfile hosts.txt                  # pdsh over ssh
       expc run 1ea9f84f --node-rank 1 --master-addr node-0    # on each node, no ssh
@@ -276,8 +276,8 @@ def diff(old, new, rev, output_format, as_json):
 
     \b
     Examples:
-      expc diff manifests/1e69703c.json specs/tiny.jsonnet
-      expc diff 1e69 fe62 --format markdown
+      expc diff manifests/b780cc20.json specs/tiny.jsonnet
+      expc diff b780 3657 --format markdown
       expc diff --git origin/main
     """
     from expc.review import diff as differ
@@ -378,7 +378,7 @@ def explain(target, json_path, member, tla, as_json):
 
     \b
     Example:
-      expc explain manifests/1e69703c.json deepspeed.zero_optimization.stage
+      expc explain manifests/b780cc20.json deepspeed.zero_optimization.stage
       expc explain specs/sweep_lr.jsonnet train.max_steps --member lr=1e-3,model=cpu
     """
     from expc.compile.evaluate import parse_tla

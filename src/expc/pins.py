@@ -9,7 +9,10 @@ else is.
 
     sha256_file(path)          the hex digest, through the cache
     pinned_files(manifest)     every (label, path, sha256) a manifest pins
+    corpus_files(data, root)   the files a stdlib, text or tokens source reads, in reading order
+    corpus_digest(...)         one sha256 over those files (their paths and contents)
     verify(manifest, root)     raise ExpcError naming each pinned file that changed or went missing
+    check(manifest, root)      the same problems, split into "changed" and "not here"
 
 May import: the standard library and expc.errors only (the trainer calls verify on every rank).
 """
@@ -18,11 +21,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sysconfig
 from pathlib import Path
 
 from expc.errors import ExpcError, Problem
 
 CHUNK = 1 << 22  # 4 MiB reads: hashlib releases the GIL and the disk stays busy
+MAX_ENTRIES = 20000
 
 
 class HashCache:
@@ -55,9 +60,12 @@ class HashCache:
         return digest
 
     def save(self) -> None:
-        """Write the cache atomically; a cache that cannot be written only costs a rehash."""
+        """Write the cache atomically; a cache that cannot be written only costs a rehash. Past
+        MAX_ENTRIES, entries of files that are gone are dropped."""
         if not self._dirty:
             return
+        if len(self.entries) > MAX_ENTRIES:
+            self._entries = {k: v for k, v in self.entries.items() if os.path.exists(k)}
         try:
             self.file.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
@@ -108,6 +116,77 @@ def folder_files(folder: Path) -> list[str]:
     return sorted(found)
 
 
+def text_files(base: Path, pattern: str, max_files: int | None) -> list[Path]:
+    """The files a text corpus reads: the file itself, or a folder's files in sorted order (at
+    most max_files), leaving out installed packages, caches and hidden files."""
+    if base.is_file():
+        return [base]
+    if not base.is_dir():
+        return []
+    files = list(_sorted_walk(base, pattern, max_files))
+    return files
+
+
+def _sorted_walk(folder: Path, pattern: str, limit: int | None):
+    """Files under folder in sorted path order (part by part, as sorted(Path) orders them),
+    lazily: with a limit, only the first `limit` are ever listed, so picking 400 files of the
+    standard library does not walk all of it."""
+    import fnmatch
+
+    count = 0
+    stack = [iter(sorted(os.scandir(folder), key=lambda e: e.name))]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        if _skipped(entry.name):
+            continue  # pruned, not filtered: the stdlib's site-packages holds the whole venv
+        if entry.is_dir():
+            stack.append(iter(sorted(os.scandir(entry.path), key=lambda e: e.name)))
+        elif entry.is_file() and fnmatch.fnmatch(entry.name, pattern):
+            yield Path(entry.path)
+            count += 1
+            if limit and count >= limit:
+                return
+
+
+def _skipped(name: str) -> bool:
+    return name in ("site-packages", "dist-packages", "__pycache__") or name.startswith(".")
+
+
+def token_files(base: Path) -> list[Path]:
+    """nanoGPT's train.bin and val.bin of a folder, else its .bin shards in sorted order, else the file."""
+    if base.is_dir():
+        if (base / "train.bin").is_file() and (base / "val.bin").is_file():
+            return [base / "train.bin", base / "val.bin"]
+        return sorted(p for p in base.glob("*.bin") if p.is_file())
+    return [base] if base.is_file() else []
+
+
+def corpus_files(data: dict, root: Path) -> tuple[Path, list[Path]]:
+    """(the folder paths are relative to, the files in reading order) of a stdlib, text or
+    tokens source; no files when its path is not there."""
+    source = data["source"]
+    if source == "stdlib":
+        base = Path(sysconfig.get_paths()["stdlib"])
+        return base, text_files(base, "*.py", data.get("max_files"))
+    base = resolve(root, data["path"])
+    if source == "tokens":
+        return base, token_files(base)
+    return base, text_files(base, "*", data.get("max_files"))
+
+
+def corpus_digest(base: Path, files: list[Path], cache: HashCache | None = None) -> str:
+    """sha256 over "path NUL sha256 LF" of each file in reading order: the contents and the
+    order, with paths relative to `base` so the digest does not depend on where it lives."""
+    cache = cache or _CACHE
+    lines = "".join(f"{(f.relative_to(base).as_posix() if f != base else f.name)}\0{cache.sha256(f)}\n"
+                    for f in files)
+    cache.save()
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def pinned_files(manifest: dict) -> list[tuple[str, str, str]]:
     """(JSON path, file path as the manifest gives it, sha256) of every file the manifest pins."""
     found = []
@@ -126,18 +205,28 @@ def pinned_files(manifest: dict) -> list[tuple[str, str, str]]:
 def verify(manifest: dict, root: Path, cache: HashCache | None = None) -> None:
     """Every pinned file exists with its pinned content, and a pinned model folder holds no file
     the manifest does not pin (transformers would read a stray weights file)."""
+    changed, absent = check(manifest, root, cache)
+    if changed or absent:
+        raise ExpcError(sorted(changed + absent, key=lambda p: p.location or ""))
+
+
+def check(manifest: dict, root: Path, cache: HashCache | None = None) -> tuple[list[Problem], list[Problem]]:
+    """(files whose content differs from the pins, inputs that are not here or not pinned): the
+    second kind is expected on a machine that only plans a run (a cluster's data, on a laptop)."""
     cache = cache or _CACHE
-    problems = []
+    problems, absent = [], []
     for where, path, digest in pinned_files(manifest):
         file = resolve(root, path)
         if not file.is_file():
-            problems.append(Problem(f"{path}: the manifest pins this file, and it is missing", where))
+            absent.append(Problem(f"{path}: the manifest pins this file, and it is missing", where))
             continue
         now = cache.sha256(file)
         if now != digest:
             problems.append(Problem(f"{path} changed since the build (sha256 {digest[:12]} in the manifest, "
                                     f"{now[:12]} now): rebuild the spec to pin the new content, or restore the "
                                     "file", where))
+    corpus, missing = _corpus_problems(manifest.get("data", {}), root, cache)
+    problems, absent = problems + corpus, absent + missing
     model = manifest.get("model", {})
     if model.get("arch") == "hf_causal_lm" and model.get("revision") is None:
         folder = resolve(root, model["source"])
@@ -147,8 +236,26 @@ def verify(manifest: dict, root: Path, cache: HashCache | None = None) -> None:
                                         "not pinned by the manifest: rebuild the spec, or remove the file",
                                         "$.model.files"))
     cache.save()
-    if problems:
-        raise ExpcError(problems)
+    return problems, absent
+
+
+def _corpus_problems(data: dict, root: Path, cache: HashCache) -> tuple[list[Problem], list[Problem]]:
+    """(changed, absent) for a stdlib, text or tokens corpus."""
+    if data.get("source") not in ("stdlib", "text", "tokens"):
+        return [], []
+    what = "the standard library's files" if data["source"] == "stdlib" else data["path"]
+    if "sha256" not in data:
+        return [], [Problem(f"the manifest does not pin {what}: it was not there when the manifest was built. "
+                            "Build the spec where the data is (the build adds data.sha256), then run that "
+                            "manifest", "$.data.sha256")]
+    base, files = corpus_files(data, root)
+    if not files:
+        return [], [Problem(f"{what}: the manifest pins these files, and they are missing", "$.data.sha256")]
+    now = corpus_digest(base, files, cache)
+    if now != data["sha256"]:
+        return [Problem(f"{what} changed since the build (sha256 {data['sha256'][:12]} in the manifest, {now[:12]} "
+                        "now): rebuild the spec to pin the new content, or restore the files", "$.data.sha256")], []
+    return [], []
 
 
 def hub_snapshot(source: str, revision: str) -> Path | None:

@@ -58,8 +58,8 @@ def find_project(start: Path | str | None = None) -> Project:
 def find_manifest(ref: str, project: Project | None = None) -> Path:
     """A manifest path, or a unique digest prefix (like git), -> the manifest's path.
 
-    A path into the manifests folder that names no file, `manifests/1e69703c.json` or
-    `manifests/1e69703c`, is a prefix written as a path: the help's examples are written that way.
+    A path into the manifests folder that names no file, `manifests/b780cc20.json` or
+    `manifests/b780cc20`, is a prefix written as a path: the help's examples are written that way.
     """
     from .errors import ExpcError
 

@@ -173,9 +173,10 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
     model = build_model(manifest, root)
     trainable = [p for p in model.parameters() if p.requires_grad]  # an adapter's, or every weight
     n_params, n_trainable = (sum(_numel(p) for p in group) for group in (list(model.parameters()), trainable))
-    shards = [p.ds_tensor.numel() for p in model.parameters() if hasattr(p, "ds_tensor")]
-    if shards:  # a base loaded partitioned (ZeRO-3): each rank holds only its share
-        log.info("loaded partitioned: this rank holds %s of %s parameter elements", f"{sum(shards):,}", f"{n_params:,}")
+    partitioned = [p for p in model.parameters() if hasattr(p, "ds_tensor")]
+    if partitioned:  # a base loaded partitioned (ZeRO-3): each rank holds only its share
+        log.info("loaded partitioned: this rank holds %s of the base's %s parameter elements",
+                 f"{sum(p.ds_tensor.numel() for p in partitioned):,}", f"{sum(p.ds_numel for p in partitioned):,}")
     engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=trainable,
                                            config=copy.deepcopy(manifest["deepspeed"]))
     frozen_base = n_trainable < n_params  # checkpoints leave the frozen weights out

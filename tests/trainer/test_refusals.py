@@ -51,30 +51,48 @@ TEXT_STEPS = 20
 
 @pytest.fixture(scope="module")
 def text_run(tmp_path_factory):
-    """A plain-text corpus folder, first missing (the run fails), then written: `expc run --rerun`
-    moves the failed attempt aside and trains a fresh one, which ends with a sample."""
+    """Plain-text corpora: one shorter than a block, pinned and present, so the build and `expc
+    run` accept it and the ranks refuse it (the run fails); one of real text, trained, then
+    trained again with `expc run --rerun`, which moves the first attempt aside."""
     project = make_project(tmp_path_factory.mktemp("text"))
-    manifest = build_spec(project, "text", max_steps=TEXT_STEPS, sample_tokens=120,
-                          data="{ source: 'text', path: 'corpus', val_fraction: 0.1 }")
-    failed = expc_run(manifest, cwd=project)
-    failed_meta = json.loads((project / "runs" / manifest.stem / "metadata.json").read_text())
+    (project / "short").mkdir()
+    (project / "short" / "a.txt").write_text("too short\n")
+    short = build_spec(project, "short", max_steps=TEXT_STEPS, data="{ source: 'text', path: 'short', val_fraction: 0.1 }")
+    failed = expc_run(short, cwd=project)
+    failed_meta = json.loads((project / "runs" / short.stem / "metadata.json").read_text())
     (project / "corpus" / "docs").mkdir(parents=True)
     for page in ("trainer.md", "runs.md"):  # about 20 kB of English and code
         shutil.copy(ROOT / "docs" / page, project / "corpus" / "docs" / page)
+    manifest = build_spec(project, "text", max_steps=TEXT_STEPS, sample_tokens=120,
+                          data="{ source: 'text', path: 'corpus', val_fraction: 0.1 }")
+    first = expc_run(manifest, cwd=project)
+    assert first.returncode == 0, first.stderr[-3000:]
     rerun = expc_run(manifest, "--rerun", cwd=project)
-    return project, manifest, failed, failed_meta, rerun
+    return project, short, failed, failed_meta, manifest, rerun
 
 
 def test_a_failing_run_exits_1_with_the_failing_ranks_log(text_run):
-    project, manifest, result, meta, _ = text_run
+    project, manifest, result, meta, *_ = text_run
     digest = manifest.stem
     assert result.returncode == 1, result.stderr
     first, *rest = result.stderr.splitlines()
     assert re.fullmatch(rf"error: the run failed \(launcher exit status 1, status failed\); last lines of "
                         rf"runs/{digest}/logs/\d{{14}}_rank\d\.log:", first), first
-    assert "  error: $.data.path: no such file or folder: corpus" in rest
+    message = ("$.data: the train split (9 tokens in its largest shard) is shorter than one block of 33 tokens")
+    assert f"  error: {message}" in rest
     assert "Traceback" not in result.stderr  # a user mistake, not a bug
-    assert meta["status"] == "failed" and meta["error"] == "ExpcError: $.data.path: no such file or folder: corpus"
+    assert meta["status"] == "failed" and meta["error"] == f"ExpcError: {message}"
+
+
+def test_a_corpus_that_was_not_there_at_build_is_refused_before_launch(tmp_path):
+    project = make_project(tmp_path / "absent")
+    manifest = build_spec(project, "absent", data="{ source: 'text', path: 'corpus', val_fraction: 0.1 }")
+    result = expc("run", manifest.stem[:12], cwd=project)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == ("error: $.data.sha256: the manifest does not pin corpus: it was not there when the "
+                             "manifest was built. Build the spec where the data is (the build adds data.sha256), "
+                             "then run that manifest\n")
+    assert not (project / "runs").exists()
 
 
 def test_dry_run_prints_the_exact_command(stage_runs):
@@ -89,14 +107,14 @@ def test_dry_run_prints_the_exact_command(stage_runs):
 
 def test_rerun_keeps_the_previous_attempt_and_a_text_run_ends_with_a_sample(text_run):
     """--rerun: the old files move to attempts/1/, a fresh attempt trains (its own W&B run)."""
-    project, manifest, _, _, result = text_run
+    project, _, _, _, manifest, result = text_run
     assert result.returncode == 0, result.stderr[-3000:]
     d, d12 = manifest.stem, manifest.stem[:12]
     assert result.stdout.splitlines()[:2] == [
         f"{d12}: previous attempt moved to runs/{d}/attempts/1/",
         f"training {d12}: 2 processes, {TEXT_STEPS} steps: runs/{d}/"]
     run_dir = project / "runs" / d
-    assert json.loads((run_dir / "attempts" / "1" / "metadata.json").read_text())["status"] == "failed"
+    assert json.loads((run_dir / "attempts" / "1" / "metadata.json").read_text())["status"] == "completed"
     meta = json.loads((run_dir / "metadata.json").read_text())
     assert meta["status"] == "completed" and meta["attempt"] == 2
     assert meta["corpus"].startswith("text: 2 files, ")

@@ -6,7 +6,10 @@ A run must read exactly the bytes its digest stands for, so before validation:
 - a hub base must name a 40-hex commit `revision` (a branch or tag could move); its `config` is
   read from the local Hugging Face cache when the snapshot is there, else taken from the spec;
 - each jsonl data file gets its `sha256`, and every row is checked for the fields the template
-  fills (once per file content: the check is cached with the hash).
+  fills (once per file content: the check is cached with the hash);
+- a stdlib, text or tokens corpus gets `data.sha256`, one digest over the files it reads (the
+  stdlib's are this Python's). A corpus that is not there at build time (a cluster's data, on a
+  laptop) is left unpinned: such a manifest builds, diffs and plans, and `expc run` refuses it.
 
 Pins the spec already gives are checked, not replaced: a spec may state them. Hashes go through
 expc.pins' cache, so a rebuild stats files instead of reading them. Documents of other shapes
@@ -37,6 +40,9 @@ def pin(document, project: Project):
         problems += _pin_base(model, project)
     if isinstance(data, dict) and data.get("source") == "jsonl":
         problems += _pin_jsonl(data, project)
+    if isinstance(data, dict) and (data.get("source") == "stdlib" or (
+            data.get("source") in ("text", "tokens") and isinstance(data.get("path"), str))):
+        problems += _pin_corpus(data, project)
     if problems:
         raise ExpcError(problems)
     return document
@@ -152,6 +158,22 @@ def _pin_jsonl(data: dict, project: Project) -> list[Problem]:
                 except OSError:
                     pass
     return problems
+
+
+def _pin_corpus(data: dict, project: Project) -> list[Problem]:
+    from expc.pins import corpus_digest, corpus_files
+
+    if data.get("max_files") is not None and not isinstance(data["max_files"], int):
+        return []  # validate reports it
+    base, files = corpus_files(data, project.root)
+    if not files:
+        return []  # not here: unpinned, and `expc run` says so
+    digest = corpus_digest(base, files)
+    if "sha256" in data and data["sha256"] != digest:
+        return [Problem(f"the corpus differs from the sha256 the spec states ({str(data['sha256'])[:12]}, now "
+                        f"{digest[:12]})", "$.data.sha256")]
+    data["sha256"] = digest
+    return []
 
 
 def _template_complete(template: dict) -> bool:

@@ -69,11 +69,14 @@ class Explanation:
     set_by: list[Definition] = field(default_factory=list)  # best match first
     reads: list[Definition] = field(default_factory=list)  # knobs its value came from
     overridden: list[Definition] = field(default_factory=list)
+    pinned: str | None = None  # what `expc build` read to fill it in (the pin stage), if it did
 
     def origin(self) -> str | None:
         """One line for an error message: 'lib/a:3 (from specs/b:9), overriding lib/c:12'."""
         if self.override:
             return f"--set {self.override}"
+        if self.pinned:
+            return f"pinned by expc build from {self.pinned}"
         if not self.set_by:
             return None
         text = self.set_by[0].where
@@ -88,19 +91,22 @@ class Explanation:
             return [{"file": d.file, "line": d.line, "field": ".".join(d.path)} for d in definitions]
 
         return {"path": display_path(self.path), "value": self.value, "set": self.override,
-                "set_by": rows(self.set_by), "reads": rows(self.reads), "overridden": rows(self.overridden)}
+                "set_by": rows(self.set_by), "reads": rows(self.reads), "overridden": rows(self.overridden),
+                "pinned": self.pinned}
 
     def render(self) -> str:
         lines = [f"{display_path(self.path)} = {json.dumps(self.value)}"]
         if self.override:
             lines.append(f"  set by --set {self.override}")
+        if self.pinned:
+            lines.append(f"  pinned by expc build from {self.pinned}")
         for d in self.set_by:
             lines.append(f"  set at {d.describe()}")
         for d in self.reads:
             lines.append(f"  from {d.describe()}")
         for d in self.overridden:
             lines.append(f"  overriding {d.describe()}")
-        if not (self.override or self.set_by):
+        if not (self.override or self.set_by or self.pinned):
             lines.append("  origin not found (see docs/review.md, 'Provenance limits')")
         return "\n".join(lines)
 
@@ -156,6 +162,8 @@ def explain(source: Source, path: tuple) -> Explanation:
     texts = {f: (source.project.root / f).read_text(encoding="utf-8") for f in files}
     definitions = [d for f in files for d in scan(texts[f], f)]
     value = _probe(source, path, texts, None)
+    if isinstance(value, ExpcError) and (pinned := _pinned(evaluation.document, source, path)):
+        return Explanation(tuple(path), pinned[0], pinned=pinned[1])
     if isinstance(value, ExpcError):
         raise ExpcError(f"{display_path(path)}: no such field in the manifest"
                         + (f" member {source.member!r}" if source.member else ""))
@@ -183,6 +191,33 @@ def explain(source: Source, path: tuple) -> Explanation:
     explanation.overridden = [d for d in named if d not in live
                               and (_suffix_match(d.path, keys) >= 2 or d.path in live_paths)]
     return explanation
+
+
+def _pinned(document, source: Source, path: tuple):
+    """(value, what it was read from) of a field the pin stage filled in, else None."""
+    from .pin import pin
+
+    if source.member is not None:
+        document = document.get(source.member, {})
+    try:
+        node = pin(document, source.project)
+        for step in path:
+            node = node[step]
+    except (ExpcError, KeyError, IndexError, TypeError):
+        return None
+    data, model = document.get("data", {}), document.get("model", {})
+    head = tuple(path[:2])
+    if head == ("data", "sha256"):
+        what = "the standard library's files" if data.get("source") == "stdlib" else f"the files of {data.get('path')}"
+    elif path[0] == "data" and len(path) == 3 and path[2] == "sha256":
+        what = f"the bytes of {data.get(path[1], {}).get('path')}"
+    elif head == ("model", "files"):
+        what = f"the bytes of {model.get('source')}/{path[2]}" if len(path) > 2 else f"the files of {model.get('source')}"
+    elif head == ("model", "config"):
+        what = f"{model.get('source')}'s config.json"
+    else:
+        return None
+    return node, what
 
 
 def origin_finder(source: Source):

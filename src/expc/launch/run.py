@@ -24,7 +24,7 @@ import click
 
 from expc.compile.canonical import load_manifest
 from expc.errors import ExpcError
-from expc.pins import verify
+from expc.pins import check
 from expc.project import find_manifest, find_project
 
 from .commands import LaunchOptions, LaunchPlan, plan_launch, plan_multinode_launch
@@ -51,7 +51,7 @@ def run_all(refs, dry_run: bool = False, rerun: bool = False, master_port: int =
     for ref in refs:
         path = find_manifest(ref)
         manifest, digest = load_manifest(path)
-        verify(manifest, find_project(path).root)
+        check_inputs(manifest, find_project(path).root, dry_run, warn=False)  # run() warns, once
         run_dirs.append(find_project(path).runs / digest)
     for ref, run_dir in zip(refs, run_dirs):
         code = run(RunRequest(ref, dry_run=dry_run, rerun=rerun, master_port=master_port,
@@ -70,7 +70,7 @@ def run(request: RunRequest) -> int:
     project = find_project(path)
     # Every file it pins (base model, data) still has its pinned bytes: a stat per file through
     # the hash cache, so this is cheap, and a changed input stops here rather than on every rank.
-    verify(manifest, project.root)
+    check_inputs(manifest, project.root, request.dry_run)
     run_dir = project.runs / digest
     options = launch_options(path, run_dir, request.master_port)
     placement = request.placement
@@ -114,6 +114,18 @@ def run(request: RunRequest) -> int:
             click.echo(f"training {digest[:12]}: {plan.world_size} processes{where}, {max_steps} steps: {shown}/")
         log_name = f"launcher-node{node}.log" if placement.node_rank is not None else "launcher.log"
         return launch(plan, run_dir, digest, max_steps, step, project, log_name)
+
+
+def check_inputs(manifest: dict, root: Path, dry_run: bool, warn: bool = True) -> None:
+    """A changed input is an error; one that is not on this machine (a cluster's data, seen
+    from a laptop) is an error for a run and a warning for a dry run, which only prints."""
+    changed, absent = check(manifest, root)
+    if dry_run and not changed:
+        for problem in absent if warn else []:
+            click.echo(f"warning: {problem.render()} (a run refuses this)", err=True)
+        return
+    if changed or absent:
+        raise ExpcError(sorted(changed + absent, key=lambda p: p.location or ""))
 
 
 def write_plan(plan: MultinodePlan, run_dir: Path, node_rank: int | None = None) -> None:

@@ -10,19 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from expc.errors import ExpcError
+from expc.pins import text_files as files_to_read
 
 from .types import Corpus
 
 
 def text_files(root: Path, source: str, max_files: int | None, seed: int, val_fraction: float) -> Corpus:
-    if root.is_file():
-        files = [root]
-    elif root.is_dir():
-        pattern = "*.py" if source == "stdlib" else "*"
-        files = sorted(p for p in root.rglob(pattern) if p.is_file() and not _skipped(p, root))
-    else:
+    if not root.exists():
         raise ExpcError(f"no such file or folder: {root}", "$.data.path")
-    files = files[:max_files] if max_files else files
+    # the same selection the build pinned (expc.pins), so the digest covers exactly these bytes
+    files = files_to_read(root, "*.py" if source == "stdlib" else "*", max_files)
     if not files:
         raise ExpcError(f"no files to read under {root}", "$.data.path")
     order = np.random.default_rng([seed, 11]).permutation(len(files))
@@ -31,9 +28,3 @@ def text_files(root: Path, source: str, max_files: int | None, seed: int, val_fr
     cut = int(len(tokens) * (1 - val_fraction))
     what = f"{source}: {len(files)} files, {len(tokens)} bytes, sha256 {hashlib.sha256(blob).hexdigest()[:12]}"
     return Corpus([tokens[:cut]], [tokens[cut:]], what, True)
-
-
-def _skipped(path: Path, root: Path) -> bool:
-    """Installed packages are not the standard library; hidden files are not corpus text."""
-    parts = path.relative_to(root).parts
-    return any(p in ("site-packages", "dist-packages", "__pycache__") or p.startswith(".") for p in parts)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from expc.errors import ExpcError
+from expc.pins import token_files
 
 from .types import Corpus
 
@@ -18,8 +19,8 @@ def token_shards(path: Path, dtype: str, val_fraction: float) -> Corpus:
     if (path / "train.bin").is_file() and (path / "val.bin").is_file():
         train, val = (np.memmap(path / f"{name}.bin", dtype=np.dtype(dtype), mode="r") for name in ("train", "val"))
         return Corpus([train], [val], f"tokens: train.bin and val.bin of {dtype}, {len(train)} + {len(val)} tokens", False)
-    shards = sorted(path.glob("*.bin")) if path.is_dir() else [path]
-    if not shards or not shards[0].is_file():
+    shards = token_files(path)  # the same selection the build pinned (expc.pins)
+    if not shards:
         raise ExpcError(f"no .bin token shards at {path}", "$.data.path")
     arrays = [np.memmap(s, dtype=np.dtype(dtype), mode="r") for s in shards]
     cuts = [int(len(a) * (1 - val_fraction)) for a in arrays]
