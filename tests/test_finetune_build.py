@@ -10,7 +10,6 @@ import shutil
 import pytest
 
 from expc import estimate
-from expc.cli import main
 from expc.compile import compile_spec
 from expc.errors import ExpcError
 from expc.examples import Tokenizer, examples
@@ -18,6 +17,7 @@ from expc.pins import HashCache, verify
 from expc.project import Project
 
 from .conftest import ROOT
+from .test_errors import run_cli
 
 SPEC = ROOT / "specs" / "finetune_lora.jsonnet"
 
@@ -28,13 +28,6 @@ def ft_project(tmp_path):
     for name in ("lib", "specs", "assets"):
         shutil.copytree(ROOT / name, tmp_path / name)
     return tmp_path
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_the_spec_pins_every_file_of_the_base_and_the_data():

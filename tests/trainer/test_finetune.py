@@ -1,10 +1,10 @@
 """Fine-tuning a Hugging Face base with LoRA, through the real launcher on 2 CPU ranks: the loss
 falls, the export loads with plain transformers + peft and gives the trainer's logits, ZeRO-3
-loads the base partitioned, kill -9 then resume is bit-exact at ZeRO 2, and a changed pinned
-file stops the run before training.
+loads the base partitioned, kill -9 then resume is bit-exact at ZeRO 0, 1 and 2, and a changed
+pinned file stops the run before training.
 
 The base and the rows are the committed assets (assets/tiny-llama, assets/instructions), copied
-into a scratch project; four launches in all.
+into a scratch project; ten launches in all.
 """
 from __future__ import annotations
 
@@ -55,10 +55,22 @@ def build(project: Path, name: str, stage: int, steps: int = STEPS, save: str = 
 
 
 @pytest.fixture(scope="module")
-def zero2(tmp_path_factory):
-    project = make_project(tmp_path_factory.mktemp("lora2"))
-    manifest = build(project, "lora", stage=2)
-    return manifest, project / "runs" / manifest.stem, expc_run(manifest, cwd=project)
+def uninterrupted(tmp_path_factory):
+    """The LoRA experiment at a ZeRO stage, trained once through `expc run`, per stage asked for."""
+    runs = {}
+
+    def run(stage: int):
+        if stage not in runs:
+            project = make_project(tmp_path_factory.mktemp(f"lora{stage}"))
+            manifest = build(project, "lora", stage=stage)
+            runs[stage] = manifest, project / "runs" / manifest.stem, expc_run(manifest, cwd=project)
+        return runs[stage]
+    return run
+
+
+@pytest.fixture(scope="module")
+def zero2(uninterrupted):
+    return uninterrupted(2)
 
 
 @pytest.fixture(scope="module")
@@ -184,15 +196,17 @@ def test_zero3_loads_the_base_partitioned_and_exports(zero3):
     assert torch.equal(got, want)
 
 
-def test_kill_9_then_resume_is_bit_exact_at_zero2(tmp_path, zero2):
+@pytest.mark.parametrize("stage", [0, 1, 2])
+def test_kill_9_then_resume_is_bit_exact(tmp_path, uninterrupted, stage):
     from expc.compile.canonical import load_manifest
     from expc.launch.commands import LaunchOptions, plan_launch
     from trainer.rundir import latest_step
 
-    reference = zero2[1]
+    reference_manifest, reference, done = uninterrupted(stage)
+    assert done.returncode == 0, done.stderr[-3000:]
     project = make_project(tmp_path / "resume")
-    manifest = build(project, "lora", stage=2)
-    assert manifest.name == zero2[0].name  # the same experiment, so the same digest
+    manifest = build(project, "lora", stage=stage)
+    assert manifest.name == reference_manifest.name  # the same experiment, so the same digest
     run_dir = project / "runs" / manifest.stem
     plan = plan_launch(load_manifest(manifest)[0], LaunchOptions(manifest.resolve(), run_dir.resolve(), BIN, next(PORTS)))
     proc = start(plan.argv, project, env=plan.env)

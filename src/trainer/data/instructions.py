@@ -10,6 +10,7 @@ Validation batches are the first examples of the validation split, the same at e
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +48,11 @@ class Instructions:
 
     def _train_example(self, g: int) -> Example:
         epoch, index = divmod(g, len(self.train))
-        order = np.random.default_rng([self.seed, 23, epoch]).permutation(len(self.train))
-        return self.train[int(order[index])]
+        return self.train[int(self._order(epoch)[index])]
+
+    @functools.lru_cache(maxsize=4)  # a batch spans at most two epochs; made once, not per example
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, 23, epoch]).permutation(len(self.train))
 
     @staticmethod
     def tokens(batch: tuple) -> int:
@@ -57,11 +61,11 @@ class Instructions:
 
 def pad(chosen: list[Example], pad_id: int, device) -> tuple:
     width = max(len(e.ids) for e in chosen)
-    ids = torch.full((len(chosen), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(chosen), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(chosen), width), dtype=torch.long)
+    ids = np.full((len(chosen), width), pad_id, dtype=np.int64)
+    labels = np.full((len(chosen), width), IGNORE, dtype=np.int64)
+    mask = np.zeros((len(chosen), width), dtype=np.int64)
     for row, e in enumerate(chosen):
-        ids[row, :len(e.ids)] = torch.tensor(e.ids)
-        labels[row, :len(e.labels)] = torch.tensor(e.labels)
+        ids[row, :len(e.ids)] = e.ids
+        labels[row, :len(e.labels)] = e.labels
         mask[row, :len(e.ids)] = 1
-    return ids.to(device), labels.to(device), mask.to(device)
+    return tuple(torch.from_numpy(a).to(device) for a in (ids, labels, mask))
