@@ -60,7 +60,7 @@ local given_path(kind, path) =
   // template: a template object (templates.alpaca, templates.chat()), a lib template's name, or
   // your own string with {output} where the response starts.
   jsonl(train, val=null, template=templates.alpaca, max_length=512, truncation='error', loss_on='response',
-        val_fraction=0.1):: {
+        packing=false, val_fraction=0.1):: {
     assert std.member(['error', 'drop', 'right'], truncation) : 'data.jsonl: truncation is "error", "drop" or "right", got "%s"' % truncation,
     assert std.member(['response', 'all'], loss_on) : 'data.jsonl: loss_on is "response" or "all", got "%s"' % loss_on,
     source: 'jsonl',
@@ -72,6 +72,7 @@ local given_path(kind, path) =
     max_length: max_length,
     truncation: truncation,
     loss_on: loss_on,
+    packing: packing,
     val_fraction: fraction(val_fraction),
   },
 

@@ -198,3 +198,18 @@ def test_data_that_is_not_here_builds_unpinned_and_only_a_dry_run_accepts_it(cap
     code, out, err = run_cli(["run", m.digest[:12], "--launcher", "slurm"], capsys)
     assert (code, out) == (1, "")
     assert err.startswith("error: $.data.sha256: the manifest does not pin data/openwebtext")
+
+
+def test_packing_joins_examples_in_order_up_to_max_length():
+    from expc.examples import pack
+
+    [m] = compile_spec(SPEC, Project(ROOT))
+    made = examples(m.data["data"], m.data["model"], ROOT, "train")
+    packed = pack(made, 64)
+    assert [t for e in packed for t in e.ids] == [t for e in made for t in e.ids]  # nothing lost or reordered
+    assert [t for e in packed for t in e.labels] == [t for e in made for t in e.labels]
+    assert all(len(e.ids) <= 64 for e in packed)
+    # greedy: no sequence had room for the example that starts the next one
+    starts = [e.where for e in packed]
+    lengths = {e.where: len(e.ids) for e in made}
+    assert all(len(a.ids) + lengths[b] > 64 for a, b in zip(packed, starts[1:]))

@@ -223,8 +223,8 @@ def export_command(manifest, merge):
 
     \b
     Examples:
-      expc export 60a43938
-      expc export 60a43938 --merge
+      expc export c982e663
+      expc export c982e663 --merge
     """
     from expc.launch.export import export
 

@@ -11,6 +11,7 @@ the tokenizer's and the template's digests, so a cache entry can never be stale.
     Tokenizer.load(folder)                tokenizer.json + its special tokens and chat template
     examples(data, model, root, split)    the split's examples, cached
     samples(manifest, root, n)            the first n training examples as text (`expc show --samples`)
+    pack(examples, max_length)            examples joined into sequences of up to max_length tokens
 
 May import: the standard library, expc.errors and expc.pins; `tokenizers` and `jinja2` inside the
 functions that need them.
@@ -201,6 +202,21 @@ def tokenize(row: dict, where: str, data: dict, tokenizer: Tokenizer) -> Example
     return Example(ids, labels, len(prompt_ids), where)
 
 
+def pack(made: list[Example], max_length: int) -> list[Example]:
+    """Examples joined, in order, into sequences of at most max_length tokens: each sequence
+    takes the next example while it fits. Labels keep each example's own (-100 on its prompt);
+    `where` names the first row of the sequence."""
+    packed, ids, labels, where = [], [], [], None
+    for e in made:
+        if ids and len(ids) + len(e.ids) > max_length:
+            packed.append(Example(ids, labels, 0, where))
+            ids, labels, where = [], [], None
+        ids, labels, where = ids + e.ids, labels + e.labels, where or e.where
+    if ids:
+        packed.append(Example(ids, labels, 0, where))
+    return packed
+
+
 def base_folder(model: dict, root: Path) -> Path:
     """Where the base's files are: its local folder, or its snapshot in the Hugging Face cache."""
     if model["revision"] is None:
@@ -267,7 +283,7 @@ def _cache_key(data: dict, model: dict, split: str) -> str | None:
         return None
     key = {"version": CACHE_VERSION, "split": split, "data": pins, "val_fraction": data["val_fraction"],
            "template": data["template"], "max_length": data["max_length"], "truncation": data["truncation"],
-           "loss_on": data["loss_on"], "tokenizer": tokenizer_pins,
+           "loss_on": data["loss_on"], "tokenizer": tokenizer_pins,  # packing is applied after the cache
            "base": [model["source"], model.get("revision")] if model.get("revision") else None}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 

@@ -25,7 +25,7 @@ expc.experiment + expc.zero.stage({stage}) + {{
   adapter: expc.adapters.lora(16, 32, target_modules=['q_proj', 'v_proj', 'o_proj', 'down_proj'],
                               dropout=0.1, modules_to_save={save}),
   data: expc.data.jsonl('assets/instructions/train.jsonl', val='assets/instructions/val.jsonl',
-                        template=expc.templates.plain, max_length=64),
+                        template=expc.templates.plain, max_length=64, packing={packing}),
   global_batch_size:: 8,
   micro_batch_size:: 2,
   lr:: 1e-2,
@@ -45,11 +45,12 @@ def make_project(folder: Path) -> Path:
     return folder
 
 
-def build(project: Path, name: str, stage: int, steps: int = STEPS, save: str = "['lm_head']") -> Path:
+def build(project: Path, name: str, stage: int, steps: int = STEPS, save: str = "['lm_head']",
+          packing: bool = False) -> Path:
     from expc.compile import build as build_specs
 
     spec = project / "specs" / f"{name}.jsonnet"
-    spec.write_text(SPEC.format(stage=stage, steps=steps, save=save))
+    spec.write_text(SPEC.format(stage=stage, steps=steps, save=save, packing=str(packing).lower()))
     (manifest,) = build_specs([spec])
     return project / "manifests" / f"{manifest.digest}.json"
 
@@ -75,9 +76,10 @@ def zero2(uninterrupted):
 
 @pytest.fixture(scope="module")
 def zero3(tmp_path_factory):
-    # modules_to_save copies a module, which a partitioned base cannot give: LoRA alone here
+    # modules_to_save copies a module, which a partitioned base cannot give: LoRA alone here;
+    # and examples packed into sequences
     project = make_project(tmp_path_factory.mktemp("lora3"))
-    manifest = build(project, "lora", stage=3, steps=10, save="[]")
+    manifest = build(project, "lora", stage=3, steps=10, save="[]", packing=True)
     return manifest, project / "runs" / manifest.stem, expc_run(manifest, cwd=project)
 
 
@@ -194,6 +196,9 @@ def test_zero3_loads_the_base_partitioned_and_exports(zero3):
     assert mine0 + mine1 == total == base == 123_200 and abs(mine0 - mine1) <= 0.02 * base
     got, want = probe_logits(run_dir / "export")
     assert torch.equal(got, want)
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert meta["train_examples"] == 400 and 0 < meta["train_sequences"] < 400 / 3  # 10-16 tokens each, 64 a sequence
+    assert "packed into" in meta["corpus"]
 
 
 @pytest.mark.parametrize("stage", [0, 1, 2])

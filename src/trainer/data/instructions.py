@@ -1,6 +1,7 @@
 """The "jsonl" source: instruction examples (expc.examples tokenizes them, exactly as `expc show
 --samples` prints them), batched as (input_ids, labels, attention_mask), padded to the longest
-example of the micro-batch.
+example of the micro-batch; with `packing`, training examples are first joined into sequences of
+up to max_length tokens (expc.examples.pack), so a batch carries little padding.
 
 Training batches walk the examples epoch by epoch: sample number g of the run (counted over
 steps, micro-batches, ranks and batch rows) is example perm_e[g mod N] of epoch e = g div N, where
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from expc.examples import IGNORE, Example, Tokenizer, base_folder, examples
+from expc.examples import IGNORE, Example, Tokenizer, base_folder, examples, pack
 
 from .corpus import TRAIN
 
@@ -27,15 +28,18 @@ class Instructions:
     def __init__(self, manifest: dict, root: Path, world: int, accumulation: int):
         data, model = manifest["data"], manifest["model"]
         tokenizer = Tokenizer.load(base_folder(model, root))
-        self.train = examples(data, model, root, "train", tokenizer)
+        rows = examples(data, model, root, "train", tokenizer)
+        self.train = pack(rows, data["max_length"]) if data["packing"] else rows  # sequences to train on
         self.val = examples(data, model, root, "val", tokenizer)
         self.pad_id = tokenizer.pad_id
         self.seed, self.world, self.accumulation = manifest["seed"], world, accumulation
-        tokens = sum(len(e.ids) for e in self.train)
-        self.description = (f"jsonl: {len(self.train)} train + {len(self.val)} val examples, {tokens} train tokens, "
+        tokens = sum(len(e.ids) for e in rows)
+        packed = f" packed into {len(self.train)} sequences" if data["packing"] else ""
+        self.description = (f"jsonl: {len(rows)} train{packed} + {len(self.val)} val examples, {tokens} train tokens, "
                             f"template {data['template']['name']}")
-        self.counts = {"train_examples": len(self.train), "val_examples": len(self.val), "train_tokens": tokens,
-                       "train_tokens_with_loss": sum(e.trained_tokens for e in self.train)}
+        self.counts = {"train_examples": len(rows), "val_examples": len(self.val), "train_tokens": tokens,
+                       "train_tokens_with_loss": sum(e.trained_tokens for e in rows),
+                       **({"train_sequences": len(self.train)} if data["packing"] else {})}
 
     def batch(self, split: int, step: int, rank: int, micro: int, batch_size: int, device) -> tuple:
         if split == TRAIN:
