@@ -76,8 +76,8 @@ def zero2(uninterrupted):
 
 @pytest.fixture(scope="module")
 def zero3(tmp_path_factory):
-    # modules_to_save copies a module, which a partitioned base cannot give: LoRA alone here;
-    # and examples packed into sequences
+    # LoRA alone (no module saved in full), so what each rank holds after loading is the base's
+    # share; and examples packed into sequences
     project = make_project(tmp_path_factory.mktemp("lora3"))
     manifest = build(project, "lora", stage=3, steps=10, save="[]", packing=True)
     return manifest, project / "runs" / manifest.stem, expc_run(manifest, cwd=project)
