@@ -16,6 +16,7 @@ May import: the standard library and the shared ground (expc.errors) only.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from functools import lru_cache
@@ -69,23 +70,25 @@ def _entry_points(group: str) -> list[tuple[str, str]]:
     found, seen = [], set()
     for folder in sys.path:
         try:
-            entries = list(Path(folder or ".").glob("*.dist-info/entry_points.txt")) + \
-                list(Path(folder or ".").glob("*.egg-info/entry_points.txt"))
+            names = sorted(n for n in os.listdir(folder or ".") if n.endswith((".dist-info", ".egg-info")))
         except OSError:
             continue
-        for path in sorted(entries):
+        for name in names:
             # "expc_arch_ssm-0.1.0.dist-info" and a stray "expc_arch_ssm.egg-info" are one distribution
-            stem = path.parent.name.rsplit(".", 1)[0].split("-")[0]
-            dist = re.sub(r"[-_.]+", "_", stem).lower()
+            dist = re.sub(r"[-_.]+", "_", name.rsplit(".", 1)[0].split("-")[0]).lower()
             if dist in seen:  # the first on sys.path wins, as for imports
                 continue
             seen.add(dist)
+            try:
+                text = Path(folder or ".", name, "entry_points.txt").read_text(errors="replace")
+            except OSError:
+                continue  # most distributions declare no entry points
             section = None
-            for line in path.read_text(errors="replace").splitlines():
+            for line in text.splitlines():
                 line = line.strip()
                 if line.startswith("["):
                     section = line.strip("[]").strip()
                 elif section == group and "=" in line and not line.startswith(("#", ";")):
-                    name, _, target = line.partition("=")
-                    found.append((name.strip(), target.split("[")[0].strip()))
+                    entry, _, target = line.partition("=")
+                    found.append((entry.strip(), target.split("[")[0].strip()))
     return found
