@@ -39,10 +39,21 @@ def _models(project):
 
     sizes = sorted(((parameter_count(m), name, m) for name, m in _lib_table(project, "models.libsonnet").items()),
                    key=lambda row: row[:2])
-    return [{"name": name, "params": _human(count), "n_layer": m["n_layer"],
-             "n_head": m["n_head"], "n_embd": m["n_embd"], "block_size": m["block_size"],
-             "vocab_size": m["vocab_size"]}
-            for count, name, m in sizes]
+    # GPT's shape columns; a size of another arch (a plug-in's) shows its own fields under "shape"
+    gpt = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
+    rows = []
+    for count, name, m in sizes:
+        row = {"name": name, "params": _human(count)}
+        if m["arch"] == "gpt":
+            row.update({k: m[k] for k in gpt})
+        else:
+            row.update({k: "-" for k in gpt})
+            row["arch"] = m["arch"]
+        rows.append(row)
+    if any("arch" in r for r in rows):
+        for r in rows:
+            r.setdefault("arch", "gpt")
+    return rows
 
 
 def _archs(project):
