@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import string
 from dataclasses import dataclass
 from pathlib import Path
 
 from expc.errors import ExpcError, Problem
-from expc.pins import cache_dir, hub_snapshot, resolve
+from expc.pins import cache_dir, hub_snapshot, resolve, write_cache_file
 
 IGNORE = -100  # the label torch's cross-entropy skips: positions that carry no loss
 CACHE_VERSION = 1  # bump when the tokenization below changes
+# The files of a base that make its tokenizer: pinned in the cache key, copied into an export.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
 @dataclass(frozen=True)
@@ -261,21 +262,14 @@ def examples(data: dict, model: dict, root: Path, split: str, tokenizer: Tokeniz
     if not made:
         raise ExpcError(f"no example of {path} fits in max_length {data['max_length']}", "$.data.max_length")
     if key:
-        try:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps([[e.ids, e.labels, e.prompt_tokens, e.where] for e in made]))
-            os.replace(tmp, cached)
-        except OSError:
-            pass
+        write_cache_file(cached, json.dumps([[e.ids, e.labels, e.prompt_tokens, e.where] for e in made]))
     return made
 
 
 def _cache_key(data: dict, model: dict, split: str) -> str | None:
     """Digests of everything the examples depend on; None (no caching) when something is unpinned."""
     files = model.get("files") or {}
-    tokenizer_pins = {name: files.get(name) for name in
-                      ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")}
+    tokenizer_pins = {name: files.get(name) for name in TOKENIZER_FILES}
     if model.get("revision") is None and not tokenizer_pins["tokenizer.json"]:
         return None
     pins = {k: data[k].get("sha256") for k in ("train", "val") if k in data}

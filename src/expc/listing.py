@@ -39,21 +39,13 @@ def _models(project):
 
     sizes = sorted(((parameter_count(m), name, m) for name, m in _lib_table(project, "models.libsonnet").items()),
                    key=lambda row: row[:2])
-    # GPT's shape columns; a size of another arch (a plug-in's) shows its own fields under "shape"
+    # GPT's shape columns ("-" for a plug-in arch's size), and an arch column once one is there
     gpt = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
-    rows = []
-    for count, name, m in sizes:
-        row = {"name": name, "params": _human(count)}
-        if m["arch"] == "gpt":
-            row.update({k: m[k] for k in gpt})
-        else:
-            row.update({k: "-" for k in gpt})
-            row["arch"] = m["arch"]
-        rows.append(row)
-    if any("arch" in r for r in rows):
-        for r in rows:
-            r.setdefault("arch", "gpt")
-    return rows
+    mixed = any(m["arch"] != "gpt" for _, _, m in sizes)
+    return [{"name": name, "params": _human(count),
+             **{k: m[k] if m["arch"] == "gpt" else "-" for k in gpt},
+             **({"arch": m["arch"]} if mixed else {})}
+            for count, name, m in sizes]
 
 
 def _archs(project):

@@ -66,14 +66,20 @@ class HashCache:
             return
         if len(self.entries) > MAX_ENTRIES:
             self._entries = {k: v for k, v in self.entries.items() if os.path.exists(k)}
-        try:
-            self.file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.file.with_name(f".{self.file.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(self.entries, sort_keys=True))
-            os.replace(tmp, self.file)
-            self._dirty = False
-        except OSError:
-            pass
+        self._dirty = not write_cache_file(self.file, json.dumps(self.entries, sort_keys=True))
+
+
+def write_cache_file(file: Path, text: str) -> bool:
+    """Write a cache file atomically (a temp file, then a rename); True when written. A cache that
+    cannot be written only costs the work again, so an OSError is not an error here."""
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, file)
+        return True
+    except OSError:
+        return False
 
 
 def cache_dir() -> Path:
@@ -85,10 +91,15 @@ _CACHE = HashCache()
 
 
 def sha256_file(path: Path, cache: HashCache | None = None) -> str:
+    return sha256_files([path], cache)[0]
+
+
+def sha256_files(paths, cache: HashCache | None = None) -> list[str]:
+    """The digests of several files, through the cache, saved once."""
     cache = cache or _CACHE
-    digest = cache.sha256(Path(path))
+    digests = [cache.sha256(Path(p)) for p in paths]
     cache.save()
-    return digest
+    return digests
 
 
 def _hash(path: Path) -> str:
@@ -123,8 +134,7 @@ def text_files(base: Path, pattern: str, max_files: int | None) -> list[Path]:
         return [base]
     if not base.is_dir():
         return []
-    files = list(_sorted_walk(base, pattern, max_files))
-    return files
+    return list(_sorted_walk(base, pattern, max_files))
 
 
 def _sorted_walk(folder: Path, pattern: str, limit: int | None):

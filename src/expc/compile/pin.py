@@ -22,7 +22,7 @@ import json
 import re
 
 from expc.errors import ExpcError, Problem
-from expc.pins import cache_dir, folder_files, hub_snapshot, resolve, sha256_file
+from expc.pins import cache_dir, folder_files, hub_snapshot, resolve, sha256_file, sha256_files
 from expc.project import Project
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -75,7 +75,7 @@ def _pin_base(model: dict, project: Project) -> list[Problem]:
     names = folder_files(folder)
     if "config.json" not in names:
         return [Problem(f"{source} has no config.json: not a Hugging Face model folder", "$.model.source")]
-    pinned = {name: sha256_file(folder / name) for name in names}
+    pinned = dict(zip(names, sha256_files(folder / name for name in names)))
     stated = model.get("files")
     if isinstance(stated, dict) and stated and stated != pinned:
         changed = sorted(set(stated) ^ set(pinned) | {n for n in stated if n in pinned and stated[n] != pinned[n]})

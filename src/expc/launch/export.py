@@ -17,6 +17,7 @@ from expc.compile.canonical import load_manifest
 from expc.errors import ExpcError
 from expc.pins import verify
 from expc.project import find_manifest, find_project
+from trainer.rundir import read_metadata  # light: no torch
 
 
 def export(ref: str, merge: bool = False) -> tuple[Path, list[str]]:
@@ -27,7 +28,7 @@ def export(ref: str, merge: bool = False) -> tuple[Path, list[str]]:
     run_dir = project.runs / digest
     folder = run_dir / "export"
     if not (folder / "metadata.json").is_file():
-        status = _status(run_dir)
+        status = read_metadata(run_dir).get("status")
         why = ("it has not run" if status is None else f"its run is {status}" if status != "completed"
                else "it is not a fine-tune (only hf_causal_lm runs export)")
         raise ExpcError(f"{digest[:12]} has no export: {why}")
@@ -49,7 +50,7 @@ def merge_adapter(manifest: dict, root: Path, folder: Path) -> Path:
     import transformers
     from peft import PeftModel
 
-    from expc.examples import base_folder
+    from expc.examples import TOKENIZER_FILES, base_folder
 
     transformers.logging.set_verbosity_error()
     model = manifest["model"]
@@ -60,14 +61,10 @@ def merge_adapter(manifest: dict, root: Path, folder: Path) -> Path:
     out, tmp = folder / "merged", folder / ".merged.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(str(tmp), safe_serialization=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+    for name in TOKENIZER_FILES:
         if (folder / name).is_file():
             shutil.copy2(folder / name, tmp / name)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out
 
-
-def _status(run_dir: Path) -> str | None:
-    meta = run_dir / "metadata.json"
-    return json.loads(meta.read_text()).get("status") if meta.is_file() else None

@@ -24,12 +24,11 @@ import torch
 import torch.nn as nn
 
 from expc.errors import ExpcError, Problem, did_you_mean
-from expc.examples import base_folder
+from expc.examples import TOKENIZER_FILES, base_folder
 
 log = logging.getLogger("trainer")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 
 
 class CausalLM(nn.Module):
@@ -80,14 +79,13 @@ class CausalLM(nn.Module):
         return out
 
     def _save_weights(self, folder: Path) -> None:
-        model = self.manifest["model"]
+        """The adapter in PEFT's format (naming the pinned base, as the manifest does), or the
+        whole fine-tuned model."""
         if self.has_adapter:
             config = self.hf.peft_config["default"]
-            config.base_model_name_or_path = model["source"]  # the pinned base, as the manifest names it
-            config.revision = model["revision"]
-            self.hf.save_pretrained(str(folder), safe_serialization=True)
-        else:
-            self.hf.save_pretrained(str(folder), safe_serialization=True)
+            config.base_model_name_or_path = self.manifest["model"]["source"]
+            config.revision = self.manifest["model"]["revision"]
+        self.hf.save_pretrained(str(folder), safe_serialization=True)
 
     def _metadata(self, extra: dict) -> dict:
         model, data = self.manifest["model"], self.manifest["data"]
