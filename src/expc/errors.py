@@ -69,3 +69,13 @@ def did_you_mean(word: str, choices) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def members_note(members: list[str], total: int) -> str:
+    """Which sweep members share a problem: '' for a single experiment (member ""),
+    " (in sweep member 'a')", or " (in 60 of 60 sweep members)"."""
+    if members == [""]:
+        return ""
+    if len(members) == 1:
+        return f" (in sweep member {members[0]!r})"
+    return f" (in {len(members)} of {total} sweep members)"

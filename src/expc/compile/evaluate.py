@@ -13,10 +13,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from expc.errors import ExpcError, Problem
+from expc.errors import ExpcError, Problem, members_note
 from expc.project import Project
 
-from .overrides import parse_value
+from . import knobs
+from . import overrides as overrides_
+from .overrides import Override, parse_value
 
 # go-jsonnet writes a location as `path:line:col` or `path:line:col-col` or `path:(l:c)-(l:c)`.
 _LOCATION = re.compile(r"(?P<file>[^\s:()]+\.(?:jsonnet|libsonnet|json)):\(?(?P<line>\d+):(?P<col>\d+)")
@@ -28,6 +30,7 @@ class Evaluation:
 
     document: object
     imports: list[str] = field(default_factory=list)  # project-relative, in first-read order
+    knobs: dict = field(default_factory=dict)  # member ("" for one experiment) -> knobs.snippet's info
 
 
 def parse_tla(items: list[str] | tuple[str, ...]) -> dict[str, object]:
@@ -47,13 +50,16 @@ ENGINES = ("gojsonnet", "rjsonnet")
 
 
 def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
-             engine: str = "gojsonnet") -> Evaluation:
+             engine: str = "gojsonnet", overrides: list[Override] | tuple = (), check_knobs: bool = True) -> Evaluation:
     """Evaluate one spec hermetically; raise ExpcError with `file:line:col` on any Jsonnet error.
 
+    `overrides` (`--set`) are applied as a Jsonnet patch on the spec's result (overrides.py), so
+    they are late-bound: what the spec computes from an overridden value follows it.
     `engine="rjsonnet"` (opt-in, the `rjsonnet` package) evaluates big sweeps several times
     faster; tests hold it to the same digests as go-jsonnet, the reference.
     """
     evaluate_file = _engine(engine)
+    overrides = list(overrides)
 
     if not Path(spec).is_file():
         raise ExpcError(f"no such spec: {spec}")
@@ -87,7 +93,12 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
     try:
         if tla_codes:
             _check_takes_arguments(spec, tla_codes, resolve_import, project)
-        text = evaluate_file(str(spec), import_callback=resolve_import, tla_codes=tla_codes, max_trace=20)
+        if overrides:
+            _check_override_paths(spec, tla_codes, overrides, resolve_import)
+            text = _gojsonnet_snippet()(str(spec.parent / "<--set>"), _patched(spec, tla_codes, overrides),
+                                        import_callback=resolve_import, max_trace=20)
+        else:
+            text = evaluate_file(str(spec), import_callback=resolve_import, tla_codes=tla_codes, max_trace=20)
     except (RuntimeError, UnicodeDecodeError) as err:
         # A callback's message can reach the binding as invalid UTF-8; the trace after it is intact.
         trace = err.object.decode("utf-8", "replace") if isinstance(err, UnicodeDecodeError) else str(err)
@@ -98,15 +109,89 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
         if unknown:
             raise _unknown_tla(unknown[1] or unknown[2], spec, project) from None
         error = jsonnet_error(trace, project)
-        raise (_failing_members(spec, project, tla_codes, trace, resolve_import) or error) from None
-    return Evaluation(json.loads(text), imports)
+        error = _failing_members(spec, project, tla_codes, trace, resolve_import, overrides) or error
+        raise _blame_arguments(error, spec, project, tla or {}, overrides, resolve_import) from None
+    document = json.loads(text)
+    knob_info = {}
+    if check_knobs:  # one more evaluation, of the hidden fields only
+        knob_info = json.loads(_gojsonnet_snippet()(str(spec.parent / "<knobs>"),
+                                                    knobs.snippet(value_code(spec, tla_codes, overrides)),
+                                                    import_callback=resolve_import))
+    return Evaluation(document, imports, knob_info)
+
+
+def value_code(spec: Path, tla_codes: dict, overrides: list[Override] = ()) -> str:
+    """Jsonnet that binds `value` to the spec's result: called with its top-level arguments, and
+    with the `--set` patch mixed into the experiment (or into every member of a sweep)."""
+    args = ", ".join(f"{name}={code}" for name, code in sorted(tla_codes.items()))
+    code = (f"local spec = import {json.dumps(spec.name)};\n"
+            f"local result = if std.isFunction(spec) then spec({args}) else spec;\n")
+    if not overrides:
+        return code + "local value = result;\n"
+    return code + (f"local patch = {overrides_.patch(overrides)};\n"
+                   "local value = if !std.isObject(result) then result\n"
+                   "  else if std.objectHas(result, 'schema') then result + patch\n"
+                   "  else { [m]: result[m] + patch for m in std.objectFields(result) };\n")
+
+
+def _patched(spec: Path, tla_codes: dict, overrides: list[Override]) -> str:
+    return value_code(spec, tla_codes, overrides) + "value\n"
+
+
+def _gojsonnet_snippet():
+    import _gojsonnet
+
+    return _gojsonnet.evaluate_snippet
+
+
+def _check_override_paths(spec: Path, tla_codes: dict, overrides: list[Override], resolve_import) -> None:
+    """Every `--set` path must fit the spec's result (each member of a sweep): one problem per
+    distinct mistake, however many members share it."""
+    snippet = (value_code(spec, tla_codes) + f"local walk = {overrides_.walk_code(overrides)};\n"
+               "if !std.isObject(value) then {}\n"
+               "else if std.objectHas(value, 'schema') then { '': walk(value) }\n"
+               "else { [m]: walk(value[m]) for m in std.objectFields(value) if std.isObject(value[m]) }\n")
+    walks = json.loads(_gojsonnet_snippet()(str(spec.parent / "<--set>"), snippet, import_callback=resolve_import))
+    problems = {}
+    for member, member_walks in walks.items():
+        for problem in overrides_.path_problems(overrides, member_walks):
+            problems.setdefault(problem.message, []).append(member)
+    if problems:
+        raise ExpcError([Problem(message + members_note(members, len(walks)))
+                         for message, members in problems.items()])
+
+
+def _blame_arguments(error: ExpcError, spec: Path, project: Project, tla: dict, overrides: list[Override],
+                     resolve_import) -> ExpcError:
+    """When the spec evaluates without one `--set` or `--tla` but not with it, that argument is
+    the cause: its text is named first, then the lib line the error struck at.
+
+    Evaluated again only on this error path, once per argument; an argument whose removal leaves
+    the error (or that is needed, a parameter without a default) is not blamed.
+    """
+    if not overrides and not tla:
+        return error
+    suspects = [(o.where, tla, [x for x in overrides if x is not o]) for o in overrides]
+    suspects += [(f"--tla {name}={json.dumps(value)}", {k: v for k, v in tla.items() if k != name}, overrides)
+                 for name, value in tla.items()]
+    for where, tla_left, overrides_left in suspects:
+        codes = {k: json.dumps(v) for k, v in tla_left.items()}
+        try:
+            _gojsonnet_snippet()(str(spec.parent / "<blame>"), _patched(spec, codes, overrides_left),
+                                 import_callback=resolve_import)
+        except RuntimeError:
+            continue
+        return ExpcError([Problem(f"{where}: {p.message}" + (f"\n  (raised at {p.location})" if p.location else ""),
+                                  None, p.origin) for p in error.problems])
+    return error
 
 
 # Past this many failing members a sweep's build stops looking: a shared mistake fails them all.
 MEMBER_ERROR_LIMIT = 5
 
 
-def _failing_members(spec: Path, project: Project, tla_codes: dict, trace: str, resolve_import) -> ExpcError | None:
+def _failing_members(spec: Path, project: Project, tla_codes: dict, trace: str, resolve_import,
+                     overrides: list[Override] = ()) -> ExpcError | None:
     """For a sweep whose evaluation failed: every failing member's error, under its name.
 
     go-jsonnet stops at the first error. Its trace names the field being manifested when the
@@ -116,9 +201,7 @@ def _failing_members(spec: Path, project: Project, tla_codes: dict, trace: str, 
     """
     import _gojsonnet
 
-    args = ", ".join(f"{name}={code}" for name, code in sorted(tla_codes.items()))
-    value = (f"local spec = import {json.dumps(spec.name)};\n"
-             f"local value = if std.isFunction(spec) then spec({args}) else spec;\n")
+    value = value_code(spec, tla_codes, overrides)
     where = str(spec.parent / "<sweep-member>")
     try:
         names = json.loads(_gojsonnet.evaluate_snippet(

@@ -1,39 +1,77 @@
-"""Stage 2a, override: `--set path=value` applied to a document before validation.
+"""Stage 1b, override: `--set path=value` as a Jsonnet patch on the spec's result.
 
-A path is dotted keys with optional list indexes (`model.n_layer`, `deepspeed.optimizer.params.lr`,
-`logging.wandb.tags[0]`). The value is JSON when it parses as JSON, else a string. The parent of
-the path must exist; the key itself may be new (the schema then judges it), so an override is
-checked like any other value and changes the digest like any other value.
+An override is late-bound: `--set train.max_steps=1000` is evaluated as
+`spec + { train+: { max_steps: 1000 } }`, before the result is turned into JSON, so everything the
+spec or the lib computes from `train.max_steps` (the schedule's length, the warmup) follows it,
+exactly as if the spec had said it. A path reaches hidden knobs too (`--set lr=1e-3`); `:` keeps
+the visibility the field had. For a sweep the patch is applied to every member.
+
+The forms (Hydra's, so habits carry over):
+
+    --set path=value     the path must exist, hidden or not (a typo gets a did-you-mean)
+    --set +path=value    adds a key that does not exist yet; refused if it does
+    --set ++path=value   sets it whether or not it exists
+    --set '~path'        deletes it from the manifest (it is hidden; what reads it still can)
+
+A path is dotted keys with optional list indexes (`model.n_layer`, `logging.wandb.tags[0]`). The
+value is JSON when it parses as JSON, else a string; YAML-style `[a, b]` and `{k: v}`, which are
+not JSON, are refused with their JSON spelling.
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import re
+from dataclasses import dataclass
 
-from expc.errors import ExpcError, did_you_mean
+from expc.errors import ExpcError, Problem, did_you_mean
 
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
-def parse_set(items) -> list[tuple[tuple, object, str]]:
-    """`path=value` strings -> [(path parts, value, original text)]."""
-    out = []
-    for item in items:
-        path, sep, text = item.partition("=")
-        parts = _parse_path(path) if sep else None
+@dataclass(frozen=True)
+class Override:
+    text: str  # as the user wrote it, for messages and the index
+    op: str  # "set" (must exist), "add" (must not), "force" (either), "delete"
+    path: tuple
+    value: object = None
+
+    @property
+    def where(self) -> str:
+        return f"--set {self.text}"
+
+
+def parse_set(items) -> list[Override]:
+    """`path=value` strings (with Hydra's `+`, `++` and `~` prefixes) -> Overrides, in order."""
+    return [_parse_one(item) for item in items]
+
+
+def _parse_one(item: str) -> Override:
+    example = "expected path=value, e.g. model.n_layer=12 (or '~path' to delete)"
+    if item.startswith("~"):
+        path, sep, _ = item[1:].partition("=")
+        parts = _parse_path(path)
         if not parts:
-            raise ExpcError(f"--set {item!r}: expected path=value, e.g. model.n_layer=12")
-        out.append((parts, parse_value(text, f"--set {item!r}"), item))
-    return out
+            raise ExpcError(f"--set {item!r}: {example}")
+        if sep:
+            raise ExpcError(f"--set {item!r}: a delete takes no value; write --set '~{path}'")
+        return Override(item, "delete", parts)
+    op, body = ("force", item[2:]) if item.startswith("++") else ("add", item[1:]) if item.startswith("+") \
+        else ("set", item)
+    path, sep, text = body.partition("=")
+    parts = _parse_path(path) if sep else None
+    if not parts:
+        raise ExpcError(f"--set {item!r}: {example}")
+    return Override(item, op, parts, parse_value(text, f"--set {item!r}"))
 
 
 def parse_value(text: str, what: str):
     """A command-line value: JSON when it parses as JSON, else the string itself.
 
     JSON has no NaN or Infinity, and a number too big for a double (1e400) would silently become
-    one: both are refused here, naming `what` (e.g. "--set 'model.dropout=1e400'").
+    one: both are refused here, naming `what` (e.g. "--set 'model.dropout=1e400'"). A bracketed
+    value that is not JSON (YAML's `[a, b]`, `{k: v}`) is refused with its JSON spelling rather
+    than kept as a string that merely looks like a list.
     """
     def refuse_constant(token):
         raise ExpcError(f"{what}: {token} is not a finite number")
@@ -47,7 +85,22 @@ def parse_value(text: str, what: str):
     try:
         return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
     except ValueError:
+        if text.strip()[:1] in ("[", "{"):
+            raise ExpcError(f"{what}: the value is not JSON; write it as JSON, e.g. {_as_json(text)} "
+                            "(quote it for the shell)") from None
         return text
+
+
+def _as_json(text: str) -> str:
+    """YAML-flow `[a, 1]` / `{k: v}` -> `["a", 1]` / `{"k": "v"}`: bare words quoted."""
+    def quote(match):
+        word = match[0]
+        try:
+            json.loads(word)
+            return word
+        except ValueError:
+            return json.dumps(word)
+    return re.sub(r"[^\s\[\]{},:\"']+", quote, text.strip())
 
 
 def _parse_path(path: str) -> tuple | None:
@@ -60,50 +113,107 @@ def _parse_path(path: str) -> tuple | None:
     return tuple(parts) if pos == len(path) and parts and isinstance(parts[0], str) else None
 
 
-def apply_overrides(document, overrides) -> object:
-    """A copy of `document` with every override applied in order."""
-    if not overrides:
-        return document
-    document = copy.deepcopy(document)
-    for parts, value, item in overrides:
-        node = document
-        for depth, key in enumerate(parts[:-1]):
-            node = _step(node, key, parts[: depth + 1], item)
-        last = parts[-1]
-        if isinstance(node, dict) and isinstance(last, str):
-            node[last] = value
-        elif isinstance(node, list) and isinstance(last, int):
-            if last >= len(node):
-                raise ExpcError(f"--set {item}: index {last} is past the end of {_show(parts[:-1])} "
-                                f"(length {len(node)})")
-            node[last] = value
-        else:
-            raise ExpcError(f"--set {item}: {_show(parts[:-1])} is {_kind(node)}, not "
-                            f"{'a list' if isinstance(last, int) else 'an object'}")
-    return document
-
-
-def _step(node, key, walked, item):
-    if isinstance(node, dict) and isinstance(key, str):
-        if key not in node:
-            raise ExpcError(f"--set {item}: no {_show(walked)} in the document{did_you_mean(key, node)}")
-        return node[key]
-    if isinstance(node, list) and isinstance(key, int):
-        if key >= len(node):
-            raise ExpcError(f"--set {item}: index {key} is past the end of {_show(walked[:-1])} "
-                            f"(length {len(node)})")
-        return node[key]
-    raise ExpcError(f"--set {item}: {_show(walked[:-1])} is {_kind(node)}, not "
-                    f"{'a list' if isinstance(key, int) else 'an object'}")
-
-
-def _kind(value) -> str:
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return {dict: "an object", list: "a list", str: "a string"}.get(type(value), "null")
-
-
-def _show(parts) -> str:
+def show_path(parts) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+
+
+# --- the patch -----------------------------------------------------------------------------------
+
+def patch(overrides: list[Override]) -> str:
+    """Jsonnet code of one mixin object that applies every override in order."""
+    return " + ".join(_mixin(o.path, o) for o in overrides) or "{}"
+
+
+def _mixin(parts: tuple, override: Override, depth: int = 0) -> str:
+    key, rest = json.dumps(parts[0]), parts[1:]
+    if not rest:
+        if override.op == "delete":  # hidden, so not in the manifest; what reads it still may
+            return f"{{ {key}:: super[{key}] }}"
+        return f"{{ {key}: {json.dumps(override.value)} }}"
+    if isinstance(rest[0], str):
+        return f"{{ {key}+: {_mixin(rest, override, depth)} }}"
+    return f"{{ {key}: {_list_edit(f'super[{key}]', rest, override, depth)} }}"
+
+
+def _list_edit(expr: str, parts: tuple, override: Override, depth: int) -> str:
+    """`expr` (a list) with element parts[0] replaced (or, for a delete, dropped)."""
+    index, rest, x, i = parts[0], parts[1:], f"x{depth}", f"i{depth}"
+    if not rest and override.op == "delete":
+        return f"[{expr}[{i}] for {i} in std.range(0, std.length({expr}) - 1) if {i} != {index}]"
+    if not rest:
+        new = json.dumps(override.value)
+    elif isinstance(rest[0], str):
+        new = f"{x} + {_mixin(rest, override, depth + 1)}"
+    else:
+        new = _list_edit(x, rest, override, depth + 1)
+    return f"std.mapWithIndex(function({i}, {x}) if {i} == {index} then {new} else {x}, {expr})"
+
+
+# --- checking the paths against the spec's result ------------------------------------------------
+
+def walk_code(overrides: list[Override]) -> str:
+    """Jsonnet code of a function(experiment) -> one entry per override: null when its path fits,
+    else what is wrong (the step, and the names or length found there)."""
+    steps = json.dumps([list(o.path) for o in overrides])
+    return f"""function(e)
+  local walk(v, steps, i) =
+    if i == std.length(steps) then {{ found: true, hidden: false }}
+    else
+      local s = steps[i];
+      if std.isString(s) then
+        if !std.isObject(v) then {{ at: i, type: std.type(v) }}
+        else if std.objectHasAll(v, s) then
+          if i == std.length(steps) - 1 then {{ found: true, hidden: !std.objectHas(v, s) }}
+          else walk(v[s], steps, i + 1)
+        else if i == std.length(steps) - 1 then {{ found: false, fields: std.objectFieldsAll(v) }}
+        else {{ at: i, fields: std.objectFieldsAll(v) }}
+      else if !std.isArray(v) then {{ at: i, type: std.type(v) }}
+      else if s >= std.length(v) then {{ at: i, length: std.length(v) }}
+      else if i == std.length(steps) - 1 then {{ found: true, hidden: false }}
+      else walk(v[s], steps, i + 1);
+  [walk(e, steps, 0) for steps in {steps}]"""
+
+
+def path_problems(overrides: list[Override], walks: list[dict]) -> list[Problem]:
+    """Problems of one experiment's walks (walk_code's result), one per faulty override."""
+    problems = []
+    for override, walk in zip(overrides, walks):
+        message = _path_problem(override, walk)
+        if message:
+            problems.append(Problem(f"{override.where}: {message}"))
+    return problems
+
+
+def _path_problem(override: Override, walk: dict) -> str | None:
+    parts = override.path
+    if "at" in walk:
+        at = walk["at"]
+        walked, step = parts[:at], parts[at]
+        if "type" in walk:
+            want = "a list" if isinstance(step, int) else "an object"
+            return f"{show_path(walked)} is {_TYPES.get(walk['type'], walk['type'])}, not {want}"
+        if "length" in walk:
+            return f"index {step} is past the end of {show_path(walked)} (length {walk['length']})"
+        return f"no {show_path(parts[:at + 1])} in the experiment{did_you_mean(step, walk['fields'])}"
+    found = walk["found"]
+    name = show_path(parts)
+    if override.op == "set" and not found:
+        from .validate import MISPLACED_KEYS
+
+        misplaced = MISPLACED_KEYS.get(parts[-1]) if parts[0] == "model" else None
+        if misplaced:
+            return f"no {name} in the experiment: {misplaced}"
+        hint = did_you_mean(parts[-1], walk["fields"])
+        return (f"no {name} in the experiment{hint}; to add a new key write --set +{override.text}"
+                if not hint else f"no {name} in the experiment{hint}")
+    if override.op == "add" and found:
+        return f"{name} already exists; drop the '+' to change it (or write ++ to set it either way)"
+    if override.op == "delete" and not found:
+        return f"no {name} in the experiment to delete{did_you_mean(parts[-1], walk.get('fields', []))}"
+    if override.op == "delete" and walk.get("hidden"):
+        return f"{name} is a knob (a hidden field), never in the manifest: set it instead of deleting it"
+    return None
+
+
+_TYPES = {"number": "a number", "string": "a string", "boolean": "a boolean", "null": "null",
+          "array": "a list", "object": "an object", "function": "a function"}

@@ -1,8 +1,8 @@
 """The pipeline: spec -> documents -> manifests -> files. Each stage lives in its own module:
 
-    evaluate     (evaluate.py)   spec file -> document, hermetic go-jsonnet
+    override     (overrides.py)  `--set path=value` -> a Jsonnet patch on the spec's result
+    evaluate     (evaluate.py)   spec file (+ patch) -> document, hermetic go-jsonnet
     split        (here)          document -> one experiment, or the members of a sweep
-    override     (overrides.py)  `--set path=value` applied to each member
     pin          (pin.py)        every file the run reads pinned by sha256 (base model, data)
     validate     (validate.py)   JSON Schema + semantic rules, every problem at once
     canonicalize (canonical.py)  rounded floats -> RFC 8785 bytes -> sha256 digest
@@ -16,9 +16,9 @@ from pathlib import Path
 from expc.errors import ExpcError, Problem
 from expc.project import Project, find_project
 
-from . import canonical
+from . import canonical, knobs
 from .evaluate import evaluate
-from .overrides import apply_overrides, parse_set
+from .overrides import parse_set
 from .pin import pin
 from .validate import validate
 
@@ -50,12 +50,12 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
     spec = Path(spec)
     project = project or find_project(spec)
     overrides = parse_set(sets)
-    evaluation = evaluate(spec, project, tla, engine)
+    evaluation = evaluate(spec, project, tla, engine, overrides)
+    _check_knobs(evaluation, spec, project, tla, sets)
     spec_name = project.relative(spec)
     manifests, problems = [], []
     for member, document in split(evaluation.document, spec_name):
         try:
-            document = apply_overrides(document, overrides)
             document = pin(document, project)
             validate(document, origin=_origin(spec, project, member, tla, sets))
             data = canonical.canonicalize(document)
@@ -70,6 +70,26 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
         raise ExpcError(problems)
     _refuse_identical_members(manifests)
     return manifests
+
+
+def _check_knobs(evaluation, spec, project, tla, sets) -> None:
+    """Every hidden field is a declared knob holding its declared type (knobs.py)."""
+    from expc.schema import manifest_schema
+
+    def where(name: str, member: str) -> str | None:
+        from .provenance import Source, explain
+
+        try:
+            found = explain(Source(spec, project, member or None, dict(tla or {}), list(sets)), (name,))
+        except ExpcError:
+            return None
+        if found.override:
+            return f"--set {found.override}"
+        return found.set_by[0].where if found.set_by else None
+
+    problems = knobs.problems(evaluation.knobs, set(manifest_schema().get("properties", {})), where)
+    if problems:
+        raise ExpcError(problems)
 
 
 def _origin(spec, project, member, tla, sets):

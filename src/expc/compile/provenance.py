@@ -153,11 +153,22 @@ class Source:
 def explain(source: Source, path: tuple) -> Explanation:
     from .evaluate import evaluate
 
-    for set_text in source.sets:  # an override wins over every Jsonnet field
-        name, _, value = set_text.partition("=")
-        if parse_path(name) == tuple(path):
-            return Explanation(tuple(path), json.loads(value) if _is_json(value) else value, override=set_text)
-    evaluation = evaluate(source.spec, source.project, source.tla)
+    from .overrides import parse_set
+
+    # An override wins over every Jsonnet field: the last one that reached this leaf or a parent.
+    for override in reversed(parse_set(source.sets)):
+        if tuple(path[:len(override.path)]) != override.path:
+            continue
+        if override.op == "delete":
+            raise ExpcError(f"{display_path(path)}: deleted by --set {override.text}")
+        value = override.value
+        for step in path[len(override.path):]:
+            try:
+                value = value[step]
+            except (KeyError, IndexError, TypeError):
+                raise ExpcError(f"{display_path(path)}: no such field in --set {override.text}") from None
+        return Explanation(tuple(path), value, override=override.text)
+    evaluation = evaluate(source.spec, source.project, source.tla, overrides=parse_set(source.sets), check_knobs=False)
     files = [source.project.relative(source.spec), *dict.fromkeys(evaluation.imports)]
     texts = {f: (source.project.root / f).read_text(encoding="utf-8") for f in files}
     definitions = [d for f in files for d in scan(texts[f], f)]
@@ -244,14 +255,6 @@ def _suffix_match(definition_path: tuple, keys: list) -> int:
     return count
 
 
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-        return True
-    except ValueError:
-        return False
-
-
 def _live(source: Source, path, texts, definition: Definition) -> bool:
     result = _probe(source, path, texts, definition)
     return isinstance(result, ExpcError) and _MARKER in str(result)
@@ -277,11 +280,12 @@ def _probe(source: Source, path, texts: dict, knock_out: Definition | None):
                 return str(candidate), (body.encode("utf-8") if body is not None else candidate.read_bytes())
         raise RuntimeError(f"import {rel!r}: not found")
 
-    args = ", ".join(f"{name}={json.dumps(value)}" for name, value in source.tla.items())
+    from .evaluate import value_code
+    from .overrides import parse_set
+
     selector = "".join(f"[{json.dumps(step)}]" for step in ((source.member,) if source.member else ()) + tuple(path))
-    snippet = (f"local spec = import {json.dumps(spec.name)};\n"
-               f"local doc = if std.isFunction(spec) then spec({args}) else spec;\n"
-               f"doc{selector}\n")
+    tla_codes = {name: json.dumps(value) for name, value in source.tla.items()}
+    snippet = value_code(spec, tla_codes, parse_set(source.sets)) + f"value{selector}\n"
     try:
         text = _gojsonnet.evaluate_snippet(str(spec.parent / "<provenance>"), snippet,
                                            import_callback=resolve_import)

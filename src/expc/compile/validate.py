@@ -52,7 +52,7 @@ def _problems(instance, validator, schema: dict, prefix: list) -> list[Problem]:
         if kind == "AdditionalProperties":
             allowed = _schema_at(schema, list(error.schema_path)[:-1]).get("properties", {})
             for name in error.kind.unexpected:
-                hint = _ELSEWHERE.get(name) if path[:1] == ["model"] else None
+                hint = MISPLACED_KEYS.get(name) if path[:1] == ["model"] else None
                 problems.append(Problem(f"unknown key {name!r}" + (f": {hint}" if hint else did_you_mean(name, allowed)),
                                         json_path([*path, name])))
         elif kind == "Required":
@@ -72,7 +72,7 @@ def _problems(instance, validator, schema: dict, prefix: list) -> list[Problem]:
 
 
 # Names other tools give LoRA settings in their model config; here they live in `adapter`.
-_ELSEWHERE = {name: f"LoRA settings live in the `adapter` section: adapter.{field} (expc.adapters.lora)"
+MISPLACED_KEYS = {name: f"LoRA settings live in the `adapter` section: adapter.{field} (expc.adapters.lora)"
               for name, field in (("lora_rank", "r"), ("lora_r", "r"), ("lora_alpha", "alpha"),
                                   ("lora_dropout", "dropout"), ("lora_target_modules", "target_modules"),
                                   ("lora_module_path", "target_modules"), ("target_modules", "target_modules"))}

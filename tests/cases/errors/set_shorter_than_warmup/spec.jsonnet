@@ -1,5 +1,5 @@
-// --set changes a leaf after the lib ran, so the lib's warm-up assert never sees the new length;
-// the same rule runs again at validation.
+// --set is late-bound: the lib's warm-up assert sees the new length, and the message names the
+// --set before the lib line that states the rule.
 local expc = import 'expc.libsonnet';
 
 expc.experiment + expc.zero.stage2 + {
@@ -7,5 +7,6 @@ expc.experiment + expc.zero.stage2 + {
   model: expc.models.gpt_cpu,
   global_batch_size:: 16,
   micro_batch_size:: 8,
+  warmup_steps:: 15,
   train+: { max_steps: 300 },
 }
