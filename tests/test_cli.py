@@ -67,7 +67,20 @@ def test_build_json(proj, capsys):
     assert code == 0
     assert [(r["spec"], r["member"]) for r in rows] == [("specs/two.jsonnet", "a"), ("specs/two.jsonnet", "b")]
     assert all(r["path"] == f"manifests/{r['digest']}.json" for r in rows)
-    assert list(rows[0]) == ["path", "digest", "spec", "member"]
+    assert list(rows[0]) == ["path", "digest", "spec", "member", "set"]
+
+
+def test_build_sweep_from_the_command_line_then_check(proj, capsys):
+    code, out, err = run(["build", "specs/one.jsonnet", "--sweep", "lr=1e-3,2e-3", "--sweep", "seed=1,2", "--json"],
+                         capsys)
+    rows = json.loads(out)
+    assert (code, err) == (0, "")
+    assert [r["member"] for r in rows] == ["lr=1e-3,seed=1", "lr=1e-3,seed=2", "lr=2e-3,seed=1", "lr=2e-3,seed=2"]
+    assert rows[0]["set"] == ["lr=1e-3", "seed=1"]
+    # The index records each member as the spec and its --sets: `expc check` rebuilds all four.
+    (proj / "specs" / "two.jsonnet").unlink()
+    code, out, err = run(["check"], capsys)
+    assert (code, out, err) == (0, "ok: 1 spec(s), 4 manifest(s) up to date\n", "")
 
 
 def test_tla_and_set_change_the_digest(proj, capsys):

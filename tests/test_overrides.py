@@ -184,3 +184,51 @@ def test_tla_values_must_be_finite(item, message):
     with pytest.raises(ExpcError) as info:
         parse_tla([item])
     assert info.value.render() == message
+
+
+# --- command-line sweeps -------------------------------------------------------------------------
+
+def test_sweep_makes_a_grid_named_by_its_values(one):
+    members = compile_spec(one, sweeps=["lr=1e-3,2e-3", "model=gpt_debug,gpt_cpu"])
+    assert [m.name for m in members] == ["lr=1e-3,model=gpt_cpu", "lr=1e-3,model=gpt_debug",
+                                         "lr=2e-3,model=gpt_cpu", "lr=2e-3,model=gpt_debug"]
+    assert [(m.data["deepspeed"]["optimizer"]["params"]["lr"], m.data["model"]["n_layer"]) for m in members] == [
+        (1e-3, 4), (1e-3, 2), (2e-3, 4), (2e-3, 2)]
+    # Each member is recorded as the spec with its point's --sets, which rebuild it exactly.
+    again, = compile_spec(one, sets=members[1].set)
+    assert members[1].member is None and members[1].set == ["lr=1e-3", "model=gpt_debug"]
+    assert again.digest == members[1].digest
+
+
+def test_sweep_combines_with_a_sweep_spec_and_a_range(one, project):
+    members = compile_spec(project / "specs" / "grid.jsonnet", sweeps=["train.max_steps=range(20,60,20)"])
+    assert [m.name for m in members] == [f"lr={lr},train.max_steps={n}" for lr in ("1e-3", "2e-3", "3e-3")
+                                         for n in (20, 40)]
+    assert {m.member for m in members} == {"lr=1e-3", "lr=2e-3", "lr=3e-3"}
+    assert [m.data["deepspeed"]["scheduler"]["params"]["total_num_steps"] for m in members] == [20, 40] * 3
+
+
+def test_a_section_takes_a_preset_by_name(one):
+    data, = built(one, "model=gpt_cpu")
+    assert data["model"]["n_layer"] == 4
+    assert failure(one, "model=gpt_dbug").startswith(
+        '--set model=gpt_dbug: unknown model preset "gpt_dbug" (did you mean "gpt_debug"?)')
+
+
+@pytest.mark.parametrize("sweep, message", [
+    ("lrr=1,2", '--sweep lrr=1,2: no lrr in the experiment (did you mean "lr"?)'),
+    ("lr=1e-3,1e-3", "--sweep 'lr=1e-3,1e-3': a value is given twice"),
+    ("lr", "--sweep 'lr': expected path=value,value,..., e.g. lr=1e-4,3e-4 or train.max_steps=range(100,400,100)"),
+    ("train.max_steps=range(5,1)", "--sweep 'train.max_steps=range(5,1)': the range has 0 values"),
+    ("train.max_steps=range(a,b)", "--sweep 'train.max_steps=range(a,b)': expected range(start, stop) or "
+                                   "range(start, stop, step), with numbers and a step that is not 0"),
+])
+def test_sweep_mistakes(one, sweep, message):
+    with pytest.raises(ExpcError) as info:
+        compile_spec(one, sweeps=[sweep])
+    assert info.value.render() == message
+
+
+def test_values_with_commas_inside_brackets_stay_whole(one):
+    members = compile_spec(one, sweeps=['logging.wandb.tags=["a","b"],["c"]'])
+    assert sorted(m.data["logging"]["wandb"]["tags"] for m in members) == [["a", "b"], ["c"]]

@@ -23,8 +23,12 @@ def tla_option(command):
 
 
 def set_option(command):
+    command = click.option("--sweep", "sweeps", multiple=True, metavar="PATH=A,B,...",
+                           help="Make a grid: one member per value (per combination, when given "
+                                "more than once), e.g. lr=1e-4,3e-4 or train.max_steps=range(100,400,100).")(command)
     return click.option("--set", "sets", multiple=True, metavar="PATH=VALUE",
-                        help="Override one leaf before validation, e.g. model.n_layer=12.")(command)
+                        help="Override a field, late-bound (what derives from it follows): "
+                             "model.n_layer=12, lr=1e-3, model=gpt_350m, +new.key=1, '~path' deletes.")(command)
 
 
 def engine_option(command):
@@ -79,25 +83,26 @@ def cli():
 @set_option
 @engine_option
 @json_option
-def build(specs, tla, sets, engine, as_json):
+def build(specs, tla, sets, sweeps, engine, as_json):
     """Compile SPECS into manifests/<digest>.json; print one path per line.
 
     A spec returning a sweep writes one manifest per member. Nothing is written unless every
     spec compiles.
 
     \b
-    Example:
+    Examples:
       expc build specs/large.jsonnet --set model.n_layer=12
+      expc build specs/tiny.jsonnet --sweep lr=1e-3,2e-3 --sweep model=gpt_debug,gpt_cpu
     """
     from expc.compile import build as build_specs
     from expc.compile.evaluate import parse_tla
 
     from .project import find_project
 
-    manifests = build_specs(specs, parse_tla(tla), sets, engine=engine)
+    manifests = build_specs(specs, parse_tla(tla), sets, engine=engine, sweeps=sweeps)
     project = find_project(specs[0])
     rows = [{"path": project.relative(project.manifests / f"{m.digest}.json"), "digest": m.digest,
-             "spec": m.spec, "member": m.member} for m in manifests]
+             "spec": m.spec, "member": m.name, "set": m.set} for m in manifests]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
@@ -113,7 +118,7 @@ def build(specs, tla, sets, engine, as_json):
 @click.option("--samples", type=click.IntRange(min=1), metavar="N",
               help="Instead of the manifest, the first N training examples exactly as the trainer tokenizes "
                    "them (instruction data), the prompt/response boundary marked.")
-def show(target, tla, sets, engine, samples):
+def show(target, tla, sets, sweeps, engine, samples):
     """Print the resolved manifest of a spec (or a sweep's manifests), writing nothing.
 
     TARGET is a spec, a manifest file, or a digest prefix.
@@ -132,8 +137,8 @@ def show(target, tla, sets, engine, samples):
         from expc.compile import compile_spec
         from expc.compile.evaluate import parse_tla
 
-        manifests = compile_spec(target, tla=parse_tla(tla), sets=sets, engine=engine)
-        members = [(m.member, m.data) for m in manifests]
+        manifests = compile_spec(target, tla=parse_tla(tla), sets=sets, engine=engine, sweeps=sweeps)
+        members = [(m.name, m.data) for m in manifests]
     else:
         members = [(None, load_manifest(find_manifest(target))[0])]
     if samples:

@@ -73,9 +73,11 @@ def did_you_mean(word: str, choices) -> str:
 
 def members_note(members: list[str], total: int) -> str:
     """Which sweep members share a problem: '' for a single experiment (member ""),
-    " (in sweep member 'a')", or " (in 60 of 60 sweep members)"."""
+    " (in sweep member 'a')", " (in 2 of 6 sweep members: 'a', 'b')", or for many
+    " (in 60 of 60 sweep members)"."""
     if members == [""]:
         return ""
     if len(members) == 1:
         return f" (in sweep member {members[0]!r})"
-    return f" (in {len(members)} of {total} sweep members)"
+    named = f": {', '.join(repr(m) for m in members)}" if len(members) <= 3 and len(members) < total else ""
+    return f" (in {len(members)} of {total} sweep members{named})"

@@ -50,16 +50,20 @@ ENGINES = ("gojsonnet", "rjsonnet")
 
 
 def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
-             engine: str = "gojsonnet", overrides: list[Override] | tuple = (), check_knobs: bool = True) -> Evaluation:
+             engine: str = "gojsonnet", overrides: list[Override] | tuple = (), check_knobs: bool = True,
+             grid=()) -> Evaluation:
     """Evaluate one spec hermetically; raise ExpcError with `file:line:col` on any Jsonnet error.
 
     `overrides` (`--set`) are applied as a Jsonnet patch on the spec's result (overrides.py), so
-    they are late-bound: what the spec computes from an overridden value follows it.
+    they are late-bound: what the spec computes from an overridden value follows it. `grid`
+    (`--sweep`, overrides.grid) makes one member of every experiment per grid point.
     `engine="rjsonnet"` (opt-in, the `rjsonnet` package) evaluates big sweeps several times
     faster; tests hold it to the same digests as go-jsonnet, the reference.
     """
     evaluate_file = _engine(engine)
-    overrides = list(overrides)
+    overrides, grid = list(overrides), list(grid)
+    # One override per `--sweep` axis is enough to check its path.
+    axis_overrides = list({o.path: o for _, point in grid for o in point}.values())
 
     if not Path(spec).is_file():
         raise ExpcError(f"no such spec: {spec}")
@@ -93,9 +97,9 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
     try:
         if tla_codes:
             _check_takes_arguments(spec, tla_codes, resolve_import, project)
-        if overrides:
-            _check_override_paths(spec, tla_codes, overrides, resolve_import)
-            text = _gojsonnet_snippet()(str(spec.parent / "<--set>"), _patched(spec, tla_codes, overrides),
+        if overrides or grid:
+            _check_override_paths(spec, tla_codes, overrides + axis_overrides, resolve_import)
+            text = _gojsonnet_snippet()(str(spec.parent / "<--set>"), _patched(spec, tla_codes, overrides, grid),
                                         import_callback=resolve_import, max_trace=20)
         else:
             text = evaluate_file(str(spec), import_callback=resolve_import, tla_codes=tla_codes, max_trace=20)
@@ -109,33 +113,48 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
         if unknown:
             raise _unknown_tla(unknown[1] or unknown[2], spec, project) from None
         error = jsonnet_error(trace, project)
-        error = _failing_members(spec, project, tla_codes, trace, resolve_import, overrides) or error
-        raise _blame_arguments(error, spec, project, tla or {}, overrides, resolve_import) from None
+        error = _failing_members(spec, project, tla_codes, trace, resolve_import, overrides, grid) or error
+        raise _blame_arguments(error, spec, project, tla or {}, overrides, resolve_import, grid) from None
     document = json.loads(text)
     knob_info = {}
     if check_knobs:  # one more evaluation, of the hidden fields only
         knob_info = json.loads(_gojsonnet_snippet()(str(spec.parent / "<knobs>"),
-                                                    knobs.snippet(value_code(spec, tla_codes, overrides)),
+                                                    knobs.snippet(value_code(spec, tla_codes, overrides, grid)),
                                                     import_callback=resolve_import))
     return Evaluation(document, imports, knob_info)
 
 
-def value_code(spec: Path, tla_codes: dict, overrides: list[Override] = ()) -> str:
+def value_code(spec: Path, tla_codes: dict, overrides: list[Override] = (), grid=()) -> str:
     """Jsonnet that binds `value` to the spec's result: called with its top-level arguments, and
-    with the `--set` patch mixed into the experiment (or into every member of a sweep)."""
+    with the `--set` patch mixed into the experiment (or into every member of a sweep). With a
+    `--sweep` grid ([(name, overrides)]), every experiment becomes one member per grid point,
+    named `<member>` + GRID_SEPARATOR + `<point>` (just `<point>` for a single experiment)."""
     args = ", ".join(f"{name}={code}" for name, code in sorted(tla_codes.items()))
     code = (f"local spec = import {json.dumps(spec.name)};\n"
             f"local result = if std.isFunction(spec) then spec({args}) else spec;\n")
-    if not overrides:
+    if not overrides and not grid:
         return code + "local value = result;\n"
-    return code + (f"local patch = {overrides_.patch(overrides)};\n"
+    code += f"local patch = {overrides_.patch(overrides)};\n"
+    if not grid:
+        return code + ("local value = if !std.isObject(result) then result\n"
+                       "  else if std.objectHas(result, 'schema') then result + patch\n"
+                       "  else { [m]: result[m] + patch for m in std.objectFields(result) };\n")
+    points = ", ".join(f"{json.dumps(name)}: {overrides_.patch(point)}" for name, point in grid)
+    sep = json.dumps(GRID_SEPARATOR)
+    return code + (f"local points = {{ {points} }};\n"
                    "local value = if !std.isObject(result) then result\n"
-                   "  else if std.objectHas(result, 'schema') then result + patch\n"
-                   "  else { [m]: result[m] + patch for m in std.objectFields(result) };\n")
+                   "  else if std.objectHas(result, 'schema') then\n"
+                   "    { [p]: result + patch + points[p] for p in std.objectFields(points) }\n"
+                   f"  else {{ [m + {sep} + p]: result[m] + patch + points[p]\n"
+                   "         for m in std.objectFields(result) for p in std.objectFields(points) };\n")
 
 
-def _patched(spec: Path, tla_codes: dict, overrides: list[Override]) -> str:
-    return value_code(spec, tla_codes, overrides) + "value\n"
+# Joins a sweep member's name and a `--sweep` point's inside the evaluation; shown as a comma.
+GRID_SEPARATOR = "\u001f"
+
+
+def _patched(spec: Path, tla_codes: dict, overrides: list[Override], grid=()) -> str:
+    return value_code(spec, tla_codes, overrides, grid) + "value\n"
 
 
 def _gojsonnet_snippet():
@@ -162,22 +181,26 @@ def _check_override_paths(spec: Path, tla_codes: dict, overrides: list[Override]
 
 
 def _blame_arguments(error: ExpcError, spec: Path, project: Project, tla: dict, overrides: list[Override],
-                     resolve_import) -> ExpcError:
+                     resolve_import, grid=()) -> ExpcError:
     """When the spec evaluates without one `--set` or `--tla` but not with it, that argument is
     the cause: its text is named first, then the lib line the error struck at.
 
     Evaluated again only on this error path, once per argument; an argument whose removal leaves
     the error (or that is needed, a parameter without a default) is not blamed.
     """
-    if not overrides and not tla:
+    if not overrides and not tla and not grid:
         return error
     suspects = [(o.where, tla, [x for x in overrides if x is not o]) for o in overrides]
     suspects += [(f"--tla {name}={json.dumps(value)}", {k: v for k, v in tla.items() if k != name}, overrides)
                  for name, value in tla.items()]
-    for where, tla_left, overrides_left in suspects:
+    suspects = [(where, tla_left, overrides_left, grid) for where, tla_left, overrides_left in suspects]
+    if grid:
+        suspects.append(("--sweep " + " --sweep ".join(sorted({o.path_text for _, p in grid for o in p})), tla,
+                         overrides, ()))
+    for where, tla_left, overrides_left, grid_left in suspects:
         codes = {k: json.dumps(v) for k, v in tla_left.items()}
         try:
-            _gojsonnet_snippet()(str(spec.parent / "<blame>"), _patched(spec, codes, overrides_left),
+            _gojsonnet_snippet()(str(spec.parent / "<blame>"), _patched(spec, codes, overrides_left, grid_left),
                                  import_callback=resolve_import)
         except RuntimeError:
             continue
@@ -191,7 +214,7 @@ MEMBER_ERROR_LIMIT = 5
 
 
 def _failing_members(spec: Path, project: Project, tla_codes: dict, trace: str, resolve_import,
-                     overrides: list[Override] = ()) -> ExpcError | None:
+                     overrides: list[Override] = (), grid=()) -> ExpcError | None:
     """For a sweep whose evaluation failed: every failing member's error, under its name.
 
     go-jsonnet stops at the first error. Its trace names the field being manifested when the
@@ -201,7 +224,7 @@ def _failing_members(spec: Path, project: Project, tla_codes: dict, trace: str, 
     """
     import _gojsonnet
 
-    value = value_code(spec, tla_codes, overrides)
+    value = value_code(spec, tla_codes, overrides, grid)
     where = str(spec.parent / "<sweep-member>")
     try:
         names = json.loads(_gojsonnet.evaluate_snippet(
@@ -209,17 +232,19 @@ def _failing_members(spec: Path, project: Project, tla_codes: dict, trace: str, 
                            "then std.objectFields(value) else []", import_callback=resolve_import))
     except RuntimeError:
         return None
-    problems, failed = [], []
+    failed: list[str] = []
+    causes: dict[tuple, list[str]] = {}  # (message, location) -> the members it struck
     while trace is not None and len(failed) < MEMBER_ERROR_LIMIT:
         fields = re.findall(r'^\s*Field "(.*)"\s*$', trace, re.M)
         member = fields[-1] if fields else None
         if member not in names or member in failed:
-            return None if not failed else ExpcError(problems + jsonnet_error(trace, project).problems)
+            if not failed:
+                return None
+            causes.setdefault((None, None), [])
+            break
         failed.append(member)
         for problem in jsonnet_error(trace, project).problems:
-            where_member = f"{project.relative(spec)}[{member}]"
-            problems.append(Problem(problem.message, f"{where_member} {problem.location}"
-                                    if problem.location else where_member))
+            causes.setdefault((problem.message, problem.location), []).append(member)
         rest = f"local failed = std.set({json.dumps(failed)});\n"
         try:
             _gojsonnet.evaluate_snippet(where, value + rest + "{ [n]: value[n] for n in std.objectFields(value) "
@@ -227,9 +252,20 @@ def _failing_members(spec: Path, project: Project, tla_codes: dict, trace: str, 
             trace = None
         except RuntimeError as err:
             trace = str(err)
+    spec_name = project.relative(spec)
+    problems = []
+    for (message, location), members in causes.items():
+        if message is None:  # an error outside any one member: the plain one
+            problems += jsonnet_error(trace, project).problems
+            continue
+        shown = [m.replace(GRID_SEPARATOR, ",") for m in members]
+        # One problem per cause: a shared mistake in 60 members is one line, not 60.
+        where_members = f"{spec_name}[{shown[0]}]" if len(shown) == 1 else spec_name
+        note = "" if len(shown) == 1 else members_note(shown, len(names))
+        problems.append(Problem(message + note, f"{where_members} {location}" if location else where_members))
     if trace is not None:
         problems.append(Problem(f"stopped after {MEMBER_ERROR_LIMIT} failing sweep members; fix these and "
-                                "build again to check the rest", project.relative(spec)))
+                                "build again to check the rest", spec_name))
     return ExpcError(problems) if problems else None
 
 

@@ -35,10 +35,22 @@ class Override:
     op: str  # "set" (must exist), "add" (must not), "force" (either), "delete"
     path: tuple
     value: object = None
+    flag: str = "--set"  # or "--sweep": what the user typed, for messages
+    typed: str | None = None  # a --sweep axis as typed ('lr=1e-4,3e-4'); `text` is one point of it
 
     @property
     def where(self) -> str:
-        return f"--set {self.text}"
+        return f"{self.flag} {self.typed or self.text}"
+
+    @property
+    def path_text(self) -> str:
+        return show_path(self.path)
+
+
+# A string given to a whole section names a preset of the lib table beside it: `--set
+# model=gpt_350m`, `--sweep hardware=cpu_laptop,h100_80gb_x8`. A preset that is a function
+# (`data.synthetic`) is called with its defaults.
+PRESET_TABLES = {"model": "models", "hardware": "hardware", "adapter": "adapters", "data": "data"}
 
 
 def parse_set(items) -> list[Override]:
@@ -113,6 +125,74 @@ def _parse_path(path: str) -> tuple | None:
     return tuple(parts) if pos == len(path) and parts and isinstance(parts[0], str) else None
 
 
+def parse_sweep(items) -> list[tuple[str, list[tuple[str, Override]]]]:
+    """`--sweep path=a,b,c` (or `path=range(start,stop[,step])`) -> [(axis, [(label, Override)])].
+
+    Axes are combined as a grid (Hydra's multirun), in the order of their names, like the lib's
+    `sweep.grid`; a label is the value as written. Commas inside brackets or quotes do not split.
+    """
+    axes = {}
+    for item in items:
+        path, sep, text = item.partition("=")
+        parts = _parse_path(path) if sep else None
+        if not parts or not text:
+            raise ExpcError(f"--sweep {item!r}: expected path=value,value,..., e.g. lr=1e-4,3e-4 "
+                            "or train.max_steps=range(100,400,100)")
+        if path in axes:
+            raise ExpcError(f"--sweep {path}: given twice; put every value in one --sweep {path}=a,b")
+        labels = _range_labels(text, item) if text.startswith("range(") else _split_values(text)
+        if len(set(labels)) != len(labels):
+            raise ExpcError(f"--sweep {item!r}: a value is given twice")
+        axes[path] = [(label, Override(f"{path}={label}", "set", parts, parse_value(label, f"--sweep {item!r}"),
+                                       flag="--sweep", typed=item)) for label in labels]
+    return sorted(axes.items())
+
+
+def grid(axes) -> list[tuple[str, list[Override]]]:
+    """Every combination of the axes: [(member name 'lr=1e-4,model=gpt_124m', its overrides)]."""
+    combos = [("", [])]
+    for axis, points in axes:
+        combos = [(f"{name},{axis}={label}".lstrip(","), [*overrides, override])
+                  for name, overrides in combos for label, override in points]
+    return combos
+
+
+def _split_values(text: str) -> list[str]:
+    values, depth, quote, start = [], 0, None, 0
+    for i, char in enumerate(text):
+        if quote:
+            quote = None if char == quote and text[i - 1] != "\\" else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            values.append(text[start:i].strip())
+            start = i + 1
+    values.append(text[start:].strip())
+    return values
+
+
+def _range_labels(text: str, item: str) -> list[str]:
+    """Hydra's range(start, stop[, step]): stop excluded; whole numbers stay whole."""
+    match = re.fullmatch(r"range\(([^,()]+),([^,()]+)(?:,([^,()]+))?\)", text.replace(" ", ""))
+    try:
+        start, stop, step = (float(match[1]), float(match[2]), float(match[3] or 1)) if match else (0, 0, 0)
+    except ValueError:
+        match = None
+    if not match or step == 0:
+        raise ExpcError(f"--sweep {item!r}: expected range(start, stop) or range(start, stop, step), "
+                        "with numbers and a step that is not 0")
+    count = max(0, math.ceil((stop - start) / step - 1e-9))
+    if count == 0 or count > 100000:
+        raise ExpcError(f"--sweep {item!r}: the range has {count} values")
+    whole = all(x == int(x) for x in (start, step))
+    values = [start + i * step for i in range(count)]
+    return [str(int(v)) if whole else repr(round(v, 12)) for v in values]
+
+
 def show_path(parts) -> str:
     return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
 
@@ -124,12 +204,22 @@ def patch(overrides: list[Override]) -> str:
     return " + ".join(_mixin(o.path, o) for o in overrides) or "{}"
 
 
+def _value(override: Override) -> str:
+    table = PRESET_TABLES.get(override.path[0]) if len(override.path) == 1 else None
+    if table and isinstance(override.value, str):
+        kind = json.dumps(f"{override.path[0]} preset")
+        pick = (f"(import 'names.libsonnet').pick((import 'expc.libsonnet').{table}, {kind}, "
+                f"{json.dumps(override.value)})")
+        return f"(local preset = {pick}; if std.isFunction(preset) then preset() else preset)"
+    return json.dumps(override.value)
+
+
 def _mixin(parts: tuple, override: Override, depth: int = 0) -> str:
     key, rest = json.dumps(parts[0]), parts[1:]
     if not rest:
         if override.op == "delete":  # hidden, so not in the manifest; what reads it still may
             return f"{{ {key}:: super[{key}] }}"
-        return f"{{ {key}: {json.dumps(override.value)} }}"
+        return f"{{ {key}: {_value(override)} }}"
     if isinstance(rest[0], str):
         return f"{{ {key}+: {_mixin(rest, override, depth)} }}"
     return f"{{ {key}: {_list_edit(f'super[{key}]', rest, override, depth)} }}"
@@ -141,7 +231,7 @@ def _list_edit(expr: str, parts: tuple, override: Override, depth: int) -> str:
     if not rest and override.op == "delete":
         return f"[{expr}[{i}] for {i} in std.range(0, std.length({expr}) - 1) if {i} != {index}]"
     if not rest:
-        new = json.dumps(override.value)
+        new = _value(override)
     elif isinstance(rest[0], str):
         new = f"{x} + {_mixin(rest, override, depth + 1)}"
     else:

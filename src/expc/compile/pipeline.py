@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from expc.errors import ExpcError, Problem
+from expc.errors import ExpcError, Problem, members_note
 from expc.project import Project, find_project
 
 from . import canonical, knobs
-from .evaluate import evaluate
-from .overrides import parse_set
+from .evaluate import GRID_SEPARATOR, evaluate
+from .overrides import grid, parse_set, parse_sweep
 from .pin import pin
 from .validate import validate
 
@@ -34,6 +34,10 @@ class Manifest:
     tla: dict = field(default_factory=dict)
     set: list[str] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
+    name: str | None = None  # the member's name as shown: with a --sweep point, 'lr=1e-3,seed=2'
+
+    def __post_init__(self):
+        self.name = self.name or self.member
 
     @property
     def short(self) -> str:
@@ -41,35 +45,64 @@ class Manifest:
 
     @property
     def label(self) -> str:
-        return f"{self.spec}[{self.member}]" if self.member else self.spec
+        return f"{self.spec}[{self.name}]" if self.name else self.spec
 
 
 def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | None = None,
-                 sets=(), engine: str = "gojsonnet") -> list[Manifest]:
-    """Compile one spec to its manifests, in memory. Raises ExpcError; writes nothing."""
+                 sets=(), engine: str = "gojsonnet", sweeps=()) -> list[Manifest]:
+    """Compile one spec to its manifests, in memory. Raises ExpcError; writes nothing.
+
+    `sweeps` (`--sweep path=a,b`) makes a grid of every experiment the spec returns. A grid
+    member is recorded as its spec member with the grid point's values as `--set`s, so `expc
+    check` rebuilds it like any other override; only its name shows the point.
+    """
     spec = Path(spec)
     project = project or find_project(spec)
     overrides = parse_set(sets)
-    evaluation = evaluate(spec, project, tla, engine, overrides)
+    points = grid(parse_sweep(sweeps)) if sweeps else []
+    evaluation = evaluate(spec, project, tla, engine, overrides, grid=points)
     _check_knobs(evaluation, spec, project, tla, sets)
     spec_name = project.relative(spec)
-    manifests, problems = [], []
+    point_sets = {name: [o.text for o in point] for name, point in points}
+    manifests, failures = [], []
+    origins: dict = {}  # a shared mistake is explained once, not once per member
     for member, document in split(evaluation.document, spec_name):
+        spec_member, member_sets = member, list(sets)
+        if points:
+            spec_member, _, point = member.rpartition(GRID_SEPARATOR) if GRID_SEPARATOR in member \
+                else (None, "", member)
+            member_sets += point_sets[point]
+            member = f"{spec_member},{point}" if spec_member else point
         try:
             document = pin(document, project)
-            validate(document, origin=_origin(spec, project, member, tla, sets))
+            validate(document, origin=_origin(spec, project, spec_member, tla, member_sets, origins))
             data = canonical.canonicalize(document)
         except ExpcError as err:
-            where = f"{spec_name}[{member}]" if member else spec_name
-            problems += [Problem(p.message, f"{where} {p.location}" if p.location else where, p.origin)
-                         for p in err.problems]
+            failures += [(member, p) for p in err.problems]
             continue
-        manifests.append(Manifest(data, canonical.digest(data), spec_name, member, dict(tla or {}),
-                                  list(sets), evaluation.imports))
-    if problems:
-        raise ExpcError(problems)
+        manifests.append(Manifest(data, canonical.digest(data), spec_name, spec_member, dict(tla or {}),
+                                  member_sets, evaluation.imports, name=member))
+    if failures:
+        raise ExpcError(_one_problem_per_cause(failures, spec_name, len(manifests) + len({m for m, _ in failures})))
     _refuse_identical_members(manifests)
     return manifests
+
+
+def _one_problem_per_cause(failures: list[tuple], spec_name: str, members: int) -> list[Problem]:
+    """[(member, problem)] -> problems located in the spec; one that several sweep members share
+    is reported once, saying in how many."""
+    causes: dict[Problem, list] = {}
+    for member, problem in failures:
+        causes.setdefault(problem, []).append(member)
+    out = []
+    for p, struck in causes.items():
+        if len(struck) == 1:
+            where = f"{spec_name}[{struck[0]}]" if struck[0] else spec_name
+            out.append(Problem(p.message, f"{where} {p.location}" if p.location else where, p.origin))
+        else:
+            out.append(Problem(p.message + members_note(struck, members),
+                               f"{spec_name} {p.location}" if p.location else spec_name, p.origin))
+    return out
 
 
 def _check_knobs(evaluation, spec, project, tla, sets) -> None:
@@ -92,13 +125,16 @@ def _check_knobs(evaluation, spec, project, tla, sets) -> None:
         raise ExpcError(problems)
 
 
-def _origin(spec, project, member, tla, sets):
+def _origin(spec, project, member, tla, sets, cache: dict):
     """Where a faulty value was set, for validate's messages; provenance.py is loaded (and pays
-    for its probes) only when there is a problem to explain."""
+    for its probes) only when there is a problem to explain, once per JSON path and overrides."""
     def origin(location):
         from .provenance import Source, origin_finder
 
-        return origin_finder(Source(spec, project, member, dict(tla or {}), list(sets)))(location)
+        key = (location, tuple(sets))
+        if key not in cache:
+            cache[key] = origin_finder(Source(spec, project, member, dict(tla or {}), list(sets)))(location)
+        return cache[key]
     return origin
 
 
@@ -130,14 +166,14 @@ def _refuse_identical_members(manifests: list[Manifest]) -> None:
     seen: dict[str, Manifest] = {}
     for m in manifests:
         if m.digest in seen:
-            raise ExpcError(f"sweep members {seen[m.digest].member!r} and {m.member!r} compile to the "
+            raise ExpcError(f"sweep members {seen[m.digest].name!r} and {m.name!r} compile to the "
                             f"same manifest ({m.short}): a sweep whose members do not differ is a mistake",
                             m.spec)
         seen[m.digest] = m
 
 
 def build(specs, tla: dict | None = None, sets=(), project: Project | None = None,
-          engine: str = "gojsonnet") -> list[Manifest]:
+          engine: str = "gojsonnet", sweeps=()) -> list[Manifest]:
     """Compile every spec, then write all manifests. Nothing is written unless all compile; the
     problems of every failing spec are reported together."""
     from .write import write
@@ -147,7 +183,7 @@ def build(specs, tla: dict | None = None, sets=(), project: Project | None = Non
     manifests, problems = [], []
     for spec in specs:
         try:
-            manifests += compile_spec(spec, project, tla, sets, engine)
+            manifests += compile_spec(spec, project, tla, sets, engine, sweeps)
         except ExpcError as err:
             problems += err.problems
     if problems:

@@ -1,5 +1,5 @@
-// A lib assert that fails in some members of a sweep: each failing member is named, the others
-// are not reported.
+// A lib assert that fails in some members of a sweep: one problem for the cause, naming the
+// members it fails in; the others are not reported.
 local expc = import 'expc.libsonnet';
 
 local base = expc.experiment + expc.presets.quick_test + {
