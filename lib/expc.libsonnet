@@ -13,6 +13,7 @@
 //   batch       world_size, accumulation, global_batch, tokens_per_step   batch.libsonnet
 //   sweep       grid(base, axes), variants(base, mixins)                  sweep.libsonnet
 //   names       pick(table, kind, name) with did-you-mean                 names.libsonnet
+//   knobs       the experiment's knobs, declared with a JSON Schema each  knobs.libsonnet
 {
   experiment:: import 'experiment.libsonnet',
   hardware:: import 'hardware.libsonnet',
@@ -26,4 +27,5 @@
   batch:: import 'batch.libsonnet',
   sweep:: import 'sweep.libsonnet',
   names:: import 'names.libsonnet',
+  knobs:: import 'knobs.libsonnet',
 }

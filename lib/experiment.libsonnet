@@ -84,20 +84,7 @@ local optim = import 'optim.libsonnet';
   logging: {
     wandb: { mode: 'offline', project: 'expc', tags: [] },
   },
-  // The knobs, declared: a hidden field not declared here is refused with a did-you-mean (a
-  // typo would otherwise build with the default), and each value is checked against its JSON
-  // Schema, naming the knob. `aliases` are what other tools call it. A lib part or a spec adds
-  // its own with `knobs+:: { name: { type: 'number' } }`; `expc ls knobs` lists them.
-  knobs:: {
-    global_batch_size: { type: 'integer', minimum: 1, description: 'sequences per optimizer step, all processes together',
-                         aliases: ['batch_size', 'train_batch_size', 'global_batch'] },
-    micro_batch_size: { type: 'integer', minimum: 1, description: 'sequences per process per forward pass',
-                        aliases: ['micro_batch', 'train_micro_batch_size_per_gpu', 'per_device_train_batch_size'] },
-    lr: { type: 'number', exclusiveMinimum: 0, description: 'peak learning rate',
-          aliases: ['learning_rate', 'learningrate', 'max_lr', 'peak_lr'] },
-    warmup_steps: { type: 'integer', minimum: 0, description: 'optimizer steps of linear warmup',
-                    aliases: ['warmup_step', 'warmup', 'num_warmup_steps', 'warmup_iters', 'warmup_num_steps'] },
-    precision: { enum: ['bf16', 'fp16', 'fp32'], description: 'training precision',
-                 aliases: ['dtype', 'mixed_precision', 'fp'] },
-  },
+  // The knobs, declared (knobs.libsonnet): a hidden field that is not one is refused, and each
+  // value is checked against its declaration. A spec declares its own with `knobs+:: {...}`.
+  knobs:: import 'knobs.libsonnet',
 } + optim.adamw + optim.warmup_cosine()

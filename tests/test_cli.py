@@ -231,3 +231,31 @@ def test_help_examples_run(line, tmp_path):
         assert done.returncode == 0, done.stderr
     # a dry run of a cluster's manifest may warn that its data is not on this machine; nothing else
     assert [line for line in done.stderr.splitlines() if not line.startswith("warning: ")] == []
+
+
+def test_ls_presets_lists_every_table_the_project_own_ones_too(proj, capsys):
+    lib = proj / "lib" / "expc.libsonnet"
+    lib.write_text(lib.read_text().replace("  names:: import 'names.libsonnet',",
+                                           "  names:: import 'names.libsonnet',\n  sizes:: import 'sizes.libsonnet',"))
+    (proj / "lib" / "sizes.libsonnet").write_text("{\n  wide:: { n_embd: 4096 },  // our wide variant\n}\n")
+    code, out, err = run(["ls", "presets", "--json"], capsys)
+    rows = json.loads(out)
+    assert (code, err) == (0, "")
+    assert {"table": "sizes", "name": "wide", "summary": "our wide variant"} in rows
+    assert {"table": "zero", "name": "stage(n)", "summary": ""} in rows
+    assert {r["table"] for r in rows} >= {"hardware", "models", "adapters", "templates", "optim", "zero", "presets"}
+    assert not {"experiment", "batch", "sweep", "names", "knobs"} & {r["table"] for r in rows}
+
+
+def test_ls_optimizers_schedules_zero_knobs(proj, capsys):
+    def names(what):
+        code, out, err = run(["ls", what, "--json"], capsys)
+        assert (code, err) == (0, "")
+        return [r["name"] for r in json.loads(out)]
+    assert names("optimizers") == ["adamw", "adamw_with(betas=[0.9, 0.95], eps=1e-8, weight_decay=0.1)"]
+    assert names("schedules") == ["warmup_constant", "warmup_cosine(min_ratio=0.1)", "warmup_linear_decay"]
+    assert "stage3" in names("zero") and "offload_optimizer" in names("zero")
+    assert names("knobs") == ["global_batch_size", "lr", "micro_batch_size", "precision", "warmup_steps"]
+    code, out, _ = run(["ls", "knobs"], capsys)
+    assert out.splitlines()[0].split() == ["name", "schema", "aliases", "summary"]
+    assert "learning_rate" in out

@@ -159,9 +159,10 @@ MODELS = "get, gpt, gpt_124m, gpt_1_3b, gpt_2_7b, gpt_350m, gpt_6_7b, gpt_760m, 
     ("(import 'optim.libsonnet').warmup_constnt",
      'warmup_constnt (did you mean "warmup_constant"?); expc.optim has adamw, adamw_with, warmup_constant, '
      "warmup_cosine, warmup_linear_decay"),
-    # not a lib table: the closest name of any table, or nothing
-    ("o.gpt_dbug", "gpt_dbug (did you mean expc.models.gpt_debug?)"),
-    ("{ k: self.micro_batch }.k", "micro_batch (did you mean expc.experiment.micro_batch_size?)"),
+    # not a lib table: no name from elsewhere, which would mislead (did-you-mean only offers
+    # names that exist where the field was looked up)
+    ("o.gpt_dbug", "gpt_dbug"),
+    ("{ k: self.micro_batch }.k", "micro_batch"),
     ("expc.hardware.cpu_laptop.procs", "procs"),
     ("o.zzz", "zzz"),
 ])
@@ -199,3 +200,39 @@ def test_sweep_errors_stop_after_five_members(proj):
 def test_an_error_outside_any_member_is_reported_once(proj):
     text = "local names = error 'no names'; { [n]: { schema: 'expc/manifest/v1' } for n in names }\n"
     assert error_of(proj, spec(proj, text)) == "specs/s.jsonnet:1:15: no names"
+
+
+def test_a_section_without_a_field_the_lib_reads_blames_the_spec_line(project):
+    """The lib reads exp.model.vocab_size; the spec's model lacks it: the spec's line comes first,
+    with a did-you-mean among that model's own fields, and the lib line second."""
+    from expc.compile.pipeline import compile_spec
+
+    (project / "specs" / "nov.jsonnet").write_text(
+        "local expc = import 'expc.libsonnet';\n"
+        "expc.experiment + {\n"
+        "  hardware: expc.hardware.cpu_laptop,\n"
+        "  model: { arch: 'gpt', n_layer: 2, n_head: 2, n_embd: 32, block_size: 32, vocab_siz: 256 },\n"
+        "  data: expc.data.synthetic(),\n"
+        "}\n")
+    with pytest.raises(ExpcError) as info:
+        compile_spec(project / "specs" / "nov.jsonnet")
+    assert info.value.render() == (
+        "specs/nov.jsonnet:4: model has no field 'vocab_size' (did you mean \"vocab_siz\"?), which the lib reads\n"
+        "  (read at lib/experiment.libsonnet:42:68)")
+
+
+def test_a_tla_that_breaks_a_rule_is_named_before_the_lib_line(project):
+    from expc.compile.pipeline import compile_spec
+
+    (project / "specs" / "t.jsonnet").write_text(
+        "local expc = import 'expc.libsonnet';\n"
+        "function(seq_len=32)\n"
+        "  expc.experiment + {\n"
+        "    hardware: expc.hardware.cpu_laptop,\n"
+        "    model: expc.models.gpt_debug { block_size: seq_len },\n"
+        "    data: expc.data.synthetic(),\n"
+        "  }\n")
+    with pytest.raises(ExpcError) as info:
+        compile_spec(project / "specs" / "t.jsonnet", tla={"seq_len": "2k"})
+    assert info.value.render() == ('specs/t.jsonnet $.model.block_size: "2k" is not of type "integer"\n'
+                                   '  (set at --tla seq_len="2k", through specs/t.jsonnet:5)')

@@ -238,17 +238,22 @@ def export_command(manifest, merge):
 
 
 @cli.command("ls", context_settings=CONTEXT)
-@click.argument("what", type=click.Choice(["hardware", "models", "archs", "adapters", "templates", "manifests", "runs"]),
+@click.argument("what", type=click.Choice(["presets", "hardware", "models", "adapters", "templates", "optimizers",
+                                          "schedules", "zero", "knobs", "archs", "manifests", "runs"]),
                 default="manifests")
 @json_option
 def ls_command(what, as_json):
-    """List hardware profiles, model sizes, model families (archs), adapter presets, prompt
-    templates, manifests or runs.
+    """List what a spec can pick by name, manifests or runs.
+
+    presets: every name of every lib table (the project's own tables too), then one table each:
+    hardware, models, adapters, templates, optimizers, schedules, zero; knobs: the experiment's
+    declared knobs; archs: the model families installed.
 
     \b
     Examples:
+      expc ls presets
       expc ls hardware --json
-      expc ls adapters
+      expc ls knobs
     """
     from .listing import listing
 

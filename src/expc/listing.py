@@ -11,7 +11,124 @@ from .project import Project, find_project
 def listing(what: str, project: Project | None = None) -> list[dict]:
     project = project or find_project()
     return {"hardware": _hardware, "models": _models, "archs": _archs, "adapters": _adapters,
-            "templates": _templates, "manifests": _manifests, "runs": _runs}[what](project)
+            "templates": _templates, "manifests": _manifests, "runs": _runs, "presets": _presets,
+            "optimizers": _optimizers, "schedules": _schedules, "zero": _zero, "knobs": _knobs}[what](project)
+
+
+# Tables of expc.libsonnet that hold helpers, not things a spec picks by name.
+_NOT_PRESETS = ("experiment", "batch", "sweep", "names", "knobs")
+_HELPERS = {"get", "dtype_limit", "hf_configs"}
+
+
+def _presets(project):
+    """Every name a spec can pick from a lib table (expc.<table>.<name>), the project's own
+    tables included: whatever its lib/expc.libsonnet exports beside the built-in ones."""
+    import _gojsonnet
+
+    snippet = ("local e = import 'expc.libsonnet';\n"
+               f"local skip = {json.dumps(list(_NOT_PRESETS))};\n"
+               "{ [t]: { [n]: std.isFunction(e[t][n]) for n in std.objectFieldsAll(e[t]) }\n"
+               "  for t in std.objectFieldsAll(e) if !std.member(skip, t) && std.isObject(e[t]) }")
+    tables = json.loads(_evaluate_lib(project, snippet, _gojsonnet))
+    texts = _lib_texts(project)
+    rows = []
+    for table, names in sorted(tables.items()):
+        for name, is_function in sorted(names.items()):
+            if name in _HELPERS:
+                continue
+            params, summary = _described(texts.get(table, ""), name)
+            rows.append({"table": table, "name": f"{name}{params if is_function else ''}", "summary": summary})
+    return rows
+
+
+def _optimizers(project):
+    return [r for r in _presets(project) if r["table"] == "optim" and _sets(project, r, "optimizer")]
+
+
+def _schedules(project):
+    return [r for r in _presets(project) if r["table"] == "optim" and _sets(project, r, "scheduler")]
+
+
+def _zero(project):
+    return [r for r in _presets(project) if r["table"] == "zero"]
+
+
+def _knobs(project):
+    """The knobs the lib's experiment declares (knobs.libsonnet), with their JSON Schema."""
+    import _gojsonnet
+
+    declared = json.loads(_evaluate_lib(project, "(import 'expc.libsonnet').knobs", _gojsonnet))
+    rows = []
+    for name, schema in sorted(declared.items()):
+        rule = {k: v for k, v in schema.items() if k not in ("description", "aliases")}
+        rows.append({"name": name, "schema": json.dumps(rule, separators=(", ", ": ")),
+                     "aliases": ", ".join(schema.get("aliases", [])), "summary": schema.get("description", "")})
+    return rows
+
+
+def _sets(project, row: dict, section: str) -> bool:
+    """Whether an optim preset sets deepspeed.<section> (called with its defaults)."""
+    import _gojsonnet
+
+    name = row["name"].partition("(")[0]
+    snippet = (f"local x = (import 'expc.libsonnet').optim[{json.dumps(name)}];\n"
+               f"local v = if std.isFunction(x) then x() else x;\n"
+               f"std.objectHas(v, 'deepspeed') && std.objectHas(v.deepspeed, {json.dumps(section)})")
+    try:
+        return json.loads(_evaluate_lib(project, snippet, _gojsonnet))
+    except RuntimeError:  # a preset that needs arguments: its name says what it is
+        return False
+
+
+def _evaluate_lib(project, snippet: str, engine) -> str:
+    from .errors import ExpcError
+
+    if not (project.lib / "expc.libsonnet").is_file():
+        raise ExpcError(f"no {project.relative(project.lib / 'expc.libsonnet')} in this project")
+    return engine.evaluate_snippet(str(project.lib / "<ls>"), snippet, jpathdir=[str(project.lib)])
+
+
+def _lib_texts(project) -> dict[str, str]:
+    """table -> the text of the lib file expc.libsonnet imports it from."""
+    import re
+
+    index = (project.lib / "expc.libsonnet").read_text(encoding="utf-8")
+    texts = {}
+    for table, file in re.findall(r"^\s*(\w+)\s*::\s*import\s*'([^']+)'", index, re.MULTILINE):
+        path = project.lib / file
+        if path.is_file():
+            texts[table] = path.read_text(encoding="utf-8")
+    return texts
+
+
+def _described(text: str, name: str) -> tuple[str, str]:
+    """(the parameters of `name(...)`, the comment on its line or the short one just above) in a
+    lib file. A hidden definition (`name::`, the table's own) is preferred to a same-named field
+    inside a value; a table entry bound to a local function takes that function's parameters."""
+    import re
+
+    def find(colons: str):
+        return re.search(rf"^[ \t]*{re.escape(name)}\s*(\([^)]*\))?\s*{colons}", text, re.MULTILINE)
+
+    match = find("::") or find(":(?!:)")
+    if not match:
+        return "()", ""
+    params = match[1]
+    if not params:
+        local = re.search(rf"^\s*local\s+{re.escape(name)}\s*(\([^)]*\))\s*=", text, re.MULTILINE)
+        params = local[1] if local else "()"
+    params = re.sub(r"\s+", " ", params).replace("( ", "(")
+    line_end = text.find("\n", match.end())
+    same_line = re.search(r"//\s*(.*)$", text[match.start():line_end if line_end >= 0 else None])
+    if same_line:
+        return params, same_line[1].strip()
+    above = []
+    for line in reversed(text[:match.start()].splitlines()):
+        if not line.strip().startswith("//"):
+            break
+        above.insert(0, line.strip().lstrip("/").strip())
+    # A short comment right above is this entry's; a long one is the section's.
+    return params, " ".join(above) if len(above) <= 2 else ""
 
 
 def _lib_table(project: Project, file: str) -> dict:

@@ -329,7 +329,7 @@ def _refusal_problem(refusal: _Refusal, trace: str, read: list[Path], project: P
     for path in read:
         if path.parent != refusal.folder.resolve():
             continue
-        text = _blank_comments(path.read_text(encoding="utf-8", errors="replace"))
+        text = blank_comments(path.read_text(encoding="utf-8", errors="replace"))
         match = quoted.search(text)
         if match:
             line = text.count("\n", 0, match.start()) + 1
@@ -342,7 +342,7 @@ def _refusal_problem(refusal: _Refusal, trace: str, read: list[Path], project: P
 _COMMENT_OR_STRING = re.compile(r"'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\"|//[^\n]*|#[^\n]*|/\*.*?\*/", re.S)
 
 
-def _blank_comments(text: str) -> str:
+def blank_comments(text: str) -> str:
     """`text` with every comment replaced by spaces (newlines kept): positions stay the same."""
     def blank(match):
         token = match[0]
@@ -354,7 +354,7 @@ def _unknown_tla(name: str, spec: Path, project: Project) -> ExpcError:
     """go-jsonnet names the argument but not the parameters: read them off the spec's text."""
     from expc.errors import did_you_mean
 
-    header = re.search(r"^\s*function\s*\(([^)]*)\)", _blank_comments(spec.read_text()), re.M)
+    header = re.search(r"^\s*function\s*\(([^)]*)\)", blank_comments(spec.read_text()), re.M)
     params = re.findall(r"([A-Za-z_]\w*)\s*(?:=|,|$)", header[1]) if header else []
     known = f"; it takes {', '.join(params)}" if params else ""
     return ExpcError(f"--tla {name}: {project.relative(spec)} has no parameter {name!r}"
@@ -423,7 +423,7 @@ def _missing_field_hint(name: str, file: str, line: int, col: int, end: int | No
     table = None
     path = Path(file) if Path(file).is_absolute() else project.root / file
     if end is not None and path.is_file():
-        text = _blank_comments(path.read_text(encoding="utf-8", errors="replace"))
+        text = blank_comments(path.read_text(encoding="utf-8", errors="replace"))
         lines = text.splitlines()
         if line <= len(lines):
             indexed = re.fullmatch(r"(.+?)\s*(?:\.\s*[A-Za-z_]\w*|\[.*\])", lines[line - 1][col - 1:end - 1].strip())
@@ -432,9 +432,9 @@ def _missing_field_hint(name: str, file: str, line: int, col: int, end: int | No
         close = _closest(name, tables[table])
         hint = " (did you mean " + " or ".join(f'"{c}"' for c in close) + "?)" if close else ""
         return f"{hint}; expc.{table} has {', '.join(tables[table])}"
-    everywhere = {field: table for table, fields in tables.items() for field in fields}
-    close = _closest(name, everywhere)
-    return f" (did you mean {' or '.join(f'expc.{everywhere[c]}.{c}' for c in close)}?)" if close else ""
+    # Not a table: the object's own names are not known here, and a name from elsewhere would
+    # mislead (evaluate() names a section's fields when the object is one).
+    return ""
 
 
 def _closest(name: str, choices) -> list[str]:

@@ -58,9 +58,25 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
     """
     spec = Path(spec)
     project = project or find_project(spec)
+    tla, sets = dict(tla or {}), list(sets)
+    manifests, failures = _compile(spec, project, tla, sets, engine, sweeps)
+    if failures:
+        failures = _blame_arguments(failures, spec, project, tla, sets, engine, sweeps)
+        members = len(manifests) + len({m for m, _ in failures})
+        raise ExpcError(_one_problem_per_cause(failures, project.relative(spec), members))
+    _refuse_identical_members(manifests)
+    return manifests
+
+
+def _compile(spec: Path, project: Project, tla: dict, sets: list, engine: str, sweeps,
+             explain: bool = True) -> tuple[list[Manifest], list[tuple]]:
+    """The stages for one spec: (manifests, [(member, problem)] of the members that failed)."""
     overrides = parse_set(sets)
     points = grid(parse_sweep(sweeps)) if sweeps else []
-    evaluation = evaluate(spec, project, tla, engine, overrides, grid=points)
+    try:
+        evaluation = evaluate(spec, project, tla, engine, overrides, grid=points)
+    except ExpcError as err:
+        raise _missing_section_field(err, spec, project) or err from None
     _check_knobs(evaluation, spec, project, tla, sets)
     spec_name = project.relative(spec)
     point_sets = {name: [o.text for o in point] for name, point in points}
@@ -75,17 +91,92 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
             member = f"{spec_member},{point}" if spec_member else point
         try:
             document = pin(document, project)
-            validate(document, origin=_origin(spec, project, spec_member, tla, member_sets, origins))
+            validate(document, origin=_origin(spec, project, spec_member, tla, member_sets, origins) if explain else None)
             data = canonical.canonicalize(document)
         except ExpcError as err:
             failures += [(member, p) for p in err.problems]
             continue
-        manifests.append(Manifest(data, canonical.digest(data), spec_name, spec_member, dict(tla or {}),
+        manifests.append(Manifest(data, canonical.digest(data), spec_name, spec_member, dict(tla),
                                   member_sets, evaluation.imports, name=member))
-    if failures:
-        raise ExpcError(_one_problem_per_cause(failures, spec_name, len(manifests) + len({m for m, _ in failures})))
-    _refuse_identical_members(manifests)
-    return manifests
+    return manifests, failures
+
+
+_SECTIONS = ("model", "data", "hardware", "adapter", "train", "deepspeed", "launch", "logging")
+
+
+def _missing_section_field(error: ExpcError, spec: Path, project: Project) -> ExpcError | None:
+    """A lib line that reads a field the spec's section lacks (`exp.model.vocab_size` on a model
+    without one): the section the spec set is the cause, so the spec's line comes first, with a
+    did-you-mean among that section's own fields, and the lib line second. None otherwise.
+
+    The fields are read off the spec's text: asking the evaluation for any field of the
+    experiment would run the very assert that failed.
+    """
+    import re
+
+    from expc.errors import did_you_mean
+
+    from .evaluate import blank_comments
+    from .provenance import scan
+
+    problem = error.problems[0] if len(error.problems) == 1 else None
+    missing = re.fullmatch(r"Field does not exist: (\w+)", problem.message) if problem else None
+    at = re.fullmatch(r"(lib/\S+):(\d+):(\d+)", problem.location or "") if missing else None
+    path = project.root / at[1] if at else None
+    if not at or not path.is_file():
+        return None
+    line, col = int(at[2]), int(at[3])
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    chain = re.match(r"[A-Za-z_$][\w$]*(?:\s*\.\s*[A-Za-z_]\w*)*", lines[line - 1][col - 1:]) if line <= len(lines) else None
+    steps = re.split(r"\s*\.\s*", chain[0]) if chain else []
+    if len(steps) < 3 or steps[-1] != missing[1] or steps[-2] not in _SECTIONS:
+        return None
+    section, name = steps[-2], steps[-1]
+    text = spec.read_text(encoding="utf-8", errors="replace")
+    defined = [d for d in scan(text, project.relative(spec)) if d.path == (section,)]
+    where, fields = project.relative(spec), []
+    if defined:
+        where = defined[-1].where
+        fields = re.findall(r"([A-Za-z_]\w*)\s*\+?:", blank_comments(text[defined[-1].start:defined[-1].end]))
+    return ExpcError([Problem(f"{section} has no field {name!r}{did_you_mean(name, fields)}, which the lib reads"
+                              f"\n  (read at {problem.location})", where)])
+
+
+def _blame_arguments(failures: list[tuple], spec: Path, project: Project, tla: dict, sets: list, engine: str,
+                     sweeps) -> list[tuple]:
+    """A problem that goes away without one `--tla` (the spec's default then) or one `--set` is
+    that argument's doing: the argument becomes its origin, ahead of the lib line that carried
+    the value (`--tla seq_len=2k` before `lib/models.libsonnet:14`). Compiled again once per
+    argument, on this error path only."""
+    import dataclasses
+    import json
+
+    def named(origin):
+        return (origin or "").startswith(("--set", "--tla"))
+
+    suspects = [f for f in failures if not named(f[1].origin)]
+    if not suspects or not (tla or sets):
+        return failures
+    blamed: dict[tuple, str] = {}
+    arguments = [(f"--tla {k}={json.dumps(v)}", {n: x for n, x in tla.items() if n != k}, sets) for k, v in tla.items()]
+    arguments += [(f"--set {s}", tla, sets[:i] + sets[i + 1:]) for i, s in enumerate(sets)]
+    for argument, tla_left, sets_left in arguments:
+        try:
+            _, remaining = _compile(spec, project, tla_left, sets_left, engine, sweeps, explain=False)
+        except ExpcError:  # needed (a parameter without a default), or wrong in other ways too
+            continue
+        left = {(m, p.location) for m, p in remaining}
+        for member, problem in suspects:
+            if (member, problem.location) not in left:
+                blamed.setdefault((member, problem), argument)
+    out = []
+    for member, problem in failures:
+        argument = blamed.get((member, problem))
+        if argument:
+            through = f", through {problem.origin}" if problem.origin else ""
+            problem = dataclasses.replace(problem, origin=argument + through)
+        out.append((member, problem))
+    return out
 
 
 def _one_problem_per_cause(failures: list[tuple], spec_name: str, members: int) -> list[Problem]:
