@@ -893,7 +893,9 @@ def field_checks() -> list[tuple]:
     from deepspeed.runtime import precision_config
 
     modes = list(ds_config.CHECKPOINT_TAG_VALIDATION_MODES)
-    return [
+    # DtypeEnum matches its values and their other spellings; from JSON only the strings can come.
+    dtype_names = sorted(name for name in ds_config.DtypeEnum._value2member_map_ if isinstance(name, str))
+    checks = [
         (("$defs", "DeepSpeedFP16Config", "loss_scale"), precision_config.DeepSpeedFP16Config,
          "fp16.loss_scale must be >= 0", {"minimum": 0}, "fp16.loss_scale must be 0 (dynamic) or above"),
         (("properties", "checkpoint", "tag_validation"), ds_config.get_checkpoint_tag_validation_mode,
@@ -905,7 +907,24 @@ def field_checks() -> list[tuple]:
         (("properties", "gradient_allreduce_op"), ds_config.get_gradient_allreduce_op, "value.lower()",
          {"type": "string", "pattern": case_insensitive(["mean", "sum"])},
          'gradient_allreduce_op must be "mean" or "sum" (any letter case: DeepSpeed lower-cases it)'),
+        (("properties", "torch_autocast", "dtype"), ds_config.get_torch_autocast_dtype, "DtypeEnum(",
+         {"enum": dtype_names}, f"torch_autocast.dtype must be one of {', '.join(dtype_names)}"),
+        (("properties", "torch_autocast", "enabled"), ds_config.get_torch_autocast_enabled, "TORCH_AUTOCAST_ENABLED",
+         dict(BOOL), "torch_autocast.enabled must be true or false"),
+        (("properties", "torch_autocast", "lower_precision_safe_modules"), ds_config.get_lower_precision_safe_modules,
+         "Expected list of strings", {"type": "array", "items": dict(STRING)},
+         "torch_autocast.lower_precision_safe_modules must be a list of module names (strings)"),
+        (("properties", "data_types", "keep_in_fp32_modules"), ds_config.DeepSpeedConfig._initialize_params,
+         "or a list of name", {"anyOf": [{"const": "auto"}, {"type": "array", "items": dict(STRING)}]},
+         'data_types.keep_in_fp32_modules must be "auto" or a list of module name patterns (strings)'),
     ]
+    for key in ("COMMUNICATION_DATA_TYPE", "SEQ_PARALLEL_COMMUNICATION_DATA_TYPE"):
+        name = getattr(ds_config, key)
+        checks.append((("properties", name), ds_config.get_communication_data_type, "val.lower()",
+                       {"type": ["string", "null"], "pattern": case_insensitive(["fp16", "bf16", "fp32"])},
+                       f'{name} must be "fp16", "bf16" or "fp32" (any letter case: DeepSpeed lower-cases it), '
+                       "or null"))
+    return checks
 
 
 def apply_field_checks(schema: dict) -> None:

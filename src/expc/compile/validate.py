@@ -102,9 +102,8 @@ def _rule_message(start: dict, schema_path: list) -> str | None:
             node = _resolve(root, node["$ref"])
         if step == "$ref" and isinstance(node, dict):
             node = _resolve(root, node["$ref"])
-        elif isinstance(node, dict) and step in node:
-            node = node[step]
-        elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+        elif (isinstance(node, dict) and step in node) or (
+                isinstance(node, list) and isinstance(step, int) and step < len(node)):
             node = node[step]
         else:
             break
