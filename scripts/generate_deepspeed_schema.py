@@ -1042,7 +1042,7 @@ def generate() -> tuple[dict, list[str]]:
     add_field_names(defs, models)
     # DeepSpeed reads the keys it knows from these objects and ignores any other without a word;
     # expc refuses the others and says so (validate.py words the message).
-    ignored = "DeepSpeed reads only the keys it knows here and ignores any other"
+    ignored = "it reads only the keys it knows here and passes over any other"
     for key in [*KEYED_SECTIONS, "activation_checkpointing", "flops_profiler", "optimizer", "scheduler"]:
         properties[key][X_UNKNOWN] = ignored
     from deepspeed.runtime.config import _REMOVED_ZERO_CONFIG_KEYS

@@ -151,8 +151,8 @@ def test_ignored_top_level_keys_are_refused_saying_so(build):
     ok, message, _ = build({**section, "monitor_config": {"enabled": True}}, 8, 1000)
     assert not ok
     assert "$.deepspeed._comment: unknown key '_comment': DeepSpeed ignores it (a comment" in message
-    assert ("$.deepspeed.monitor_config: unknown key 'monitor_config': DeepSpeed ignores it (DeepSpeed "
-            "reads only the keys it knows here and ignores any other)") in message
+    assert ("$.deepspeed.monitor_config: unknown key 'monitor_config': DeepSpeed ignores it (it reads "
+            "only the keys it knows here and passes over any other), so it would do nothing") in message
     assert "comet" not in message  # no did-you-mean for a comment
 
 
