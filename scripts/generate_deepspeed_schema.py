@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import collections.abc
 import functools
 import inspect
 import json
@@ -499,14 +500,136 @@ def signature_keys(cls, injected=(), refused=()) -> tuple[dict, list[str]]:
     if any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in parameters):
         raise SystemExit(f"{where} takes *args or **kwargs: list its type as open in this script")
     keys, required = {}, []
+    checks = source_checks(cls)
     for p in parameters:
         if p.name in injected or p.name in refused:
             continue
         shown = _json_default(p.default)
         if p.default is p.empty:
             required.append(p.name)
-        keys[p.name] = {"description": f"Argument of {where}" + (f"; default {shown}." if shown else ".")}
+        note = {"amsgrad": " DeepSpeed's class raises for true: it has no AMSGrad variant."}.get(p.name, "") \
+            if checks.get(p.name, {}).get("const") is False else ""
+        keys[p.name] = {"description": f"Argument of {where}" + (f"; default {shown}." if shown else ".") + note,
+                        **value_schema(cls, p, checks.get(p.name))}
     return keys, required
+
+
+# Arguments that carry neither an annotation nor a default a type can be read from: (class,
+# argument) -> schema, from reading the class (OneCycle multiplies and compares them as numbers).
+UNTYPED_ARGUMENTS = {
+    ("OneCycle", "cycle_min_lr"): NUMBER,
+    ("OneCycle", "cycle_max_lr"): NUMBER,
+    ("OneCycle", "cycle_second_step_size"): {"type": ["number", "null"]},
+    ("OneCycle", "cycle_second_stair_count"): {"type": ["integer", "null"], "minimum": 0, "maximum": SAFE_INTEGER},
+}
+
+
+def source_checks(cls) -> dict:
+    """Argument -> schema for the checks a class makes on its arguments before any op is built,
+    read from its source: `X must be a positive integer` (a ValueError) and `does not support the
+    AMSGrad variant` (a RuntimeError when amsgrad is true). Its DeepSpeed bases count too."""
+    source = ""
+    for klass in cls.__mro__:  # a subclass's arguments reach its base's checks (WarmupDecayLR)
+        if klass.__module__.startswith("deepspeed."):
+            try:
+                source += inspect.getsource(klass)
+            except (OSError, TypeError):
+                pass
+    checks = {}
+    for name in re.findall(r"(\w+) must be a positive integer", source):
+        checks[name] = {"type": "integer", "minimum": 1, "maximum": SAFE_INTEGER,
+                        X_MESSAGE: f"{name} must be a positive integer (DeepSpeed's {cls.__name__} raises otherwise)"}
+    if "does not support the AMSGrad variant" in source:
+        checks["amsgrad"] = {"const": False, X_MESSAGE: f"{cls.__name__}, which DeepSpeed builds for this "
+                             "optimizer here, has no AMSGrad variant: it raises for amsgrad true"}
+    return checks
+
+
+def value_schema(cls, parameter, check=None) -> dict:
+    """What JSON value an argument takes: DeepSpeed's own check on it, else its annotation, else the
+    type of its default (an int default stays any number: torch writes `weight_decay=0` for a
+    float), else UNTYPED_ARGUMENTS; {} when nothing says (the value is then passed on as given)."""
+    if check:
+        return dict(check)
+    written = UNTYPED_ARGUMENTS.get((cls.__name__, parameter.name))
+    if written:
+        return dict(written)
+    schema = None
+    if parameter.annotation is not parameter.empty:
+        schema = annotation_schema(parameter.annotation)
+    if schema is None and parameter.default is not parameter.empty:
+        schema = default_schema(parameter.default)
+    if schema is None:
+        return {}
+    if parameter.default is None and schema.get("type") != "null":
+        schema = nullable(schema)
+    return schema
+
+
+def nullable(schema: dict) -> dict:
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        return {**schema, "type": [*types, "null"]} if "null" not in types else schema
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def default_schema(value):
+    if isinstance(value, bool):
+        return dict(BOOL)
+    if isinstance(value, (int, float)):
+        return dict(NUMBER)
+    if isinstance(value, str):
+        return dict(STRING)
+    if isinstance(value, tuple) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                  for v in value):
+        return {"type": "array", "prefixItems": [dict(NUMBER) for _ in value], "minItems": len(value),
+                "maxItems": len(value)}
+    return None
+
+
+def annotation_schema(annotation):
+    """A Python annotation as JSON Schema, for the types a JSON config can hold; None otherwise."""
+    import types
+    import typing
+
+    import torch
+
+    if annotation is bool:
+        return dict(BOOL)
+    if annotation is int:
+        return integer(-SAFE_INTEGER)
+    if annotation is float or annotation is torch.Tensor:
+        return dict(NUMBER)  # a tensor-valued argument also takes a plain number
+    if annotation is str:
+        return dict(STRING)
+    if annotation is type(None):
+        return {"type": "null"}
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return {"enum": list(args)}
+    if origin in (typing.Union, types.UnionType):
+        branches = [annotation_schema(arg) for arg in args]
+        if any(b is None for b in branches):
+            return None
+        unique = []
+        for branch in branches:
+            if branch not in unique:
+                unique.append(branch)
+        if all(set(b) == {"type"} for b in unique):
+            names = []
+            for b in unique:
+                names += b["type"] if isinstance(b["type"], list) else [b["type"]]
+            return {"type": names[0] if len(names) == 1 else names}
+        return unique[0] if len(unique) == 1 else {"anyOf": unique}
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        items = [annotation_schema(arg) for arg in args]
+        if any(item is None for item in items):
+            return None
+        return {"type": "array", "prefixItems": items, "minItems": len(items), "maxItems": len(items)}
+    if origin in (list, tuple, collections.abc.Iterable, collections.abc.Sequence) and args:
+        item = annotation_schema(args[0])
+        return None if item is None else {"type": "array", "items": item}
+    return None
 
 
 # DeepSpeed's own optimizer params, popped before the rest reach the optimizer's constructor
@@ -653,6 +776,196 @@ def scheduler_rules() -> tuple[list[str], list[dict]]:
     return names, conditions
 
 
+# ---------------------------------------------------------------------------------------------
+# Rules across fields that DeepSpeed asserts (DeepSpeedConfig._do_error_check, _initialize_params,
+# the models' validators): each refuses the offending field itself, so the error names its JSON
+# path, and carries DeepSpeed's own wording in `x-message`, which expc prints instead of the
+# schema's generic text. Each rule names the DeepSpeed function whose source must still hold the
+# assert's text: a DeepSpeed upgrade that drops or rewords one fails the generator.
+
+X_MESSAGE = "x-message"  # expc's own annotation keyword; JSON Schema validators ignore it
+X_UNKNOWN = "x-unknown-key"  # on an object: what DeepSpeed does with keys it does not know there
+
+
+def _has(path: list[str], schema: dict) -> dict:
+    """The condition "the value at `path` (object keys from the DeepSpeed root) matches `schema`"."""
+    node = schema
+    for key in reversed(path):
+        node = {"type": "object", "properties": {key: node}, "required": [key]}
+    return node
+
+
+def _refuse(path: list[str]) -> dict:
+    """Refuse the value at `path`, wherever it is given (the `then` of a rule)."""
+    node: dict | bool = False
+    for key in reversed(path):
+        node = {"properties": {key: node}}
+    return node
+
+
+def _stage_in(stages) -> dict:
+    """ZeRO's stage is one of `stages` (DeepSpeed's default stage is 0)."""
+    if 0 in stages:
+        return {"anyOf": [{"not": _has(["zero_optimization", "stage"], {})},
+                          _has(["zero_optimization", "stage"], {"enum": list(stages)})]}
+    return _has(["zero_optimization", "stage"], {"enum": list(stages)})
+
+
+def cross_field_rules() -> list[dict]:
+    from deepspeed.runtime import config as ds_config
+    from deepspeed.runtime import precision_config
+    from deepspeed.runtime.zero import config as zero_config
+
+    true = {"const": True}
+    bf16_on = {"anyOf": [_has(["bf16", "enabled"], true),  # `bfloat16` is read only without `bf16`
+                         {"allOf": [{"not": _has(["bf16"], {})}, _has(["bfloat16", "enabled"], true)]}]}
+    sum_op = {"type": "string", "pattern": case_insensitive(["sum"])}
+    rules = [
+        (ds_config.DeepSpeedConfig._initialize_params, "bfloat16 and fp16 modes cannot be simultaneously enabled",
+         "fp16 and bf16 cannot both be enabled (DeepSpeed asserts: bfloat16 and fp16 modes cannot be "
+         "simultaneously enabled)",
+         {"allOf": [_has(["fp16", "enabled"], true), bf16_on]}, _refuse(["fp16", "enabled"])),
+        (ds_config.DeepSpeedConfig._do_error_check, "is not supported with ZeRO stage 3",
+         'gradient_allreduce_op "sum" is not supported with ZeRO stage 3 (DeepSpeed raises)',
+         {"allOf": [_has(["gradient_allreduce_op"], sum_op), _stage_in([3])]}, _refuse(["gradient_allreduce_op"])),
+        (ds_config.DeepSpeedConfig._do_error_check, "is not supported with ZenFlow",
+         'gradient_allreduce_op "sum" is not supported with ZenFlow (DeepSpeed raises)',
+         {"allOf": [_has(["gradient_allreduce_op"], sum_op),
+                    _has(["zero_optimization", "zenflow"], {"type": "object"})]}, _refuse(["gradient_allreduce_op"])),
+        (ds_config.DeepSpeedConfig._do_error_check, "is not supported with DeepCompile",
+         'gradient_allreduce_op "sum" is not supported with DeepCompile (DeepSpeed raises)',
+         {"allOf": [_has(["gradient_allreduce_op"], sum_op), _has(["compile", "deepcompile"], true)]},
+         _refuse(["gradient_allreduce_op"])),
+        (ds_config.DeepSpeedConfig._do_error_check, "Fp16_master_weights_and_grads is only supported with ZeRO Stage 1, 2, or 3",
+         "fp16_master_weights_and_grads needs ZeRO stage 1, 2 or 3 (DeepSpeed asserts)",
+         {"allOf": [_has(["fp16", "fp16_master_weights_and_grads"], true), {"not": _stage_in([1, 2, 3])}]},
+         _refuse(["fp16", "fp16_master_weights_and_grads"])),
+    ]
+    for key in ("bf16", "bfloat16"):
+        rules += [
+            (ds_config.DeepSpeedConfig._do_error_check, "Bf16_master_weights_and_grads is only supported with ZeRO Stage 1, 2, or 3",
+             "bf16_master_weights_and_grads needs ZeRO stage 1, 2 or 3 (DeepSpeed asserts)",
+             {"allOf": [_has([key, "bf16_master_weights_and_grads"], true), {"not": _stage_in([1, 2, 3])}]},
+             _refuse([key, "bf16_master_weights_and_grads"])),
+            (ds_config.DeepSpeedConfig._do_error_check, "bf16_optimizer_states is only supported with ZeRO Stage 1, 2, or 3",
+             "bf16_optimizer_states needs ZeRO stage 1, 2 or 3 (DeepSpeed asserts)",
+             {"allOf": [_has([key, "bf16_optimizer_states"], true), {"not": _stage_in([1, 2, 3])}]},
+             _refuse([key, "bf16_optimizer_states"])),
+            (ds_config.DeepSpeedConfig._do_error_check, "bf16_optimizer_states requires bf16_master_weights_and_grads",
+             "bf16_optimizer_states needs bf16_master_weights_and_grads: true (DeepSpeed asserts)",
+             {"allOf": [_has([key, "bf16_optimizer_states"], true),
+                        {"not": _has([key, "bf16_master_weights_and_grads"], true)}]},
+             _refuse([key, "bf16_optimizer_states"])),
+        ]
+    rules += [
+        (zero_config.DeepSpeedZeroConfig.compute_grad_norm_valid, "compute_grad_norm=false is supported only with ZeRO Stage 1 or 2",
+         "compute_grad_norm false needs ZeRO stage 1 or 2 (DeepSpeed raises)",
+         {"allOf": [_has(["zero_optimization", "compute_grad_norm"], {"const": False}), {"not": _stage_in([1, 2])}]},
+         _refuse(["zero_optimization", "compute_grad_norm"])),
+        (zero_config.DeepSpeedZeroConfig.offload_ratio_check, "Partial offloading only supported for ZeRO Stage 3",
+         "offload_optimizer.ratio below 1 (partial offload) needs ZeRO stage 3 (DeepSpeed asserts)",
+         {"allOf": [_has(["zero_optimization", "offload_optimizer", "ratio"], {"type": "number", "exclusiveMaximum": 1}),
+                    {"not": _stage_in([3])}]},
+         _refuse(["zero_optimization", "offload_optimizer", "ratio"])),
+    ]
+    dynamic = {"allOf": [_has(["fp16", "enabled"], true),
+                         {"anyOf": [{"not": _has(["fp16", "loss_scale"], {})}, _has(["fp16", "loss_scale"], {"const": 0})]}]}
+    for field in ("loss_scale_window", "min_loss_scale"):
+        rules.append((precision_config.DeepSpeedFP16Config._validate_dynamic_loss_scale_params,
+                      f"fp16.{field} must be > 0 when dynamic loss scaling is enabled",
+                      f"fp16.{field} must be above 0 with dynamic loss scaling (loss_scale 0, the default; "
+                      "DeepSpeed raises)",
+                      dynamic, {"properties": {"fp16": {"properties": {field: {"exclusiveMinimum": 0}}}}}))
+    out = []
+    for function, text, message, when, then in rules:
+        if text not in inspect.getsource(function):
+            raise SystemExit(f"{function.__qualname__} no longer says {text!r}; re-read it and update "
+                             "cross_field_rules")
+        out.append({X_MESSAGE: message, "if": when, "then": then})
+    return out
+
+
+# Single fields that DeepSpeed checks by hand (a validator or a parsing function), beyond what its
+# models' types say: (where in the schema, field) -> (DeepSpeed function, text it must hold, extra
+# schema, message).
+def field_checks() -> list[tuple]:
+    from deepspeed.runtime import config as ds_config
+    from deepspeed.runtime import precision_config
+
+    modes = list(ds_config.CHECKPOINT_TAG_VALIDATION_MODES)
+    # DtypeEnum matches its values and their other spellings; from JSON only the strings can come.
+    dtype_names = sorted(name for name in ds_config.DtypeEnum._value2member_map_ if isinstance(name, str))
+    checks = [
+        (("$defs", "DeepSpeedFP16Config", "loss_scale"), precision_config.DeepSpeedFP16Config,
+         "fp16.loss_scale must be >= 0", {"minimum": 0}, "fp16.loss_scale must be 0 (dynamic) or above"),
+        (("properties", "checkpoint", "tag_validation"), ds_config.get_checkpoint_tag_validation_mode,
+         "tag_validation_mode.upper()", {"type": "string", "pattern": case_insensitive(modes)},
+         f"checkpoint.tag_validation must be one of {', '.join(modes)} (any letter case: DeepSpeed "
+         "upper-cases it)"),
+        (("properties", "checkpoint", "parallel_write", "pipeline_stage"), ds_config.get_checkpoint_parallel_write_pipeline,
+         "in [True, False]", dict(BOOL), "checkpoint.parallel_write.pipeline_stage must be true or false"),
+        (("properties", "gradient_allreduce_op"), ds_config.get_gradient_allreduce_op, "value.lower()",
+         {"type": "string", "pattern": case_insensitive(["mean", "sum"])},
+         'gradient_allreduce_op must be "mean" or "sum" (any letter case: DeepSpeed lower-cases it)'),
+        (("properties", "torch_autocast", "dtype"), ds_config.get_torch_autocast_dtype, "DtypeEnum(",
+         {"enum": dtype_names}, f"torch_autocast.dtype must be one of {', '.join(dtype_names)}"),
+        (("properties", "torch_autocast", "enabled"), ds_config.get_torch_autocast_enabled, "TORCH_AUTOCAST_ENABLED",
+         dict(BOOL), "torch_autocast.enabled must be true or false"),
+        (("properties", "torch_autocast", "lower_precision_safe_modules"), ds_config.get_lower_precision_safe_modules,
+         "Expected list of strings", {"type": "array", "items": dict(STRING)},
+         "torch_autocast.lower_precision_safe_modules must be a list of module names (strings)"),
+        (("properties", "data_types", "keep_in_fp32_modules"), ds_config.DeepSpeedConfig._initialize_params,
+         "or a list of name", {"anyOf": [{"const": "auto"}, {"type": "array", "items": dict(STRING)}]},
+         'data_types.keep_in_fp32_modules must be "auto" or a list of module name patterns (strings)'),
+    ]
+    for key in ("COMMUNICATION_DATA_TYPE", "SEQ_PARALLEL_COMMUNICATION_DATA_TYPE"):
+        name = getattr(ds_config, key)
+        checks.append((("properties", name), ds_config.get_communication_data_type, "val.lower()",
+                       {"type": ["string", "null"], "pattern": case_insensitive(["fp16", "bf16", "fp32"])},
+                       f'{name} must be "fp16", "bf16" or "fp32" (any letter case: DeepSpeed lower-cases it), '
+                       "or null"))
+    return checks
+
+
+def apply_field_checks(schema: dict) -> None:
+    for path, function, text, extra, message in field_checks():
+        if text not in inspect.getsource(function):
+            raise SystemExit(f"{function.__qualname__} no longer holds {text!r}; re-read it and update field_checks")
+        node = schema
+        for step in path[:-1]:
+            node = node[step]
+            if "properties" in node and step != "properties":
+                node = node["properties"]
+        field = node[path[-1]]
+        if "type" in extra:
+            field.pop("enum", None)  # the pattern says it, in any letter case
+        field.update(extra)
+        field[X_MESSAGE] = message
+
+
+def add_field_names(defs: dict, models: dict) -> None:
+    """pydantic's populate_by_name: DeepSpeed accepts a field's Python name (`max_live_parameters`)
+    as well as its alias (`stage3_max_live_parameters`), but not both at once (the second one is
+    then an unknown extra). Both spellings are properties; giving both is refused at the alias."""
+    for name, definition in defs.items():
+        cls = models.get(name)
+        if cls is None or not cls.model_config.get("populate_by_name"):
+            continue
+        properties = definition.get("properties", {})
+        pairs = {}
+        for field_name, info in cls.model_fields.items():
+            if info.alias and info.alias != field_name and info.alias in properties:
+                pairs[field_name] = info.alias
+        for field_name, alias in sorted(pairs.items()):
+            entry = dict(properties[alias])
+            entry["description"] = (f"DeepSpeed's field name for `{alias}`, which it accepts as well: "
+                                    f"the same setting. {entry.get('description', '')}").strip()
+            properties[field_name] = entry
+            definition.setdefault("dependentSchemas", {})[field_name] = {
+                X_MESSAGE: f"`{alias}` and `{field_name}` are one setting under two names: give one "
+                           "(DeepSpeed refuses both)",
+                "properties": {alias: False}}
+
 def generate() -> tuple[dict, list[str]]:
     """Return (schema, properties that still lack a description)."""
     import deepspeed
@@ -725,6 +1038,16 @@ def generate() -> tuple[dict, list[str]]:
     removed = set(properties) & set(_REMOVED_TOP_LEVEL_CONFIG_KEYS)
     if removed:  # DeepSpeed refuses these outright: so must the schema
         raise SystemExit(f"DeepSpeed removed {sorted(removed)}; drop them from this script's tables")
+    properties[SEQUENCE_PARALLEL_SIZE] = sequence_parallel_size()
+    add_field_names(defs, models)
+    # DeepSpeed reads the keys it knows from these objects and ignores any other without a word;
+    # expc refuses the others and says so (validate.py words the message).
+    ignored = "it reads only the keys it knows here and passes over any other"
+    for key in [*KEYED_SECTIONS, "activation_checkpointing", "flops_profiler", "optimizer", "scheduler"]:
+        properties[key][X_UNKNOWN] = ignored
+    from deepspeed.runtime.config import _REMOVED_ZERO_CONFIG_KEYS
+
+    defs["DeepSpeedZeroConfig"]["x-removed-keys"] = dict(sorted(_REMOVED_ZERO_CONFIG_KEYS.items()))
 
     schema = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -733,11 +1056,29 @@ def generate() -> tuple[dict, list[str]]:
                        "scripts/generate_deepspeed_schema.py; do not edit by hand.",
         "type": "object",
         "additionalProperties": False,
+        X_UNKNOWN: ignored,
+        "x-removed-keys": dict(sorted(_REMOVED_TOP_LEVEL_CONFIG_KEYS.items())),
         "properties": dict(sorted(properties.items())),
-        "allOf": root_conditions,
+        "allOf": root_conditions + cross_field_rules(),
         "$defs": dict(sorted(defs.items())),
     }
+    apply_field_checks(schema)
     return schema, problems
+
+
+SEQUENCE_PARALLEL_SIZE = "sequence_parallel_size"
+
+
+def sequence_parallel_size() -> dict:
+    """DeepSpeedConfig divides the world by this key (without a model-parallel unit) before its
+    batch assertion; nothing else in the config reads it."""
+    from deepspeed.runtime.config import DeepSpeedConfig
+
+    if f'"{SEQUENCE_PARALLEL_SIZE}" in config' not in inspect.getsource(DeepSpeedConfig.__init__):
+        raise SystemExit("DeepSpeedConfig.__init__ no longer reads sequence_parallel_size; re-read it")
+    return {"description": "Sequence-parallel degree: DeepSpeed's data-parallel world is the world "
+                           "size divided by it, in the batch arithmetic (expc checks that it divides "
+                           "the world).", **integer(1)}
 
 
 def _keyed_section(description, table, module, defaults_name):

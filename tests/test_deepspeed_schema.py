@@ -88,6 +88,15 @@ def tiny():
     {"zero_optimization": {"stage": 3, "offload_param": {"device": "gpu"}}},  # no such device
     {"bf16": {"enabled": True, "enabeld": True}},                     # unknown precision key
     {"zero_optimization": {"stage": 2, "reduce_bucket_size": 0}},     # DeepSpeed wants > 0
+    # Values DeepSpeed's parsing functions and validators check by hand (field_checks)
+    {"checkpoint": {"tag_validation": "Loud"}},
+    {"checkpoint": {"parallel_write": {"pipeline_stage": "yes"}}},
+    {"gradient_allreduce_op": "max"},
+    {"communication_data_type": "fp8"},
+    {"seq_parallel_communication_data_type": "int8"},
+    {"torch_autocast": {"enabled": True, "dtype": "fp8"}},
+    {"data_types": {"keep_in_fp32_modules": [1]}},
+    {"fp16": {"loss_scale": -1}},
 ])
 def test_both_reject(change, tiny, deepspeed_config):
     """Where DeepSpeed's models refuse a value, the schema refuses it too, at build time."""
@@ -131,7 +140,7 @@ def test_schema_rules_hold_everywhere():
     for path, node in walk(schema):
         parts = set(path.split("/"))
         deepspeed = path.startswith(("/properties/deepspeed", "/$defs"))
-        if {"if", "else", "not"} & parts or ("then" in parts and deepspeed):
+        if {"if", "else", "not", "dependentSchemas"} & parts or ("then" in parts and deepspeed):
             continue  # conditions on values already defined elsewhere
         for name, prop in node.get("properties", {}).items():
             # a branch's discriminator (`arch: {const: "gpt"}`) is described where it is declared
@@ -338,3 +347,128 @@ def test_optimizer_names_match_like_deepspeed(tiny):
         return schema_problems({**tiny, "deepspeed": section})
     assert problems("LaMb") == [] and problems("RMSprop") == []
     assert problems("rmsprop") and problems("Optimizer") and problems("lr_scheduler")
+
+
+def _rules() -> list[dict]:
+    """The schema's rules across fields: the if/then entries carrying DeepSpeed's wording."""
+    return [rule for rule in json.loads(COMMITTED.read_text(encoding="utf-8"))["allOf"] if "x-message" in rule]
+
+
+def _section(tiny, change: dict, drop=()) -> dict:
+    section = copy.deepcopy(tiny["deepspeed"])
+    for key in drop:
+        section.pop(key, None)
+    for key, value in change.items():
+        section[key] = {**section[key], **value} if isinstance(value, dict) and isinstance(section.get(key), dict) else value
+    return section
+
+
+# One config per rule that breaks it (refused by DeepSpeedConfig and by the schema, at `path`, in
+# the rule's words), each with a neighbour that keeps it (accepted by both: the rule is no wider
+# than DeepSpeed's assert).
+RULE_CASES = [
+    ("bfloat16 and fp16", {"fp16": {"enabled": True}, "bf16": {"enabled": True}}, (),
+     "fp16.enabled", {"fp16": {"enabled": True}, "bf16": {"enabled": False}}),
+    ("bfloat16 and fp16", {"fp16": {"enabled": True}, "bfloat16": {"enabled": True}}, ("bf16",),
+     "fp16.enabled", {"fp16": {"enabled": True}, "bf16": {"enabled": False}, "bfloat16": {"enabled": True}}),
+    ("with ZeRO stage 3", {"gradient_allreduce_op": "Sum", "zero_optimization": {"stage": 3}}, (),
+     "gradient_allreduce_op", {"gradient_allreduce_op": "Sum", "zero_optimization": {"stage": 2}}),
+    ("with DeepCompile", {"gradient_allreduce_op": "sum", "compile": {"deepcompile": True}}, (),
+     "gradient_allreduce_op", {"gradient_allreduce_op": "mean", "compile": {"deepcompile": True}}),
+    ("with ZenFlow", {"gradient_allreduce_op": "sum", "zero_optimization": {"stage": 2, "zenflow": {}}}, (),
+     "gradient_allreduce_op", {"gradient_allreduce_op": "sum", "zero_optimization": {"stage": 2, "zenflow": None}}),
+    ("fp16_master_weights_and_grads needs", {"fp16": {"fp16_master_weights_and_grads": True},
+                                             "zero_optimization": {"stage": 0}}, (),
+     "fp16.fp16_master_weights_and_grads", {"fp16": {"fp16_master_weights_and_grads": True}}),
+    ("bf16_master_weights_and_grads needs", {"bf16": {"bf16_master_weights_and_grads": True}}, ("zero_optimization",),
+     "bf16.bf16_master_weights_and_grads", {"bf16": {"bf16_master_weights_and_grads": True},
+                                            "zero_optimization": {"stage": 1}}),
+    ("bf16_optimizer_states needs ZeRO", {"bfloat16": {"bf16_master_weights_and_grads": True, "bf16_optimizer_states": True},
+                                          "zero_optimization": {"stage": 0}}, ("bf16",),
+     "bfloat16.bf16_optimizer_states", {"bf16": {"bf16_master_weights_and_grads": True, "bf16_optimizer_states": True}}),
+    ("needs bf16_master_weights_and_grads", {"bf16": {"bf16_optimizer_states": True}}, (),
+     "bf16.bf16_optimizer_states", {"bf16": {"bf16_optimizer_states": False}}),
+    ("compute_grad_norm false", {"zero_optimization": {"stage": 3, "compute_grad_norm": False}}, (),
+     "zero_optimization.compute_grad_norm", {"zero_optimization": {"stage": 1, "compute_grad_norm": False}}),
+    ("partial offload", {"zero_optimization": {"stage": 2, "offload_optimizer": {"device": "cpu", "ratio": 0.5}}}, (),
+     "zero_optimization.offload_optimizer.ratio",
+     {"zero_optimization": {"stage": 3, "offload_optimizer": {"device": "cpu", "ratio": 0.5}}}),
+    ("fp16.loss_scale_window", {"fp16": {"enabled": True, "loss_scale_window": 0}}, ("bf16",),
+     "fp16.loss_scale_window", {"fp16": {"enabled": True, "loss_scale": 128, "loss_scale_window": 0}}),
+    ("fp16.min_loss_scale", {"fp16": {"enabled": True, "loss_scale": 0, "min_loss_scale": 0}}, ("bf16",),
+     "fp16.min_loss_scale", {"fp16": {"enabled": False, "min_loss_scale": 0}}),
+]
+
+
+def test_every_rule_has_a_case():
+    """A rule the generator adds (from a DeepSpeed assert) needs a case in RULE_CASES."""
+    covered = {words for words, *_ in RULE_CASES}
+    for rule in _rules():
+        assert any(words in rule["x-message"] for words in covered), rule["x-message"]
+
+
+@pytest.mark.parametrize("words,change,drop,path,kept", RULE_CASES, ids=[c[3] + "-" + c[0] for c in RULE_CASES])
+def test_rule_refuses_what_deepspeed_asserts(words, change, drop, path, kept, tiny, deepspeed_config):
+    broken = _section(tiny, change, drop)
+    with pytest.raises((AssertionError, ValueError)):
+        deepspeed_config(broken, 2)
+    problems = {p.location: p.message for p in schema_problems({**tiny, "deepspeed": broken})}
+    assert words in problems[f"$.deepspeed.{path}"] and "DeepSpeed" in problems[f"$.deepspeed.{path}"], problems
+    assert all("DeepSpeed" in message for message in problems.values()), problems  # only rules fired
+    neighbour = _section(tiny, kept, drop)
+    deepspeed_config(neighbour, 2)
+    assert schema_problems({**tiny, "deepspeed": neighbour}) == []
+
+
+def test_field_names_and_aliases_both_accepted_not_together(tiny, deepspeed_config):
+    """pydantic's populate_by_name: DeepSpeed takes `max_live_parameters` as well as its alias
+    `stage3_max_live_parameters`, and refuses the two together."""
+    for zero in ({"stage": 3, "max_live_parameters": 10}, {"stage": 3, "stage3_max_live_parameters": 10},
+                 {"stage": 3, "gather_16bit_weights_on_model_save": True, "prefetch_bucket_size": 10}):
+        section = _section(tiny, {"zero_optimization": zero})
+        deepspeed_config(section, 2)
+        assert schema_problems({**tiny, "deepspeed": section}) == []
+    both = _section(tiny, {"zero_optimization": {"stage": 3, "max_live_parameters": 1, "stage3_max_live_parameters": 1}})
+    with pytest.raises(ValueError, match="max_live_parameters"):  # pydantic: an extra input
+        deepspeed_config(both, 2)
+    (problem,) = schema_problems({**tiny, "deepspeed": both})
+    assert problem.location == "$.deepspeed.zero_optimization.stage3_max_live_parameters"
+    assert "one setting under two names" in problem.message
+
+
+def test_params_schemas_take_every_default_deepspeed_declares():
+    """Typing the params never makes a class's own default invalid (each property's description
+    gives the default of the signature it was read from)."""
+    import re
+
+    import jsonschema_rs
+
+    schema = json.loads(COMMITTED.read_text(encoding="utf-8"))
+    params = [rule["then"]["properties"]["optimizer"]["properties"]["params"]
+              for rule in schema["allOf"] if "x-message" not in rule]
+    params += [rule["then"]["properties"]["params"] for rule in schema["properties"]["scheduler"]["allOf"]]
+    checked = 0
+    for node in params:
+        for key, prop in node["properties"].items():
+            found = re.search(r"; default (.+?)\.(?: |$)", prop["description"])
+            if not found:
+                continue
+            default = json.loads(found.group(1))
+            body = {k: v for k, v in prop.items() if k != "description"}
+            assert jsonschema_rs.Draft202012Validator(body).is_valid(default), (node["description"], key, default)
+            checked += 1
+    assert checked > 100
+
+
+@pytest.mark.parametrize("change", [
+    {"checkpoint": {"tag_validation": "fail"}},        # DeepSpeed upper-cases it
+    {"gradient_allreduce_op": "Mean"},                 # and lower-cases these
+    {"communication_data_type": "Bf16", "seq_parallel_communication_data_type": "FP16"},
+    {"torch_autocast": {"enabled": True, "dtype": "torch.bfloat16", "lower_precision_safe_modules": ["torch.nn.Linear"]}},
+    {"data_types": {"keep_in_fp32_modules": ["norm"]}},
+])
+def test_both_accept(change, tiny, deepspeed_config):
+    """Spellings DeepSpeed's hand checks accept pass the schema too (no stricter than DeepSpeed)."""
+    section = {**copy.deepcopy(tiny["deepspeed"]), **change}
+    deepspeed_config(section, 2)
+    assert schema_problems({**tiny, "deepspeed": section}) == []

@@ -111,12 +111,18 @@ def device_hours(manifest: dict, mfu: float = 0.4) -> float:
 
 def precision(manifest: dict) -> str:
     """"bf16" or "fp16" when the DeepSpeed section enables it, else "fp32"."""
-    ds = manifest["deepspeed"]
     for name in ("bf16", "fp16"):
-        section = ds.get(name)
+        section = precision_section(manifest["deepspeed"], name)
         if isinstance(section, dict) and section.get("enabled") is True:
             return name
     return "fp32"
+
+
+def precision_section(ds: dict, name: str):
+    """The section DeepSpeed reads for `name`: `bf16`, else its old name `bfloat16`."""
+    if name == "bf16" and ds.get("bf16") is None:
+        return ds.get("bfloat16")
+    return ds.get(name)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
 """Stage 2, validate: a document -> the same document, or every problem with it at once.
 
 First the JSON Schema (Draft 2020-12, `schema/manifest.schema.json`, whose `deepspeed` section is
-`schema/deepspeed.schema.json`, generated from DeepSpeed's own config models); then the semantic
-rules a schema cannot express: batch arithmetic, head/width divisibility, precision against the
+`schema/deepspeed.schema.json`, generated from DeepSpeed's own config models, with the rules across
+fields that DeepSpeed asserts); then the semantic rules a schema cannot express, because they need
+the hardware: batch arithmetic over the data-parallel world, head/width divisibility, precision against the
 hardware, torch's Adam on CPU, no "auto" in the DeepSpeed section, and whether the run fits in
 device memory.
 """
@@ -50,11 +51,9 @@ def _problems(instance, validator, schema: dict, prefix: list) -> list[Problem]:
         if error.instance == "auto" and path[:1] == ["deepspeed"]:
             continue  # auto_problems says why "auto" is refused, wherever it is
         if kind == "AdditionalProperties":
-            allowed = _schema_at(schema, list(error.schema_path)[:-1]).get("properties", {})
+            node = _schema_at(schema, list(error.schema_path)[:-1])
             for name in error.kind.unexpected:
-                hint = MISPLACED_KEYS.get(name) if path[:1] == ["model"] else None
-                problems.append(Problem(f"unknown key {name!r}" + (f": {hint}" if hint else did_you_mean(name, allowed)),
-                                        json_path([*path, name])))
+                problems.append(Problem(_unknown_key(name, node, path), json_path([*path, name])))
         elif kind == "Required":
             missing = error.kind.property
             problems.append(Problem(f"missing required key {missing!r}", json_path([*path, missing])))
@@ -64,11 +63,53 @@ def _problems(instance, validator, schema: dict, prefix: list) -> list[Problem]:
             # rather than that it matches neither branch.
             problems += _problems(error.instance, _branch_validator(json.dumps(branch, sort_keys=True)),
                                   branch, path)
+        elif rule := _rule_message(schema, list(error.schema_path)):
+            # A rule DeepSpeed asserts (the schema's own x-message): its words, not the schema's.
+            problems.append(Problem(f"{rule}; got {json.dumps(error.instance)}", json_path(path)))
         elif kind == "Enum":
             problems.append(Problem(_not_one_of(error.instance, error.kind.options), json_path(path)))
         else:
             problems.append(Problem(error.message, json_path(path)))
     return problems
+
+
+def _unknown_key(name: str, node: dict, path: list) -> str:
+    """Why a key is refused: DeepSpeed removed it (its own words), or DeepSpeed would ignore it
+    (where the schema says DeepSpeed ignores keys it does not know: the top level and the sections
+    it reads by hand), or it is not a key at all there; with a did-you-mean when one is close."""
+    allowed = node.get("properties", {})
+    removed = node.get("x-removed-keys", {})
+    if name in removed:
+        return f"unknown key {name!r}: {removed[name]}"
+    hint = MISPLACED_KEYS.get(name) if path[:1] == ["model"] else None
+    if hint:
+        return f"unknown key {name!r}: {hint}"
+    if "x-unknown-key" not in node:
+        return f"unknown key {name!r}" + did_you_mean(name, allowed)
+    if name.startswith(("_", "#")) or "comment" in name.lower():
+        return (f"unknown key {name!r}: DeepSpeed ignores it (a comment, read by nothing); write comments "
+                "in the spec as // ... instead")
+    return (f"unknown key {name!r}: DeepSpeed ignores it ({node['x-unknown-key']}), so it would do "
+            "nothing" + did_you_mean(name, allowed))
+
+
+def _rule_message(start: dict, schema_path: list) -> str | None:
+    """The deepest `x-message` on the way to the failing keyword: the schema's wording of a rule
+    DeepSpeed asserts (scripts/generate_deepspeed_schema.py writes them)."""
+    root, node, found = manifest_schema(), start, None
+    for step in schema_path:
+        if isinstance(node, dict) and "$ref" in node and step not in node:
+            node = _resolve(root, node["$ref"])
+        if step == "$ref" and isinstance(node, dict):
+            node = _resolve(root, node["$ref"])
+        elif (isinstance(node, dict) and step in node) or (
+                isinstance(node, list) and isinstance(step, int) and step < len(node)):
+            node = node[step]
+        else:
+            break
+        if isinstance(node, dict) and "x-message" in node:
+            found = node["x-message"]
+    return found
 
 
 # Names other tools give LoRA settings in their model config; here they live in `adapter`.
@@ -138,21 +179,35 @@ def semantic_problems(manifest) -> list[Problem]:
         for key in missing:
             problems.append(Problem(f"missing {key!r}: all three batch sizes are spelled out so the "
                                     "arithmetic is checked before launch", json_path(["deepspeed", key])))
-    elif all(isinstance(ds[k], int) for k in batch_keys):
+    # DeepSpeed's data-parallel world: the world divided by the sequence-parallel degree (the
+    # ranks of one sequence-parallel group share each sample).
+    sp = ds.get("sequence_parallel_size", 1)
+    if world % sp:
+        problems.append(Problem(f"sequence_parallel_size {sp} does not divide the world size {world} "
+                                f"({hw['nodes']} node(s) x {hw['procs_per_node']} processes)",
+                                json_path(["deepspeed", "sequence_parallel_size"])))
+    elif not missing and all(isinstance(ds[k], int) for k in batch_keys):
         micro, accum, total = ds["train_micro_batch_size_per_gpu"], ds["gradient_accumulation_steps"], ds["train_batch_size"]
-        if micro * accum * world != total:
+        data_parallel = world // sp
+        if micro * accum * data_parallel != total:
+            world_text = (f"world size {world} ({hw['nodes']} node(s) x {hw['procs_per_node']} processes)"
+                          if sp == 1 else
+                          f"data-parallel world {data_parallel} (world size {world} = {hw['nodes']} node(s) x "
+                          f"{hw['procs_per_node']} processes, / sequence_parallel_size {sp})")
             problems.append(Problem(
-                f"train_batch_size is {total}, but micro batch {micro} x accumulation {accum} x world "
-                f"size {world} ({hw['nodes']} node(s) x {hw['procs_per_node']} processes) = "
-                f"{micro * accum * world}", json_path(["deepspeed", "train_batch_size"])))
+                f"train_batch_size is {total}, but micro batch {micro} x accumulation {accum} x "
+                f"{world_text} = {micro * accum * data_parallel}", json_path(["deepspeed", "train_batch_size"])))
 
     problems += _model_problems(manifest)
 
+    from expc.estimate import precision_section
+
     for precision in ("bf16", "fp16"):
-        section = ds.get(precision)
+        section = precision_section(ds, precision)
         if isinstance(section, dict) and section.get("enabled") is True and not hw[precision]:
+            key = precision if precision in ds else "bfloat16"
             problems.append(Problem(f"{precision} is enabled but hardware {hw['name']!r} does not "
-                                    f"support {precision}", json_path(["deepspeed", precision, "enabled"])))
+                                    f"support {precision}", json_path(["deepspeed", key, "enabled"])))
 
     expected_backend = {"cpu": "gloo", "cuda": "nccl"}[hw["accelerator"]]
     if hw["accelerator"] == "cpu" and hw["backend"] != "gloo":

@@ -40,6 +40,7 @@ def _fields(node: dict, prefix: str, lines: list, root: dict) -> None:
             _fields(child, path, lines, root)
     # A section whose fields depend on one of its values (model.arch, data.source): each branch's
     # fields follow, led by the value that selects them.
+    # Rules across fields (they carry an x-message) refuse values, they add no fields.
     for branch in node.get("allOf", []):
-        if "then" in branch and "properties" in branch["then"]:
+        if "then" in branch and "properties" in branch["then"] and "x-message" not in branch:
             _fields(branch["then"], prefix, lines, root)
