@@ -34,6 +34,7 @@ class Manifest:
     tla: dict = field(default_factory=dict)
     set: list[str] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
+    path: Path | None = None  # manifests/<digest>.json once written (or loaded); None in memory
 
     @property
     def short(self) -> str:
@@ -133,4 +134,6 @@ def build(specs, tla: dict | None = None, sets=(), project: Project | None = Non
     if problems:
         raise ExpcError(problems)
     write(manifests, project)
+    for m in manifests:
+        m.path = project.manifests / f"{m.digest}.json"
     return manifests
