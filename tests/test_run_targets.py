@@ -96,9 +96,9 @@ def test_set_or_tla_with_a_manifest_is_refused(proj, capsys):
         f"error: --set shapes a spec, but {prefix} is a manifest: its digest fixes every value. Give the spec "
         "instead (`expc run SPEC --set PATH=VALUE`), or build a new manifest with `expc build`\n"))
     code, _, err = expc(["run", "specs/one.jsonnet", built, "--tla", "lr=1e-3", "--set", "seed=3"], capsys)
-    assert (code, err.splitlines()[0]) == (1, f"error: --tla and --set shape a spec, but {built} is a manifest: "
-                                              "its digest fixes every value. Give the spec instead (`expc run "
-                                              "SPEC --set PATH=VALUE`), or build a new manifest with `expc build`")
+    assert (code, err.splitlines()[0]) == (1, (f"error: --tla and --set shape a spec, but {built} is a manifest: "
+                                               "its digest fixes every value. Give the spec instead (`expc run "
+                                               "SPEC --set PATH=VALUE`), or build a new manifest with `expc build`"))
 
 
 def test_a_spec_that_fails_writes_nothing_and_runs_nothing(proj, capsys):

@@ -53,7 +53,8 @@ def project_git(root: Path, runs: Path | None = None, listed: int = 20) -> dict:
     them}. The runs folder is left out: the run's own files are no change to the project.
     """
     def git(*args):
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
+                              check=False)
 
     try:
         head = git("rev-parse", "--verify", "--quiet", "HEAD")
