@@ -201,7 +201,7 @@ def run(targets, tla, sets, dry_run, rerun, runs_dir, master_port, hostfile, nod
     build` builds it, its manifest paths printed; a sweep runs every member), a manifest file or
     a unique digest prefix. --tla and --set shape a spec; a manifest refuses them.
 
-    Results go to runs/<digest>/. A completed digest is reported, not retrained; an interrupted
+    Results go to runs/<digest>/ (or --runs-dir). A completed digest is reported, not retrained; an interrupted
     one resumes from its last checkpoint. Ctrl-C stops every rank after a checkpoint.
 
     \b
