@@ -50,3 +50,19 @@ def test_an_import_never_forced_touches_nothing(repo):
 def test_a_spec_affects_its_own_manifests(repo):
     assert run(["affected", "specs/uses_laptop.jsonnet"]).output == (
         f"{repo['specs/uses_laptop.jsonnet'][:12]}  specs/uses_laptop.jsonnet\n")
+
+
+def test_a_deleted_spec_is_not_offered_to_build(repo):
+    (Path("specs") / "uses_widths.jsonnet").unlink()
+    result = run(["affected", "--specs", "lib/hardware.libsonnet"])
+    assert result.stdout == "specs/uses_laptop.jsonnet\n"  # so `expc build $(...)` builds what exists
+    assert result.stderr == ("note: specs/uses_widths.jsonnet was deleted; `expc check --prune` removes its "
+                             "manifests\n")
+    assert run(["affected", "lib/hardware.libsonnet"]).stdout == (
+        f"{repo['specs/uses_laptop.jsonnet'][:12]}  specs/uses_laptop.jsonnet\n"
+        f"{repo['specs/uses_widths.jsonnet'][:12]}  specs/uses_widths.jsonnet  (spec deleted)\n")
+    rows = json.loads(run(["affected", "lib/hardware.libsonnet", "--json"]).stdout)
+    assert [(r["spec"], r["deleted"]) for r in rows] == [("specs/uses_laptop.jsonnet", False),
+                                                         ("specs/uses_widths.jsonnet", True)]
+    # and the build it feeds succeeds
+    assert run(["build", *result.stdout.split()]).exit_code == 0

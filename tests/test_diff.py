@@ -189,3 +189,21 @@ def test_review_doc_shows_the_real_output(monkeypatch):
     output = run(command.split()[1:]).output
     assert shown.startswith("".join(f"    {line}\n" for line in output.splitlines())), \
         "docs/review.md: paste the command's current output"
+
+
+def test_one_spec_counts_its_builds_with_set(in_project):
+    """`expc diff SPEC` holds every build the index records against the spec now, as `expc check`
+    does: the plain build and the one made with --set, each compiled again with its arguments."""
+    spec = in_project / "specs" / "tuned.jsonnet"
+    shutil.copy(CASES / "lr" / "old.jsonnet", spec)
+    plain = json.loads(run(["build", "specs/tuned.jsonnet", "--json"]).output)[0]["digest"]
+    shaped = json.loads(run(["build", "specs/tuned.jsonnet", "--set", "seed=7", "--json"]).output)[0]["digest"]
+    assert run(["diff", "specs/tuned.jsonnet"]).return_value == 0  # both up to date
+    shutil.copy(CASES / "lr" / "new.jsonnet", spec)
+    pairs = json.loads(run(["diff", "specs/tuned.jsonnet", "--json"]).output)["pairs"]
+    assert [(p["label"], p["status"], p["old_digest"]) for p in pairs] == [
+        ("specs/tuned.jsonnet", "changed", plain), ("specs/tuned.jsonnet --set seed=7", "changed", shaped)]
+    text = run(["diff", "specs/tuned.jsonnet"])
+    assert text.return_value == 1
+    assert text.output.count("deepspeed.optimizer.params.lr: 0.001 -> 0.0003") == 2
+    assert text.output.splitlines()[-1] == "2 changed"

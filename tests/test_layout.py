@@ -1,11 +1,15 @@
 """The layout: one subpackage per pipeline stage, imports running one way.
 
-    cli, listing                 the command line              (top)
+    api                          the package itself (expc.build, load, run) and api.py   (top)
+    cli, listing                 the command line
     review, launch               read manifests, start runs
     trainer (the loop)           train.py, __main__.py
     trainer (its parts)          models/, data/, rundir, tracking, ranks, agreement
     compile                      spec -> document -> manifest -> files
     ground                       errors, project, estimate, schema, archs, pins, examples  (bottom)
+
+The package `expc` is at the top, not the bottom: its `__init__` hands out the API lazily (every
+stage below it imports `expc.<module>`, never the package's names).
 
 A module may import its own stage or any stage below it, never one above, and the modules form no
 cycle. Every import counts, also the ones inside functions (that is where the heavy and the
@@ -25,7 +29,7 @@ SRC = ROOT / "src"
 
 # (stage, rank, module-name prefixes); a module belongs to the stage with its longest prefix.
 STAGES = [
-    ("ground", 0, ["expc", "expc.errors", "expc.project", "expc.estimate", "expc.schema", "expc.archs",
+    ("ground", 0, ["expc.errors", "expc.project", "expc.estimate", "expc.schema", "expc.archs",
                    "expc.pins", "expc.examples"]),
     ("compile", 1, ["expc.compile"]),
     ("trainer parts", 2, ["trainer", "trainer.models", "trainer.data", "trainer.rundir", "trainer.tracking",
@@ -34,6 +38,7 @@ STAGES = [
     ("review", 4, ["expc.review"]),
     ("launch", 4, ["expc.launch"]),
     ("cli", 5, ["expc.cli", "expc.listing", "expc.__main__"]),
+    ("api", 6, ["expc", "expc.api"]),
 ]
 STAGE_PACKAGES = ["expc.compile", "expc.review", "expc.launch", "expc.schema", "expc.archs", "trainer.models",
                   "trainer.data"]

@@ -38,6 +38,12 @@ def engine_option(command):
                              "the same digests.")(command)
 
 
+def runs_dir_option(command):
+    return click.option("--runs-dir", type=click.Path(file_okay=False), metavar="DIR", envvar="EXPC_RUNS_DIR",
+                        help="Where runs live, <DIR>/<digest>/ (default: runs/ in the project; or set "
+                             "EXPC_RUNS_DIR). Outside every manifest: no digest changes.")(command)
+
+
 def json_option(command):
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(command)
 
@@ -173,9 +179,13 @@ def schema(as_json_schema):
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("manifests", nargs=-1, required=True)
-@click.option("--dry-run", is_flag=True, help="Print the deepspeed command and its environment; run nothing.")
+@click.argument("targets", nargs=-1, required=True)
+@tla_option
+@set_option
+@click.option("--dry-run", is_flag=True, help="Print the deepspeed command and its environment; run nothing "
+                                              "(a spec is still built, so the command names a real file).")
 @click.option("--rerun", is_flag=True, help="Train a completed (or interrupted) run again as a fresh attempt.")
+@runs_dir_option
 @click.option("--master-port", type=int, default=29500, show_default=True,
               help="Rendezvous port; give concurrent runs on one machine different ports.")
 @click.option("--hostfile", type=click.Path(dir_okay=False), metavar="HOSTS",
@@ -190,17 +200,22 @@ def schema(as_json_schema):
 @click.option("--time", "time_limit", metavar="LIMIT", help="Slurm time limit for --launcher slurm, e.g. 2-00:00:00.")
 @click.option("--dist-timeout", "dist_timeout_s", type=click.IntRange(min=1), metavar="SECONDS",
               help="Multi-node: how long every rank waits for the others to join (default 1800).")
-def run(manifests, dry_run, rerun, master_port, hostfile, node_rank, master_addr, launcher, launcher_args,
-        partition, time_limit, dist_timeout_s):
-    """Train MANIFESTS (manifest files or unique digest prefixes) with DeepSpeed, one after another.
+def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostfile, node_rank, master_addr, launcher,
+        launcher_args, partition, time_limit, dist_timeout_s):
+    """Train TARGETS with DeepSpeed, one after another. A target is a spec (built first, as `expc
+    build` builds it, its manifest paths printed; a sweep runs every member), a manifest file or
+    a unique digest prefix. --tla, --set and --sweep shape a spec; a manifest refuses them.
 
-    Results go to runs/<digest>/. A completed digest is reported, not retrained; an interrupted
+    Results go to runs/<digest>/ (or --runs-dir). A completed digest is reported, not retrained; an interrupted
     one resumes from its last checkpoint. Ctrl-C stops every rank after a checkpoint.
 
     \b
     Examples:
+      expc run specs/tiny.jsonnet --dry-run
+      expc run specs/tiny.jsonnet --set seed=7 --dry-run
+      expc run specs/tiny.jsonnet --sweep seed=1,2,3 --dry-run
+      expc run b780cc20 --dry-run --runs-dir /scratch/runs
       expc run manifests/b780cc207e42...json
-      expc run b780cc20 --dry-run
     On several nodes (specs/large.jsonnet plans 4 nodes x 8 GPUs):
       expc run 1ea9f84f --hostfile hosts.txt                  # pdsh over ssh
       expc run 1ea9f84f --node-rank 1 --master-addr node-0    # on each node, no ssh
@@ -209,19 +224,27 @@ def run(manifests, dry_run, rerun, master_port, hostfile, node_rank, master_addr
     """
     from pathlib import Path
 
+    from expc.compile.evaluate import parse_tla
     from expc.launch.multinode import Placement
-    from expc.launch.run import run_all
+    from expc.launch.run import build_targets, run_all
 
+    from .project import find_project
+
+    refs, built = build_targets(targets, parse_tla(tla), sets, sweeps=sweeps)
+    for m in built:
+        click.echo(find_project(m.path).relative(m.path))
     placement = Placement(Path(hostfile) if hostfile else None, node_rank, master_addr, launcher,
                           launcher_args, partition, time_limit, dist_timeout_s)
-    sys.exit(run_all(manifests, dry_run=dry_run, rerun=rerun, master_port=master_port, placement=placement))
+    sys.exit(run_all(refs, dry_run=dry_run, rerun=rerun, master_port=master_port, placement=placement,
+                     runs_dir=Path(runs_dir) if runs_dir else None))
 
 
 @cli.command("export", context_settings=CONTEXT)
 @click.argument("manifest")
 @click.option("--merge", is_flag=True, help="Also merge the adapter into the base: export/merged/, a plain "
                                             "transformers model.")
-def export_command(manifest, merge):
+@runs_dir_option
+def export_command(manifest, merge, runs_dir):
     """Show a completed fine-tune's export (adapter, tokenizer, metadata), or merge it.
 
     MANIFEST is a manifest file or a digest prefix.
@@ -233,7 +256,7 @@ def export_command(manifest, merge):
     """
     from expc.launch.export import export
 
-    _, lines = export(manifest, merge)
+    _, lines = export(manifest, merge, runs_dir=runs_dir)
     click.echo("\n".join(lines))
 
 
@@ -241,9 +264,11 @@ def export_command(manifest, merge):
 @click.argument("what", type=click.Choice(["presets", "hardware", "models", "adapters", "templates", "optimizers",
                                           "schedules", "zero", "knobs", "archs", "manifests", "runs"]),
                 default="manifests")
+@runs_dir_option
 @json_option
-def ls_command(what, as_json):
-    """List what a spec can pick by name, manifests or runs.
+def ls_command(what, runs_dir, as_json):
+    """List what a spec can pick by name, manifests (with the --tla / --set they were built with)
+    or runs (member, status, final validation loss).
 
     presets: every name of every lib table (the project's own tables too), then one table each:
     hardware, models, adapters, templates, optimizers, schedules, zero; knobs: the experiment's
@@ -254,14 +279,19 @@ def ls_command(what, as_json):
       expc ls presets
       expc ls hardware --json
       expc ls knobs
+      expc ls runs --runs-dir /scratch/runs
     """
-    from .listing import listing
+    from .listing import empty_message, listing
+    from .project import find_project
 
-    rows = listing(what)
+    rows = listing(what, find_project().with_runs(runs_dir))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
+        message = empty_message(what, find_project().with_runs(runs_dir))
+        if message:
+            click.echo(message)
         return
     widths = {k: max(len(str(k)), *(len(str(r[k])) for r in rows)) for k in rows[0]}
     click.echo("  ".join(k.ljust(w) for k, w in widths.items()).rstrip())
@@ -365,13 +395,16 @@ def affected(paths, specs_only, as_json):
     rows = find_affected(paths, find_project())
     if as_json:
         click.echo(json.dumps([{"spec": a.spec, "member": a.member, "digest": a.digest,
-                                "because": list(a.because)} for a in rows], indent=2))
+                                "because": list(a.because), "deleted": a.deleted} for a in rows], indent=2))
     elif specs_only:
-        for spec in dict.fromkeys(a.spec for a in rows):
+        # only specs that exist, so `expc build $(expc affected --specs ...)` works; deleted ones on stderr
+        for spec in dict.fromkeys(a.spec for a in rows if not a.deleted):
             click.echo(spec)
+        for spec in dict.fromkeys(a.spec for a in rows if a.deleted):
+            click.echo(f"note: {spec} was deleted; `expc check --prune` removes its manifests", err=True)
     else:
         for a in rows:
-            click.echo(f"{a.digest[:12]}  {a.label}")
+            click.echo(f"{a.digest[:12]}  {a.label}" + ("  (spec deleted)" if a.deleted else ""))
 
 
 @cli.command(context_settings=CONTEXT)

@@ -1,6 +1,7 @@
 """`expc ls`: hardware profiles, model sizes, adapter presets and prompt templates from the lib,
-the installed archs, manifests from the index, runs from runs/*/metadata.json. Rows are plain
-dicts so the CLI can print a table or JSON."""
+the installed archs, manifests from the index (with the --tla / --set each was built with), runs
+from <runs>/*/metadata.json (named by the index, with their final validation loss). Rows are
+plain dicts so the CLI can print a table or JSON."""
 from __future__ import annotations
 
 import json
@@ -190,25 +191,70 @@ def _templates(project):
                    {"name": "custom(text)", "kind": "format", "prompt": "text up to {output}", "response": "{output}..."}]
 
 
+def empty_message(what: str, project: Project) -> str | None:
+    """What `expc ls` says instead of an empty table (manifests and runs can be none yet)."""
+    if what == "runs":
+        return f"no runs in {project.relative(project.runs)}/ (`expc run SPEC` starts one)"
+    if what == "manifests":
+        return f"no manifests in {project.relative(project.manifests)}/ (`expc build SPEC` writes them)"
+    return None
+
+
 def _manifests(project):
     from expc.compile.write import read_index
 
     rows = []
     for digest, entry in read_index(project)["manifests"].items():
         for source in entry["sources"]:
-            member = f"[{source['member']}]" if "member" in source else ""
-            rows.append({"digest": digest[:12], "spec": source["spec"] + member})
+            rows.append({"digest": digest[:12], "spec": _label(source),
+                         "tla": " ".join(f"{k}={_tla_text(v)}" for k, v in source.get("tla", {}).items()) or "-",
+                         "set": " ".join(source.get("set", [])) or "-"})
     return rows
+
+
+def _label(source: dict) -> str:
+    return source["spec"] + (f"[{source['member']}]" if "member" in source else "")
+
+
+def _tla_text(value) -> str:
+    """A top-level argument as it is typed: a string that would not parse as JSON stays bare."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+    return json.dumps(value)
 
 
 def _runs(project):
+    """One row per run folder, oldest first; a run's name is its manifest's index source
+    (spec[member], with the --tla / --set it was built with), '-' for a manifest the index does
+    not know (built elsewhere, or its source was rebuilt since)."""
+    from expc.compile.write import read_index
+
+    sources = read_index(project)["manifests"]
     rows = []
-    for meta in sorted(project.runs.glob("*/metadata.json")) if project.runs.is_dir() else []:
+    for meta in project.runs.glob("*/metadata.json") if project.runs.is_dir() else []:
         info = json.loads(meta.read_text())
-        rows.append({"digest": meta.parent.name[:12], "status": info.get("status", "?"),
-                     "step": info.get("step", ""), "started": info.get("start", ""),
-                     "duration_s": info.get("duration_s", "")})
-    return rows
+        digest = info.get("digest", meta.parent.name)
+        known = sources.get(digest, {}).get("sources", [])
+        name = ", ".join(_label(s) + "".join(f" --tla {k}={_tla_text(v)}" for k, v in s.get("tla", {}).items())
+                         + "".join(f" --set {x}" for x in s.get("set", [])) for s in known)
+        rows.append({"digest": digest[:12], "name": name or "-", "status": info.get("status", "?"),
+                     "step": info.get("step", ""), "val_loss": _final_val_loss(meta.parent / "metrics.jsonl"),
+                     "started": info.get("start", ""), "duration_s": info.get("duration_s", "")})
+    return sorted(rows, key=lambda r: (str(r["started"]), r["digest"]))
+
+
+def _final_val_loss(metrics) -> float | str:
+    """The last validation loss the run logged (a resumed run's file holds only the steps that
+    count), '-' before its first evaluation."""
+    if not metrics.is_file():
+        return "-"
+    for line in reversed(metrics.read_text(encoding="utf-8").splitlines()):
+        if '"val_loss"' in line:
+            return round(json.loads(line)["val_loss"], 4)
+    return "-"
 
 
 def _human(n: int) -> str:

@@ -2,17 +2,25 @@
 
 The root is found from a spec the way git finds a repository: the nearest ancestor folder that
 holds a `lib/` folder (or, for a spec outside any such folder, the spec's own folder).
+
+The runs folder alone may live elsewhere (a scratch disk, a shared file system): `--runs-dir` on
+the commands that read or write runs, else the EXPC_RUNS_DIR environment variable, else
+<root>/runs. It is outside every manifest, so moving it changes no digest.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+RUNS_DIR_ENV = "EXPC_RUNS_DIR"
 
 
 @dataclass(frozen=True)
 class Project:
     root: Path
+    runs_dir: Path | None = None  # --runs-dir; None: EXPC_RUNS_DIR, else <root>/runs
 
     @property
     def lib(self) -> Path:
@@ -28,7 +36,15 @@ class Project:
 
     @property
     def runs(self) -> Path:
-        return self.root / "runs"
+        if self.runs_dir is not None:
+            return self.runs_dir
+        configured = os.environ.get(RUNS_DIR_ENV)
+        return Path(configured).resolve() if configured else self.root / "runs"
+
+    def with_runs(self, runs_dir: Path | str | None) -> Project:
+        """This project with its runs in `runs_dir` (relative to the working directory); None
+        keeps the default (EXPC_RUNS_DIR, else <root>/runs)."""
+        return dataclasses.replace(self, runs_dir=Path(runs_dir).resolve()) if runs_dir else self
 
     def relative(self, path: Path | str) -> str:
         """A path as users see it: relative to the root when inside it."""

@@ -2,7 +2,8 @@
 
     manifest.json     the manifest, byte for byte
     ds_config.json    its `deepspeed` section, exactly as passed to deepspeed.initialize
-    metadata.json     git commit and dirty flag, hosts, versions, start/end, duration, status
+    metadata.json     the git commit and dirty flag of the project holding the manifest, hosts,
+                      versions (expc's among them), start/end, duration, status
     metrics.jsonl     one JSON object per logged step (and per evaluation)
     checkpoints/      DeepSpeed checkpoints (the last `keep_checkpoints`), with RNG states per rank
     logs/             one log per rank (written by the launcher)
@@ -19,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 STATUSES = ("running", "completed", "failed", "preempted")
@@ -41,6 +43,47 @@ def update_metadata(run_dir: Path, **fields) -> dict:
     meta.update(fields)
     write_atomic(Path(run_dir) / "metadata.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
+
+
+def project_git(root: Path, runs: Path | None = None, listed: int = 20) -> dict:
+    """The git state of the project that holds the manifest (its specs' repository, not the
+    checkout expc is installed from): {"commit": HEAD or None outside a repository, "dirty":
+    whether any file under the project root differs from HEAD, untracked files included (a new
+    spec, a manifest not yet committed), "changed": the first `listed` of them, as git names
+    them}. The runs folder is left out: the run's own files are no change to the project.
+    """
+    def git(*args):
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
+                              check=False)
+
+    try:
+        head = git("rev-parse", "--verify", "--quiet", "HEAD")
+        inside = git("rev-parse", "--is-inside-work-tree")
+    except (OSError, subprocess.TimeoutExpired):
+        return {"commit": None, "dirty": False, "changed": []}
+    if inside.returncode != 0 or inside.stdout.strip() != "true":
+        return {"commit": None, "dirty": False, "changed": []}
+    pathspec = ["--", "."]
+    if runs is not None:
+        try:
+            pathspec.append(f":(exclude){Path(runs).resolve().relative_to(Path(root).resolve())}")
+        except ValueError:
+            pass  # the runs folder lives outside the project (--runs-dir)
+    status = git("status", "--porcelain", "--untracked-files=all", *pathspec)
+    changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+    commit = head.stdout.strip() if head.returncode == 0 else None  # None: a repository without commits
+    return {"commit": commit, "dirty": bool(changed), "changed": changed[:listed]}
+
+
+def expc_version() -> str:
+    """The installed expc distribution's version ("unknown" when expc is run from a source tree
+    that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("expc")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class Metrics:

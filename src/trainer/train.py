@@ -114,6 +114,7 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
 
     from expc.estimate import flops_per_token
     from expc.pins import verify
+    from expc.project import find_project
 
     from . import data, rundir
     from .agreement import check_agreement, source_commit
@@ -152,7 +153,10 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
         checkpoints.mkdir(parents=True, exist_ok=True)
         (run_dir / "manifest.json").write_bytes(manifest_path.read_bytes())
         rundir.write_atomic(run_dir / "ds_config.json", json.dumps(manifest["deepspeed"], indent=2, sort_keys=True) + "\n")
-        commit = source_commit()
+        # The project's own commit (where its specs and manifests are versioned) names the run;
+        # the checkout expc runs from, when it is one, is recorded beside expc's version.
+        project_git = rundir.project_git(find_project(manifest_path).root, run_dir.parent)
+        expc_commit = source_commit()
         previous = rundir.read_metadata(run_dir)
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         rundir.update_metadata(
@@ -160,10 +164,11 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
             max_steps=loop["max_steps"], start=previous.get("start", now) if resume_step else now,
             session_start=now, end=None, error=None, resumed_from=resume_step or None,
             duration_s=previous.get("duration_s", 0) if resume_step else 0,
-            git={"commit": commit.split("+")[0], "dirty": "+dirty" in commit},
+            git=project_git,
             hosts=sorted({f.host for f in fingerprints}), world_size=world,
             versions={"python": platform.python_version(), "torch": torch.__version__,
-                      "deepspeed": deepspeed.__version__},
+                      "deepspeed": deepspeed.__version__, "expc": rundir.expc_version(),
+                      **({"expc_commit": expc_commit} if expc_commit != "none" else {})},
             hardware=hardware["name"], accelerator=hardware["accelerator"])
     dist.barrier()
 

@@ -34,6 +34,7 @@ class Manifest:
     tla: dict = field(default_factory=dict)
     set: list[str] = field(default_factory=list)
     imports: list[str] = field(default_factory=list)
+    path: Path | None = None  # manifests/<digest>.json once written (or loaded); None in memory
     name: str | None = None  # the member's name as shown: with a --sweep point, 'lr=1e-3,seed=2'
 
     def __post_init__(self):
@@ -280,4 +281,6 @@ def build(specs, tla: dict | None = None, sets=(), project: Project | None = Non
     if problems:
         raise ExpcError(problems)
     write(manifests, project)
+    for m in manifests:
+        m.path = project.manifests / f"{m.digest}.json"
     return manifests

@@ -20,11 +20,12 @@ from expc.project import find_manifest, find_project
 from trainer.rundir import read_metadata  # light: no torch
 
 
-def export(ref: str, merge: bool = False) -> tuple[Path, list[str]]:
-    """(the export folder, the lines to print)."""
+def export(ref: str, merge: bool = False, runs_dir: Path | str | None = None) -> tuple[Path, list[str]]:
+    """(the export folder, the lines to print). `runs_dir`: where the run lives when not in the
+    default runs folder."""
     path = find_manifest(ref)
     manifest, digest = load_manifest(path)
-    project = find_project(path)
+    project = find_project(path).with_runs(runs_dir)
     run_dir = project.runs / digest
     folder = run_dir / "export"
     if not (folder / "metadata.json").is_file():

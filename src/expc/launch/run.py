@@ -1,6 +1,7 @@
-"""`expc run`: a manifest (path or digest prefix) -> a DeepSpeed run in runs/<digest>/.
+"""`expc run`: a manifest (path or digest prefix), or a spec built first -> a DeepSpeed run in
+runs/<digest>/ (or <--runs-dir>/<digest>/).
 
-    verify the digest -> decide (completed: report; interrupted: resume; --rerun: fresh attempt)
+    build the specs given (written as `expc build` writes them) -> verify the digest -> decide (completed: report; interrupted: resume; --rerun: fresh attempt)
     -> plan the launch (commands.py) -> run the real `deepspeed` launcher in its own process group
     -> follow metrics.jsonl for a rank-0 progress bar -> report the outcome
 
@@ -41,10 +42,73 @@ class RunRequest:
     rerun: bool = False
     master_port: int = 29500
     placement: Placement = field(default_factory=Placement)  # multi-node options (multinode.py)
+    runs_dir: Path | None = None  # where runs go; None: EXPC_RUNS_DIR, else <project>/runs
+
+
+@dataclass
+class Run:
+    """A run folder as the API returns it: where it is and what its metadata.json says."""
+
+    digest: str
+    dir: Path
+    metadata: dict
+
+    @property
+    def status(self) -> str | None:
+        """running, completed, failed or preempted; None before the first launch (a dry run)."""
+        return self.metadata.get("status")
+
+    def metrics(self) -> list[dict]:
+        """metrics.jsonl, one dict per line (training steps and evaluations)."""
+        path = self.dir / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+
+
+def run_of(ref: str, runs_dir: Path | None = None) -> Run:
+    path = find_manifest(ref)
+    _, digest = load_manifest(path)
+    run_dir = find_project(path).with_runs(runs_dir).runs / digest
+    return Run(digest, run_dir, read_metadata(run_dir))
+
+
+def is_spec(ref: str) -> bool:
+    return str(ref).endswith(".jsonnet")
+
+
+def build_targets(targets, tla: dict | None = None, sets=(), engine: str = "gojsonnet", sweeps=()):
+    """What `expc run` was given -> (the manifest refs to run, in order; the manifests built).
+
+    A spec is built first, exactly as `expc build` builds it (manifests written, the index
+    updated; all specs compile or nothing is written), and stands for its manifests, a sweep's
+    members in order. A manifest or digest prefix passes through. `--tla`, `--set` and `--sweep`
+    shape a spec; a manifest is fixed by its digest, so they are refused when one is given."""
+    from expc.compile import build
+
+    specs = list(dict.fromkeys(t for t in targets if is_spec(t)))
+    fixed = [t for t in targets if not is_spec(t)]
+    if (tla or sets or sweeps) and fixed:
+        given = [name for name, used in (("--tla", tla), ("--set", sets), ("--sweep", sweeps)) if used]
+        verb = "shape" if len(given) > 1 else "shapes"
+        raise ExpcError(f"{' and '.join(given)} {verb} a spec, but {fixed[0]} is a manifest: its digest fixes "
+                        "every value. "
+                        "Give the spec instead (`expc run SPEC " + ("--set PATH=VALUE" if sets else "--tla NAME=VALUE")
+                        + "`), or build a new manifest with `expc build`")
+    built = build(specs, tla, sets, engine=engine, sweeps=sweeps) if specs else []
+    by_spec: dict[str, list] = {}
+    for m in built:
+        by_spec.setdefault(m.spec, []).append(m)
+    refs = []
+    for target in targets:
+        if is_spec(target):
+            spec = find_project(target).relative(target)
+            refs += [str(m.path) for m in by_spec.pop(spec, [])]  # a spec given twice runs once
+        else:
+            refs.append(target)
+    return refs, built
 
 
 def run_all(refs, dry_run: bool = False, rerun: bool = False, master_port: int = 29500,
-            placement: Placement | None = None) -> int:
+            placement: Placement | None = None, runs_dir: Path | None = None) -> int:
     """Several manifests (a sweep): every one is found and verified before the first trains;
     then they run one after another, stopping at the first that does not complete."""
     run_dirs = []
@@ -52,10 +116,10 @@ def run_all(refs, dry_run: bool = False, rerun: bool = False, master_port: int =
         path = find_manifest(ref)
         manifest, digest = load_manifest(path)
         check_inputs(manifest, find_project(path).root, dry_run, warn=False)  # run() warns, once
-        run_dirs.append(find_project(path).runs / digest)
+        run_dirs.append(find_project(path).with_runs(runs_dir).runs / digest)
     for ref, run_dir in zip(refs, run_dirs):
         code = run(RunRequest(ref, dry_run=dry_run, rerun=rerun, master_port=master_port,
-                              placement=placement or Placement()))
+                              placement=placement or Placement(), runs_dir=runs_dir))
         submitted = placement is not None and placement.launcher == "slurm"  # queued, not yet run
         stopped = not (dry_run or submitted) and read_metadata(run_dir).get("status") != "completed"  # e.g. preempted
         if code or stopped:
@@ -67,7 +131,7 @@ def run(request: RunRequest) -> int:
     """Returns the exit status for the CLI; raises ExpcError for user mistakes and failed runs."""
     path = find_manifest(request.ref)
     manifest, digest = load_manifest(path)  # refuses a file whose content does not match its name
-    project = find_project(path)
+    project = find_project(path).with_runs(request.runs_dir)
     # Every file it pins (base model, data) still has its pinned bytes: a stat per file through
     # the hash cache, so this is cheap, and a changed input stops here rather than on every rank.
     check_inputs(manifest, project.root, request.dry_run)

@@ -5,6 +5,10 @@ through other lib files, is listed under the source in manifests/index.json. go-
 lazily, so a lib file that a spec imports but never uses is not in its list, and rightly: no
 change to that file can change the manifest. The index is as fresh as the last build; `expc
 check` says when it is not.
+
+A source whose spec has since been deleted is still affected (its committed manifests are), but
+it is marked `deleted`: `expc affected --specs` leaves it out of the specs it prints for `expc
+build`, and names it on stderr instead.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ class Affected:
     member: str | None
     digest: str
     because: tuple[str, ...]  # which of the given files it read
+    deleted: bool = False  # the spec is no longer in the project (the index still records it)
 
     @property
     def label(self) -> str:
@@ -36,7 +41,8 @@ def affected(paths, project: Project) -> list[Affected]:
             read = {source["spec"], *source.get("imports", [])}
             because = tuple(p for p in wanted if p in read)
             if because:
-                out.append(Affected(source["spec"], source.get("member"), digest, because))
+                deleted = not (project.root / source["spec"]).is_file()
+                out.append(Affected(source["spec"], source.get("member"), digest, because, deleted))
     return sorted(out, key=lambda a: (a.spec, a.member or "", a.digest))
 
 

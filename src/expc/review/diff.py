@@ -81,18 +81,35 @@ def diff_refs(old_ref: str, new_ref: str, project: Project) -> Diff:
 
 
 def diff_spec_against_committed(spec: str, project: Project) -> Diff:
-    """A spec as committed (the manifests the index records for its plain build) -> as it is now."""
+    """A spec as committed -> as it is now: every build of it the index records, with the
+    top-level arguments and overrides it was built with (as `expc check` counts them), each
+    compiled again with those same arguments; the plain build too when the index records none.
+    A build made with arguments is labelled with them (`specs/x.jsonnet --set seed=7`)."""
+    from expc.compile import compile_spec
     from expc.compile.write import read_index
 
-    new = load_side(spec, project)
+    if not Path(spec).is_file():
+        raise ExpcError(f"no such spec: {spec}")
     rel = project.relative(spec)
-    members = {}
+    old, variants = {}, {}
     for digest, entry in read_index(project)["manifests"].items():
         for s in entry["sources"]:
-            if s["spec"] == rel and not s.get("tla") and not s.get("set"):
+            if s["spec"] == rel:
+                tla, sets = s.get("tla", {}), s.get("set", [])
+                variants[source_key(rel, None, tla, sets)] = (tla, sets)
                 data, _ = canonical.load_manifest(project.manifests / f"{digest}.json")
-                members[s.get("member") or rel] = (digest, data)
-    return diff_sides(Side(f"{rel} (committed)", members), new)
+                old[_build_label(s.get("member") or rel, tla, sets)] = (digest, data)
+    new = {}
+    for tla, sets in variants.values() or [({}, [])]:
+        for m in compile_spec(spec, project, tla, sets):
+            new[_build_label(m.member or rel, tla, sets)] = (m.digest, m.data)
+    return diff_sides(Side(f"{rel} (committed)", old), Side(rel, new))
+
+
+def _build_label(label: str, tla: dict, sets: list) -> str:
+    """A member's label with the arguments it was built with, as the command line takes them."""
+    args = [f"--tla {k}={json.dumps(v)}" for k, v in tla.items()] + [f"--set {x}" for x in sets]
+    return " ".join([label, *args])
 
 
 def diff_sides(old: Side, new: Side) -> Diff:
@@ -283,11 +300,8 @@ def _sources_by_key(index: dict) -> dict[str, tuple[str, str]]:
     out = {}
     for digest, entry in index.get("manifests", {}).items():
         for s in entry.get("sources", []):
-            label = f"{s['spec']}[{s['member']}]" if s.get("member") else s["spec"]
-            if s.get("tla"):
-                label += " " + " ".join(f"--tla {k}={json.dumps(v)}" for k, v in s["tla"].items())
-            if s.get("set"):
-                label += " " + " ".join(f"--set {x}" for x in s["set"])
+            label = _build_label(f"{s['spec']}[{s['member']}]" if s.get("member") else s["spec"],
+                                 s.get("tla", {}), s.get("set", []))
             out[source_key(s["spec"], s.get("member"), s.get("tla", {}), s.get("set", []))] = (label, digest)
     return out
 
