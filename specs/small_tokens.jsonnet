@@ -6,5 +6,6 @@ local small = import 'small.jsonnet';
 
 small + {
   data: expc.data.tokens('data/openwebtext'),
+  train+: { sample_tokens: 0 },  // token ids have no tokenizer here to decode a sample with
   logging+: { wandb+: { tags: ['small', 'gpt_124m', 'openwebtext'] } },
 }

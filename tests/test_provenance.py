@@ -81,12 +81,25 @@ def test_explain_a_committed_manifest_by_digest_prefix(repo):
     assert json.loads(out) == [{
         "path": "train.max_steps", "value": 300, "set": None,
         "set_by": [{"file": "specs/layers.jsonnet", "line": 10, "field": "train.max_steps"}],
-        "reads": [],
+        "reads": [], "reads_set": [],
         "overridden": json.loads(out)[0]["overridden"],
         "pinned": None,
     }]
     assert [o["file"] for o in json.loads(out)[0]["overridden"]] == [
         "lib/experiment.libsonnet", "lib/layer_two.libsonnet", "lib/layer_one.libsonnet"]
+
+
+def test_explain_after_a_set_names_the_set_a_derived_value_follows(repo):
+    """Late-bound: the schedule's length follows `--set train.max_steps`, and explain says so
+    rather than naming the spec's own max_steps, which no longer counts. The schedules the spec
+    never picked are not listed as overridden."""
+    out = run(["explain", "specs/layers.jsonnet", "deepspeed.scheduler.params.total_num_steps",
+               "--set", "train.max_steps=400"]).output
+    assert lib_lines_hidden(out) == """\
+deepspeed.scheduler.params.total_num_steps = 400
+  set at lib/optim.libsonnet:N (warmup_cosine.deepspeed.scheduler.params.total_num_steps:)
+  from --set train.max_steps=400
+"""
 
 
 def test_every_leaf_has_an_origin(repo):

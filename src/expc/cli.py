@@ -412,8 +412,9 @@ def affected(paths, specs_only, as_json):
 @click.argument("json_path", required=False)
 @click.option("--member", help="The sweep member, when TARGET is a sweep spec.")
 @tla_option
+@click.option("--set", "sets", multiple=True, metavar="PATH=VALUE", help="An override, as `expc build` takes it.")
 @json_option
-def explain(target, json_path, member, tla, as_json):
+def explain(target, json_path, member, tla, sets, as_json):
     """Who set a value: the file, line and field of the Jsonnet that produced JSON_PATH in a
     manifest, the knobs it read, and the definitions it overrode. Without JSON_PATH: every leaf.
 
@@ -427,7 +428,7 @@ def explain(target, json_path, member, tla, as_json):
     from expc.compile.evaluate import parse_tla
     from expc.review.explain import explain_target
 
-    explanations = explain_target(target, json_path, member, parse_tla(tla))
+    explanations = explain_target(target, json_path, member, parse_tla(tla), sets)
     if as_json:
         click.echo(json.dumps([e.to_json() for e in explanations], indent=2))
     else:

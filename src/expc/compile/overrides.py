@@ -37,6 +37,7 @@ class Override:
     value: object = None
     flag: str = "--set"  # or "--sweep": what the user typed, for messages
     typed: str | None = None  # a --sweep axis as typed ('lr=1e-4,3e-4'); `text` is one point of it
+    knocked_out: str | None = None  # provenance: the value replaced by `error <this>`, to see who reads it
 
     @property
     def where(self) -> str:
@@ -205,6 +206,8 @@ def patch(overrides: list[Override]) -> str:
 
 
 def _value(override: Override) -> str:
+    if override.knocked_out:
+        return f"error {json.dumps(override.knocked_out)}"
     table = PRESET_TABLES.get(override.path[0]) if len(override.path) == 1 else None
     if table and isinstance(override.value, str):
         kind = json.dumps(f"{override.path[0]} preset")

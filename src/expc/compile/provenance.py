@@ -70,6 +70,7 @@ class Explanation:
     reads: list[Definition] = field(default_factory=list)  # knobs its value came from
     overridden: list[Definition] = field(default_factory=list)
     pinned: str | None = None  # what `expc build` read to fill it in (the pin stage), if it did
+    reads_overrides: list[str] = field(default_factory=list)  # `--set`s its value came from
 
     def origin(self) -> str | None:
         """One line for an error message: 'lib/a:3 (from specs/b:9), overriding lib/c:12'."""
@@ -80,8 +81,9 @@ class Explanation:
         if not self.set_by:
             return None
         text = self.set_by[0].where
-        if self.reads:
-            text += " (from " + ", ".join(f"{d.name} at {d.where}" for d in self.reads) + ")"
+        sources = [f"--set {o}" for o in self.reads_overrides] + [f"{d.name} at {d.where}" for d in self.reads]
+        if sources:
+            text += " (from " + ", ".join(sources) + ")"
         if self.overridden:
             text += ", overriding " + ", ".join(d.where for d in self.overridden)
         return text
@@ -91,8 +93,8 @@ class Explanation:
             return [{"file": d.file, "line": d.line, "field": ".".join(d.path)} for d in definitions]
 
         return {"path": display_path(self.path), "value": self.value, "set": self.override,
-                "set_by": rows(self.set_by), "reads": rows(self.reads), "overridden": rows(self.overridden),
-                "pinned": self.pinned}
+                "set_by": rows(self.set_by), "reads": rows(self.reads), "reads_set": self.reads_overrides,
+                "overridden": rows(self.overridden), "pinned": self.pinned}
 
     def render(self) -> str:
         lines = [f"{display_path(self.path)} = {json.dumps(self.value)}"]
@@ -102,6 +104,8 @@ class Explanation:
             lines.append(f"  pinned by expc build from {self.pinned}")
         for d in self.set_by:
             lines.append(f"  set at {d.describe()}")
+        for o in self.reads_overrides:
+            lines.append(f"  from --set {o}")
         for d in self.reads:
             lines.append(f"  from {d.describe()}")
         for d in self.overridden:
@@ -198,10 +202,37 @@ def explain(source: Source, path: tuple) -> Explanation:
                 and _live(source, path, texts, d)):
             reads.append(d)
     explanation.reads = reads
+    # The `--set`s the value follows (late-bound, so a derived value reads them like a knob).
+    overrides = parse_set(source.sets)
+    followed = [o for i, o in enumerate(overrides) if _live_override(source, path, texts, i)]
+    explanation.reads_overrides = [o.text for o in followed]
+    # The objects that merely hold an overridden leaf (`train:` around `--set train.max_steps`)
+    # are read on the way to it: naming them would bury the override.
+    containers = {step for o in followed for step in o.path[:-1] if isinstance(step, str)}
+    explanation.reads = [d for d in explanation.reads if d.name not in containers]
     live_paths = {d.path for d in live}
-    explanation.overridden = [d for d in named if d not in live
-                              and (_suffix_match(d.path, keys) >= 2 or d.path in live_paths)]
+    candidates = [d for d in named if d not in live and (_suffix_match(d.path, keys) >= 2 or d.path in live_paths)]
+    # Overridden, not merely alike: a same-named field of a preset the spec never picked
+    # (warmup_linear_decay's total_num_steps, under warmup_cosine) is left out.
+    explanation.overridden = [d for d in candidates if d.path in live_paths
+                              or _selected(source, texts, definitions, d)]
     return explanation
+
+
+def _live_override(source: Source, path, texts: dict, index: int) -> bool:
+    result = _probe(source, path, texts, None, knock_out_override=index)
+    return isinstance(result, ExpcError) and _MARKER in str(result)
+
+
+def _selected(source: Source, texts: dict, definitions: list[Definition], d: Definition) -> bool:
+    """Whether the lib part that holds `d` (the outermost definition around it, in its file) is
+    used by the spec at all: knocked out, the whole document fails."""
+    outer = next((o for o in definitions if o.file == d.file and o.path == d.path[:1] and o.start <= d.start <= o.end),
+                 None)
+    if outer is None or outer is d:
+        return True
+    result = _probe(source, (), texts, outer)
+    return isinstance(result, ExpcError) and _MARKER in str(result)
 
 
 def _pinned(document, source: Source, path: tuple):
@@ -260,8 +291,9 @@ def _live(source: Source, path, texts, definition: Definition) -> bool:
     return isinstance(result, ExpcError) and _MARKER in str(result)
 
 
-def _probe(source: Source, path, texts: dict, knock_out: Definition | None):
-    """Evaluate only the leaf at `path`, with one definition's value replaced by an error."""
+def _probe(source: Source, path, texts: dict, knock_out: Definition | None, knock_out_override: int | None = None):
+    """Evaluate only the leaf at `path`, with one definition's value (or one `--set`'s)
+    replaced by an error."""
     import _gojsonnet
 
     overlay = dict(texts)
@@ -285,7 +317,12 @@ def _probe(source: Source, path, texts: dict, knock_out: Definition | None):
 
     selector = "".join(f"[{json.dumps(step)}]" for step in ((source.member,) if source.member else ()) + tuple(path))
     tla_codes = {name: json.dumps(value) for name, value in source.tla.items()}
-    snippet = value_code(spec, tla_codes, parse_set(source.sets)) + f"value{selector}\n"
+    overrides = parse_set(source.sets)
+    if knock_out_override is not None:
+        import dataclasses
+
+        overrides[knock_out_override] = dataclasses.replace(overrides[knock_out_override], knocked_out=_MARKER)
+    snippet = value_code(spec, tla_codes, overrides) + f"value{selector}\n"
     try:
         text = _gojsonnet.evaluate_snippet(str(spec.parent / "<provenance>"), snippet,
                                            import_callback=resolve_import)

@@ -10,6 +10,7 @@ device memory.
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 
 from expc.errors import ExpcError, Problem, did_you_mean, json_path
@@ -230,12 +231,50 @@ def semantic_problems(manifest) -> list[Problem]:
                                 f"{manifest['train']['max_steps']}: the run would end before warm-up does",
                                 json_path(["deepspeed", "scheduler", "params", "warmup_num_steps"])))
 
+    problems += _silent_no_ops(manifest)
+
     if (manifest["data"]["source"] in ("stdlib", "text", "synthetic") and "vocab_size" in model
             and model["vocab_size"] < 256):
         problems.append(Problem(f"vocab_size {model['vocab_size']} is too small for a byte-level "
                                 f"corpus (needs 256)", json_path(["model", "vocab_size"])))
 
     problems += _memory_problems(manifest)
+    return problems
+
+
+# Schedules whose length DeepSpeed reads from total_num_steps: anything but train.max_steps leaves
+# the learning rate decaying past the end of the run, or at its floor for the last part of it.
+_SCHEDULE_LENGTH = ("WarmupCosineLR", "WarmupDecayLR")
+
+
+def _silent_no_ops(manifest) -> list[Problem]:
+    """Settings that would build and then do nothing, or something else than they say."""
+    problems = []
+    ds, train = manifest["deepspeed"], manifest["train"]
+    scheduler = ds.get("scheduler") or {}
+    params = scheduler.get("params") or {}
+    total = params.get("total_num_steps")
+    if scheduler.get("type") in _SCHEDULE_LENGTH and isinstance(total, int) and total != train["max_steps"]:
+        effect = ("the learning rate would stop short of its final value" if total > train["max_steps"]
+                  else f"the learning rate would sit at its floor for the last {train['max_steps'] - total} steps")
+        problems.append(Problem(f"the {scheduler['type']} schedule is {total} steps long but train.max_steps is "
+                                f"{train['max_steps']}: {effect}; the lib's schedules follow train.max_steps "
+                                "(set that, not total_num_steps)",
+                                json_path(["deepspeed", "scheduler", "params", "total_num_steps"])))
+    lr = ((ds.get("optimizer") or {}).get("params") or {}).get("lr")
+    peak = params.get("warmup_max_lr")
+    if isinstance(lr, (int, float)) and isinstance(peak, (int, float)) and not math.isclose(lr, peak, rel_tol=1e-9):
+        problems.append(Problem(f"the scheduler warms up to warmup_max_lr {peak:g}, which replaces the "
+                                f"optimizer's lr {lr:g}: DeepSpeed trains at {peak:g}; make them equal (the "
+                                "lib's schedules take warmup_max_lr from the lr knob)",
+                                json_path(["deepspeed", "scheduler", "params", "warmup_max_lr"])))
+    source = manifest["data"]["source"]
+    if train.get("sample_tokens") and source in ("tokens", "jsonl"):
+        problems.append(Problem(f"train.sample_tokens writes a text sample at the end, but data source "
+                                f"{source!r} has no text to decode it with ("
+                                + ("token ids without a tokenizer" if source == "tokens" else
+                                   "instruction data: a fine-tune answers prompts") + "): set it to 0",
+                                json_path(["train", "sample_tokens"])))
     return problems
 
 

@@ -182,7 +182,11 @@ def run(request: RunRequest) -> int:
 
 def check_inputs(manifest: dict, root: Path, dry_run: bool, warn: bool = True) -> None:
     """A changed input is an error; one that is not on this machine (a cluster's data, seen
-    from a laptop) is an error for a run and a warning for a dry run, which only prints."""
+    from a laptop) is an error for a run and a warning for a dry run, which only prints. So is
+    a DeepSpeed setting the trainer would silently not honour (trainer_unsupported)."""
+    unsupported = trainer_unsupported(manifest)
+    if unsupported:
+        raise ExpcError(unsupported)
     changed, absent = check(manifest, root)
     if dry_run and not changed:
         for problem in absent if warn else []:
@@ -190,6 +194,27 @@ def check_inputs(manifest: dict, root: Path, dry_run: bool, warn: bool = True) -
         return
     if changed or absent:
         raise ExpcError(sorted(changed + absent, key=lambda p: p.location or ""))
+
+
+def trainer_unsupported(manifest: dict) -> list:
+    """DeepSpeed settings that are valid (so the manifest builds, as DeepSpeed accepts it) but
+    that expc's trainer does not act on: launching would ignore them without a word."""
+    from expc.errors import Problem
+
+    ds = manifest["deepspeed"]
+    problems = []
+    compile_section = ds.get("compile")
+    if isinstance(compile_section, dict) and compile_section.get("disable") is not True:
+        problems.append(Problem("DeepSpeed compiles only when the training script calls "
+                                "engine.compile(), and expc's trainer does not (on CPU it would build C++ "
+                                "kernels at every launch); remove the section or set \"disable\": true",
+                                "$.deepspeed.compile"))
+    if ds.get("sequence_parallel_size", 1) != 1:
+        problems.append(Problem("expc's trainer gives every rank its own "
+                                "micro batches and does not split sequences, so the run would train on more "
+                                "samples per step than train_batch_size says; remove it or set it to 1",
+                                "$.deepspeed.sequence_parallel_size"))
+    return problems
 
 
 def write_plan(plan: MultinodePlan, run_dir: Path, node_rank: int | None = None) -> None:

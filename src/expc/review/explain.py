@@ -13,9 +13,9 @@ from expc.project import find_manifest, find_project
 
 
 def explain_target(target: str, json_path: str | None, member: str | None = None,
-                   tla: dict | None = None) -> list[Explanation]:
+                   tla: dict | None = None, sets=()) -> list[Explanation]:
     if target.endswith((".jsonnet", ".libsonnet")):
-        source, data = _spec_source(target, member, tla or {})
+        source, data = _spec_source(target, member, tla or {}, list(sets))
     else:
         source, data = _manifest_source(target)
     if json_path:
@@ -23,11 +23,11 @@ def explain_target(target: str, json_path: str | None, member: str | None = None
     return [explain(source, path) for path in _leaf_paths(data)]
 
 
-def _spec_source(target: str, member: str | None, tla: dict):
+def _spec_source(target: str, member: str | None, tla: dict, sets: list):
     from expc.compile import compile_spec
 
     project = find_project(target)
-    manifests = compile_spec(target, project, tla)
+    manifests = compile_spec(target, project, tla, sets)
     members = {m.member: m for m in manifests}
     if member not in members:
         known = ", ".join(repr(m) for m in members if m is not None)
@@ -35,7 +35,7 @@ def _spec_source(target: str, member: str | None, tla: dict):
             raise ExpcError(f"{project.relative(target)} is a sweep: choose one with --member ({known})")
         raise ExpcError(f"{project.relative(target)} has no member {member!r}"
                         + (f" (members: {known})" if known else " (it is not a sweep)"))
-    return Source(Path(target), project, member, tla), members[member].data
+    return Source(Path(target), project, member, tla, sets), members[member].data
 
 
 def _manifest_source(target: str):
