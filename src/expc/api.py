@@ -16,11 +16,13 @@ from pathlib import Path
 from expc.errors import ExpcError
 
 
-def build(spec, tla: dict | None = None, set=(), write: bool = True, engine: str = "gojsonnet") -> list:
+def build(spec, tla: dict | None = None, set=(), write: bool = True, engine: str = "gojsonnet",
+          sweep=()) -> list:
     """Compile a spec (or a list of specs) into manifests, exactly as `expc build` does.
 
     `tla` maps top-level argument names to values (Python values, or `name=value` strings as on the
-    command line); `set` is `path=value` strings (as `--set`) or a dict {path: value}. With
+    command line); `set` is `path=value` strings (as `--set`) or a dict {path: value}; `sweep` is
+    `path=a,b` strings (as `--sweep`), one grid axis each. With
     `write=True` the manifests are written to manifests/<digest>.json and the index updated
     (nothing is written unless every spec compiles), and each Manifest's `.path` names its file;
     with `write=False` nothing is written and `.path` is None.
@@ -33,11 +35,11 @@ def build(spec, tla: dict | None = None, set=(), write: bool = True, engine: str
         raise ExpcError("build() needs a spec")
     tla_values, set_items = _tla(tla), _set_items(set)
     if write:
-        return build_specs(specs, tla_values, set_items, engine=engine)
+        return build_specs(specs, tla_values, set_items, engine=engine, sweeps=list(sweep))
     manifests, problems = [], []
     for one in specs:  # like build_specs: every failing spec's problems reported together
         try:
-            manifests += compile_spec(one, tla=tla_values, sets=set_items, engine=engine)
+            manifests += compile_spec(one, tla=tla_values, sets=set_items, engine=engine, sweeps=list(sweep))
         except ExpcError as err:
             problems += err.problems
     if problems:

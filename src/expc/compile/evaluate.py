@@ -171,13 +171,13 @@ def _check_override_paths(spec: Path, tla_codes: dict, overrides: list[Override]
                "else if std.objectHas(value, 'schema') then { '': walk(value) }\n"
                "else { [m]: walk(value[m]) for m in std.objectFields(value) if std.isObject(value[m]) }\n")
     walks = json.loads(_gojsonnet_snippet()(str(spec.parent / "<--set>"), snippet, import_callback=resolve_import))
-    problems = {}
+    problems: dict[Problem, list[str]] = {}
     for member, member_walks in walks.items():
         for problem in overrides_.path_problems(overrides, member_walks):
-            problems.setdefault(problem.message, []).append(member)
+            problems.setdefault(problem, []).append(member)
     if problems:
-        raise ExpcError([Problem(message + members_note(members, len(walks)))
-                         for message, members in problems.items()])
+        raise ExpcError([Problem(p.message + members_note(members, len(walks)), p.location)
+                         for p, members in problems.items()])
 
 
 def _blame_arguments(error: ExpcError, spec: Path, project: Project, tla: dict, overrides: list[Override],
@@ -204,8 +204,8 @@ def _blame_arguments(error: ExpcError, spec: Path, project: Project, tla: dict, 
                                  import_callback=resolve_import)
         except RuntimeError:
             continue
-        return ExpcError([Problem(f"{where}: {p.message}" + (f"\n  (raised at {p.location})" if p.location else ""),
-                                  None, p.origin) for p in error.problems])
+        return ExpcError([Problem(p.message + (f"\n  (raised at {p.location})" if p.location else ""),
+                                  where, p.origin) for p in error.problems])
     return error
 
 

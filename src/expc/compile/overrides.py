@@ -273,7 +273,7 @@ def path_problems(overrides: list[Override], walks: list[dict]) -> list[Problem]
     for override, walk in zip(overrides, walks):
         message = _path_problem(override, walk)
         if message:
-            problems.append(Problem(f"{override.where}: {message}"))
+            problems.append(Problem(message, override.where))
     return problems
 
 
