@@ -1,8 +1,9 @@
 """Compile: spec -> document -> manifest -> files. The build pipeline, one module per stage:
 
-    evaluate     (evaluate.py)   spec file -> document, hermetic go-jsonnet
+    override     (overrides.py)  `--set path=value`, `--sweep path=a,b` -> Jsonnet patches on the result
+    evaluate     (evaluate.py)   spec file (+ patches) -> document, hermetic go-jsonnet
+    knobs        (knobs.py)      every hidden field a declared knob, of its declared type
     split        (pipeline.py)   document -> one experiment, or the members of a sweep
-    override     (overrides.py)  `--set path=value` applied to each member
     pin          (pin.py)        every file the run reads pinned by sha256 (base model, data)
     validate     (validate.py)   JSON Schema + semantic rules, every problem at once
     canonicalize (canonical.py)  rounded floats -> RFC 8785 bytes -> sha256 digest

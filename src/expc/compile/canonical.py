@@ -1,4 +1,4 @@
-"""Stage 3, canonicalize: a validated document -> canonical bytes and their digest.
+"""Stage 6, canonicalize: a validated document -> canonical bytes and their digest.
 
 The canonical bytes are RFC 8785 (JCS) of the parsed document after every float is rounded to 15
 significant digits (engines differ in the last bit of `std.exp`/`std.log`; the stored value is

@@ -1,4 +1,4 @@
-"""Stage 1, evaluate: a spec file -> a document (plain JSON data), with go-jsonnet.
+"""Stage 2, evaluate: a spec file -> a document (plain JSON data), with go-jsonnet.
 
 Evaluation is hermetic. Imports resolve from the importing file's own folder, then from the
 project's `lib/`; anything that lands outside those folders (an absolute path, `..`, a symlink) is

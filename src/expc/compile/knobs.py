@@ -1,4 +1,4 @@
-"""Stage 1c, knobs: the hidden fields of each experiment must be declared, and hold the type
+"""Stage 3, knobs: the hidden fields of each experiment must be declared, and hold the type
 their declaration says.
 
 A knob is a hidden field (`lr:: 3e-4`) that shapes the manifest without being in it. The lib

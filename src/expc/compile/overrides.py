@@ -1,4 +1,4 @@
-"""Stage 1b, override: `--set path=value` as a Jsonnet patch on the spec's result.
+"""Stage 1, override: `--set path=value` (and `--sweep`) as a Jsonnet patch on the spec's result.
 
 An override is late-bound: `--set train.max_steps=1000` is evaluated as
 `spec + { train+: { max_steps: 1000 } }`, before the result is turned into JSON, so everything the

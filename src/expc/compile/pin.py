@@ -1,4 +1,4 @@
-"""Stage 2b, pin: a document -> the same document with every file it names pinned by content.
+"""Stage 4, pin: a document -> the same document with every file it names pinned by content.
 
 A run must read exactly the bytes its digest stands for, so before validation:
 - a Hugging Face base in a local folder (`model.source`, no `revision`) gets `files`: the sha256

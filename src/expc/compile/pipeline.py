@@ -1,7 +1,8 @@
 """The pipeline: spec -> documents -> manifests -> files. Each stage lives in its own module:
 
-    override     (overrides.py)  `--set path=value` -> a Jsonnet patch on the spec's result
-    evaluate     (evaluate.py)   spec file (+ patch) -> document, hermetic go-jsonnet
+    override     (overrides.py)  `--set path=value`, `--sweep path=a,b` -> Jsonnet patches on the result
+    evaluate     (evaluate.py)   spec file (+ patches) -> document, hermetic go-jsonnet
+    knobs        (knobs.py)      every hidden field a declared knob, of its declared type
     split        (here)          document -> one experiment, or the members of a sweep
     pin          (pin.py)        every file the run reads pinned by sha256 (base model, data)
     validate     (validate.py)   JSON Schema + semantic rules, every problem at once

@@ -1,4 +1,4 @@
-"""Stage 2, validate: a document -> the same document, or every problem with it at once.
+"""Stage 5, validate: a document -> the same document, or every problem with it at once.
 
 First the JSON Schema (Draft 2020-12, `schema/manifest.schema.json`, whose `deepspeed` section is
 `schema/deepspeed.schema.json`, generated from DeepSpeed's own config models, with the rules across

@@ -1,4 +1,4 @@
-"""Stage 4, write: manifests -> `manifests/<digest>.json` and `manifests/index.json`.
+"""Stage 7, write: manifests -> `manifests/<digest>.json` and `manifests/index.json`.
 
 A manifest file is written once: an identical existing file is left alone, a differing one is
 refused (someone edited it by hand). Every write goes to a temporary file in the same folder and
