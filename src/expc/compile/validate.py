@@ -242,8 +242,10 @@ def semantic_problems(manifest) -> list[Problem]:
     return problems
 
 
-# Schedules whose length DeepSpeed reads from total_num_steps: anything but train.max_steps leaves
-# the learning rate decaying past the end of the run, or at its floor for the last part of it.
+# Schedules whose length DeepSpeed reads from total_num_steps. One longer than train.max_steps
+# never finishes: the run ends before the learning rate has decayed (a stale length, the classic
+# after changing max_steps alone). A shorter one holds the floor for the last steps, a choice some
+# make on purpose (and real configs are written that way), so it is allowed.
 _SCHEDULE_LENGTH = ("WarmupCosineLR", "WarmupDecayLR")
 
 
@@ -254,12 +256,10 @@ def _silent_no_ops(manifest) -> list[Problem]:
     scheduler = ds.get("scheduler") or {}
     params = scheduler.get("params") or {}
     total = params.get("total_num_steps")
-    if scheduler.get("type") in _SCHEDULE_LENGTH and isinstance(total, int) and total != train["max_steps"]:
-        effect = ("the learning rate would stop short of its final value" if total > train["max_steps"]
-                  else f"the learning rate would sit at its floor for the last {train['max_steps'] - total} steps")
+    if scheduler.get("type") in _SCHEDULE_LENGTH and isinstance(total, int) and total > train["max_steps"]:
         problems.append(Problem(f"the {scheduler['type']} schedule is {total} steps long but train.max_steps is "
-                                f"{train['max_steps']}: {effect}; the lib's schedules follow train.max_steps "
-                                "(set that, not total_num_steps)",
+                                f"{train['max_steps']}: the run would end before the learning rate has decayed; "
+                                "the lib's schedules follow train.max_steps (set that, not total_num_steps)",
                                 json_path(["deepspeed", "scheduler", "params", "total_num_steps"])))
     lr = ((ds.get("optimizer") or {}).get("params") or {}).get("lr")
     peak = params.get("warmup_max_lr")
