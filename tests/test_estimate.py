@@ -55,6 +55,9 @@ def test_device_hours_divides_by_peak_and_mfu():
         estimate.device_hours(m, mfu=0)
 
 
+NO_PERSISTENCE = {"stage3_param_persistence_threshold": 0}  # every tensor partitioned at stage 3
+
+
 @pytest.mark.parametrize("stage, params, grads, optim", [
     # The ZeRO paper's 2 + 2 + 12 bytes per parameter, divided by the world size (4) stage by stage.
     (0, 2, 2, 12),
@@ -64,21 +67,69 @@ def test_device_hours_divides_by_peak_and_mfu():
 ])
 def test_zero_stages_partition_model_states(stage, params, grads, optim):
     n = estimate.parameter_count(DEBUG)
-    mem = estimate.memory_per_device(manifest(stage=stage, procs=4))
+    mem = estimate.memory_per_device(manifest(stage=stage, procs=4, zero_extra=NO_PERSISTENCE))
     assert mem.parameters * GIB == pytest.approx(n * params)
     assert mem.gradients * GIB == pytest.approx(n * grads)
     assert mem.optimizer * GIB == pytest.approx(n * optim)
     assert mem.offloaded == 0
-    assert mem.total == pytest.approx(mem.parameters + mem.gradients + mem.optimizer + mem.activations)
+    assert mem.allocated == pytest.approx(mem.parameters + mem.gradients + mem.optimizer + mem.activations
+                                          + mem.buffers)
+    assert mem.total == pytest.approx(mem.allocated * (1 + estimate.FRAGMENTATION))
 
 
-def test_zero_paper_7_5b_on_64_devices():
-    # The paper's Figure 1: 7.5B parameters, 64 devices: 120 GB, 31.4 GB, 16.6 GB, 1.9 GB.
-    n = 7.5e9
-    for stage, expected_gb in [(0, 120), (1, 31.4), (2, 16.6), (3, 1.9)]:
-        mem = estimate.memory_per_device(manifest(stage=stage, procs=64))
-        per_param = (mem.parameters + mem.gradients + mem.optimizer) * GIB / estimate.parameter_count(DEBUG)
-        assert n * per_param / 1e9 == pytest.approx(expected_gb, abs=0.05)
+def test_stage3_keeps_small_tensors_whole_on_every_rank():
+    # DEBUG's largest tensor has 8192 elements: below DeepSpeed's default threshold (1e5) every
+    # tensor persists, so each rank holds the whole model as well as its partition.
+    n = estimate.parameter_count(DEBUG)
+    mem = estimate.memory_per_device(manifest(stage=3, procs=4))
+    assert mem.parameters * GIB == pytest.approx(n * 2 / 4 + n * 2)
+    # at a threshold of 4096 elements only the MLP matrices (32 x 128 = 4096 elements)
+    # and the 256 x 32 embedding are partitioned; the rest persists: five LayerNorm weights, the
+    # 32 x 32 position embedding, and per block the qkv (3 x 32 x 32) and output (32 x 32) matrices
+    mem = estimate.memory_per_device(manifest(stage=3, procs=4, zero_extra={"stage3_param_persistence_threshold": 4096}))
+    small = 32 * 5 + 32 * 32 + 2 * (3 * 32 * 32 + 32 * 32)
+    assert mem.parameters * GIB == pytest.approx(n * 2 / 4 + small * 2)
+
+
+def test_buffers_follow_the_bucket_sizes():
+    bf16 = 2
+    two = estimate.memory_per_device(manifest(stage=2, zero_extra={"reduce_bucket_size": 1000}))
+    assert two.buffer_parts == ((("reduce bucket", 1000 * bf16 / GIB)),)
+    overlap = estimate.memory_per_device(manifest(stage=2, zero_extra={"reduce_bucket_size": 1000, "overlap_comm": True}))
+    assert overlap.buffers * GIB == 2 * 1000 * bf16
+    one = estimate.memory_per_device(manifest(stage=1, zero_extra={"reduce_bucket_size": 1000}))
+    assert one.buffers * GIB == 1000 * 4  # ZeRO 1 accumulates in fp32
+    assert estimate.memory_per_device(manifest(stage=0)).buffers == 0
+    # stage 3: one bucket, and the largest tensor (the 256 x 32 embedding) plus the prefetch,
+    # capped by max_live_parameters
+    three = estimate.memory_per_device(manifest(stage=3, zero_extra={
+        "reduce_bucket_size": 1000, "stage3_prefetch_bucket_size": 500, "stage3_param_persistence_threshold": 0}))
+    assert dict(three.buffer_parts) == {"reduce bucket": 1000 * bf16 / GIB, "gathered parameters": (8192 + 500) * bf16 / GIB}
+    capped = estimate.memory_per_device(manifest(stage=3, zero_extra={
+        "reduce_bucket_size": 1000, "stage3_prefetch_bucket_size": 500, "stage3_max_live_parameters": 300,
+        "stage3_param_persistence_threshold": 0}))
+    assert dict(capped.buffer_parts)["gathered parameters"] == 300 * bf16 / GIB
+
+
+# A GPT with the ZeRO paper's 7.5B parameters: 36 blocks of width 4096 (12 x 36 x 4096^2 = 7.25B)
+# and a 60480-token vocabulary (tied embedding) with a 1024-token context bring it to 7.49998B.
+GPT_7_5B = {"arch": "gpt", "n_layer": 36, "n_head": 32, "n_embd": 4096, "block_size": 1024,
+            "vocab_size": 60480, "dropout": 0.0, "bias": False}
+
+
+def test_the_7_5b_example_has_the_papers_parameter_count():
+    assert estimate.parameter_count(GPT_7_5B) == pytest.approx(7.5e9, rel=1e-5)
+
+
+@pytest.mark.parametrize("stage, paper_gb", [(0, 120), (1, 31.4), (2, 16.6), (3, 1.9)])
+def test_zero_paper_7_5b_on_64_devices(stage, paper_gb):
+    # Rajbhandari et al., Figure 1: Psi = 7.5B, N_d = 64, K = 12 (mixed-precision Adam): the
+    # baseline, P_os, P_os+g and P_os+g+p hold 120, 31.4, 16.6 and 1.9 GB of model states per
+    # device. 8 nodes x 8 devices, fp16; the paper's GB are 10^9 bytes.
+    m = manifest(model=GPT_7_5B, nodes=8, procs=8, stage=stage, precision="fp16", micro=1)
+    assert estimate.world_size(m) == 64
+    mem = estimate.memory_per_device(m)
+    assert round(mem.model_states * GIB / 1e9, 1) == paper_gb
 
 
 def test_fp32_keeps_no_master_copy_and_sgd_one_moment():
@@ -87,19 +138,29 @@ def test_fp32_keeps_no_master_copy_and_sgd_one_moment():
     assert (mem.parameters, mem.gradients, mem.optimizer) == pytest.approx((4 * n / GIB, 4 * n / GIB, 8 * n / GIB))
     sgd = estimate.memory_per_device(manifest(precision="fp16", procs=1, optimizer="SGD"))
     assert sgd.optimizer == pytest.approx(8 * n / GIB)  # fp32 master + one momentum
+    # ZeRO 1 and 2 copy their fp32 partition even in fp32 (measured: tests/trainer/test_memory.py)
+    for stage in (1, 2):
+        zero = estimate.memory_per_device(manifest(precision="fp32", procs=2, stage=stage))
+        assert zero.optimizer == pytest.approx(12 * n / 2 / GIB)
+    three = estimate.memory_per_device(manifest(precision="fp32", procs=2, stage=3))
+    assert three.optimizer == pytest.approx(8 * n / 2 / GIB)
 
 
 def test_offload_moves_states_to_host():
     n = estimate.parameter_count(DEBUG)
     cpu = {"device": "cpu", "pin_memory": True}
     mem = estimate.memory_per_device(manifest(stage=3, procs=2, zero_extra={
-        "offload_optimizer": cpu, "offload_param": cpu}))
+        "offload_optimizer": cpu, "offload_param": cpu, **NO_PERSISTENCE}))
     assert mem.optimizer == 0 and mem.parameters == 0
     assert mem.gradients == pytest.approx(n * 2 / 2 / GIB)
-    assert mem.offloaded == pytest.approx(n * (12 + 2) / 2 / GIB)
+    # optimizer state (12) with its fp32 gradient partition (4), and the bf16 weights (2)
+    assert mem.host == pytest.approx(n * (12 + 4 + 2) / 2 / GIB)
+    assert mem.host_per_node == pytest.approx(2 * mem.host)  # two processes on the node
     # offload_param means nothing below stage 3 (DeepSpeed ignores it there)
     mem2 = estimate.memory_per_device(manifest(stage=2, procs=2, zero_extra={"offload_param": cpu}))
     assert mem2.parameters == pytest.approx(n * 2 / GIB)
+    nvme = estimate.memory_per_device(manifest(stage=2, procs=2, zero_extra={"offload_optimizer": {"device": "nvme"}}))
+    assert nvme.host == 0 and nvme.nvme == pytest.approx(n * (12 + 4) / 2 / GIB)
 
 
 def test_activations_by_hand():
@@ -111,7 +172,14 @@ def test_activations_by_hand():
     assert fp32.activations * GIB == 2 * 68 * tokens * 32 + 2 * 4 * tokens * 256
 
 
+def test_step_time_and_recompute():
+    m = manifest(model=GPT2_124M, procs=4, micro=4, accumulation=2, peak_tflops=100.0)
+    seconds = estimate.tokens_per_step(m) * estimate.flops_per_token(m) / (4 * 100e12 * 0.5)
+    assert estimate.step_seconds(m, mfu=0.5) == pytest.approx(seconds)
+    assert estimate.recompute_factor(m) == 1  # a GPT has no checkpointing knob: never recomputes
+
+
 def test_describe_lists_the_breakdown():
-    mem = estimate.MemoryEstimate(1.0, 2.0, 3.0, 4.04, offloaded=5.0)
-    assert mem.describe() == ("parameters 1.0 + gradients 2.0 + optimizer 3.0 + activations 4.0 = 10.0 GiB"
-                              " (plus 5.0 GiB offloaded to host memory)")
+    mem = estimate.MemoryEstimate(1.0, 2.0, 3.0, 4.04, buffers=0.5, fragmentation=1.05, host=5.0)
+    assert mem.describe() == ("parameters 1.0 + gradients 2.0 + optimizer 3.0 + activations 4.0 + buffers 0.5"
+                              " + fragmentation 1.1 = 11.6 GiB (plus 5.0 GiB offloaded to host memory)")

@@ -5,7 +5,7 @@
     trainer (the loop)           train.py, __main__.py
     trainer (its parts)          models/, data/, rundir, tracking, ranks, agreement
     compile                      spec -> document -> manifest -> files
-    ground                       errors, project, estimate, schema, archs, pins, examples  (bottom)
+    ground                       errors, project, estimate, fit, schema, archs, pins, examples  (bottom)
 
 A module may import its own stage or any stage below it, never one above, and the modules form no
 cycle. Every import counts, also the ones inside functions (that is where the heavy and the
@@ -26,7 +26,7 @@ SRC = ROOT / "src"
 # (stage, rank, module-name prefixes); a module belongs to the stage with its longest prefix.
 STAGES = [
     ("ground", 0, ["expc", "expc.errors", "expc.project", "expc.estimate", "expc.schema", "expc.archs",
-                   "expc.pins", "expc.examples"]),
+                   "expc.pins", "expc.examples", "expc.fit"]),
     ("compile", 1, ["expc.compile"]),
     ("trainer parts", 2, ["trainer", "trainer.models", "trainer.data", "trainer.rundir", "trainer.tracking",
                           "trainer.ranks", "trainer.agreement"]),

@@ -45,8 +45,11 @@ class Manifest:
 
 
 def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | None = None,
-                 sets=(), engine: str = "gojsonnet") -> list[Manifest]:
-    """Compile one spec to its manifests, in memory. Raises ExpcError; writes nothing."""
+                 sets=(), engine: str = "gojsonnet", fit_check: bool = True) -> list[Manifest]:
+    """Compile one spec to its manifests, in memory. Raises ExpcError; writes nothing.
+
+    `fit_check=False` leaves out the memory-fit rule only (`expc plan` shows a run that does not
+    fit rather than refusing it); such manifests are never written."""
     spec = Path(spec)
     project = project or find_project(spec)
     overrides = parse_set(sets)
@@ -57,7 +60,7 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
         try:
             document = apply_overrides(document, overrides)
             document = pin(document, project)
-            validate(document, origin=_origin(spec, project, member, tla, sets))
+            validate(document, origin=_origin(spec, project, member, tla, sets), fit_check=fit_check)
             data = canonical.canonicalize(document)
         except ExpcError as err:
             where = f"{spec_name}[{member}]" if member else spec_name
