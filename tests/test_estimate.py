@@ -183,3 +183,34 @@ def test_describe_lists_the_breakdown():
     mem = estimate.MemoryEstimate(1.0, 2.0, 3.0, 4.04, buffers=0.5, fragmentation=1.05, host=5.0)
     assert mem.describe() == ("parameters 1.0 + gradients 2.0 + optimizer 3.0 + activations 4.0 + buffers 0.5"
                               " + fragmentation 1.1 = 11.6 GiB (plus 5.0 GiB offloaded to host memory)")
+
+
+def test_a_hugging_face_base_by_its_own_layout():
+    from pathlib import Path
+
+    from expc.archs import arch_of
+    from expc.compile import compile_spec
+
+    root = Path(__file__).resolve().parent.parent
+    (m,) = compile_spec(root / "specs" / "qwen_lora.jsonnet")  # Qwen2.5-1.5B, LoRA, checkpointing on
+    model, arch = m.data["model"], arch_of(m.data["model"])
+    assert sum(e * times for e, times in arch.tensors(model)) == estimate.parameter_count(model)
+    c = model["config"]
+    h, q, kv, i = c["hidden_size"], c["num_attention_heads"] * c["head_dim"], c["num_key_value_heads"] * c["head_dim"], c["intermediate_size"]
+    assert arch.activations_per_token_layer(model) == 12 * h + 4 * q + 4 * kv + 8 * i
+    tokens = 4 * 1024  # micro batch 4 x max_length 1024
+    logits = 8 * tokens * c["vocab_size"]
+    on = estimate.memory_per_device(m.data)
+    assert on.activation_checkpointing
+    # checkpointing: each layer keeps its input (2h bytes per token), one layer is recomputed
+    assert on.activations * GIB == c["num_hidden_layers"] * 2 * h * tokens + (12 * h + 4 * q + 4 * kv + 8 * i) * tokens + logits
+    off = estimate.memory_per_device({**m.data, "model": {**model, "gradient_checkpointing": False}})
+    assert off.activations * GIB == c["num_hidden_layers"] * (12 * h + 4 * q + 4 * kv + 8 * i) * tokens + logits
+    # the adapter's weights sit beside the frozen base; only they carry gradients and Adam's state
+    trainable = estimate.trainable_parameters(m.data)
+    assert on.parameters * GIB == (estimate.parameter_count(model) + trainable) * 2
+    assert on.gradients * GIB == trainable * 2
+    assert on.optimizer * GIB == trainable * 12
+    # recomputing the forward (2 per frozen parameter) adds about half of LoRA's 4 per frozen
+    # parameter (attention and the adapter's own weights move it a little)
+    assert estimate.recompute_factor(m.data) == pytest.approx(1.5, rel=0.02)

@@ -55,6 +55,14 @@ def trainable_parameters(manifest: dict) -> int:
     return count
 
 
+def held_parameters(manifest: dict) -> int:
+    """Parameters the trained model holds: the base's, and with an adapter its own weights too
+    (LoRA's A and B, and PEFT's trainable copy of each module saved in full, sit beside the
+    frozen base)."""
+    n = parameter_count(manifest["model"])
+    return n + trainable_parameters(manifest) if manifest.get("adapter") else n
+
+
 def lora_targets(adapter: dict, layers: dict) -> list[str]:
     """The linear layers (by leaf name) that `target_modules` selects; "all-linear" is every one
     but the output head, as PEFT reads it."""
@@ -223,7 +231,8 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
     measured). SGD keeps one moment instead of two. Stage 1 divides the optimizer state by the
     world size, stage 2 the gradients too, stage 3 the weights too, except the tensors below
     `stage3_param_persistence_threshold`, which every rank keeps whole. With an adapter only the
-    trainable parameters carry gradients and optimizer state.
+    trainable parameters carry gradients and optimizer state, and the adapter's
+    weights are held beside the frozen base.
 
     Activations: the arch's bytes per token per layer (a GPT block: Korthikanti et al. 2022's 34
     x width at 16 bits with fused attention; the Llama layout counted op by op), twice that in
@@ -236,7 +245,7 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
     """
     ds, model = manifest["deepspeed"], manifest["model"]
     arch = arch_of(model)
-    n, trainable = parameter_count(model), trainable_parameters(manifest)
+    n, trainable = held_parameters(manifest), trainable_parameters(manifest)
     world = world_size(manifest)
     mixed = precision(manifest)
     element = _ELEMENT_BYTES[mixed]

@@ -56,7 +56,7 @@ class Plan:
         m = self.manifest
         step = estimate.step_seconds(m, self.mfu.value)
         return {
-            "parameters": estimate.parameter_count(m["model"]),
+            "parameters": estimate.held_parameters(m),
             "trainable_parameters": estimate.trainable_parameters(m),
             "world_size": estimate.world_size(m),
             "tokens_per_step": estimate.tokens_per_step(m),
