@@ -3,7 +3,6 @@ hints that are true when applied), --fit, and the MFU an earlier run measured.""
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 from pathlib import Path
 
@@ -149,3 +148,11 @@ def test_set_on_a_manifest_is_refused(in_root):
     result = CliRunner().invoke(cli, ["plan", "1ea9f84f", "--set", "seed=1"])
     assert result.exit_code == 1
     assert str(result.exception) == "--tla and --set apply to a spec; a manifest is planned as it is"
+
+
+def test_the_doc_shows_the_real_output(in_root):
+    command = "expc plan specs/large.jsonnet"
+    shown = (ROOT / "docs" / "plan.md").read_text().split(f"    $ {command}\n", 1)[1]
+    output = run(command.split()[1:]).output
+    assert shown.startswith("".join(f"    {line}\n" for line in output.splitlines())), \
+        "docs/plan.md: paste the command's current output"

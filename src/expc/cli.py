@@ -2,7 +2,7 @@
 one call, prints the result. User mistakes (ExpcError) are rendered once, in `main`.
 
 Heavy modules (torch, deepspeed, wandb) are imported only inside the commands that run things,
-so `expc build`, `show`, `check`, `diff` and `--help` stay fast.
+so `expc build`, `show`, `check`, `diff`, `plan` and `--help` stay fast.
 """
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def fitting_changes(manifest: dict, device_utilisation: float | None = None) -> 
     ds = manifest["deepspeed"]
     zero = ds.get("zero_optimization") or {}
     stage = zero.get("stage", 0)
-    micro, accumulation = _batch(ds)
+    micro = ds["train_micro_batch_size_per_gpu"]
     found: list[Change] = []
 
     def first_fitting(candidates) -> None:

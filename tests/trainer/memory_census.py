@@ -88,7 +88,7 @@ def census(engine) -> dict:
         try:
             if torch.is_tensor(obj) and obj.numel():
                 other.update({k: v for k, v in storages([obj]).items() if k not in known})
-        except Exception:  # objects half torn down by the previous engine
+        except (RuntimeError, AttributeError, TypeError, ReferenceError):  # half torn down by an earlier engine
             continue
     return {"parameters": sum(params.values()), "gradients": sum(grads.values()),
             "optimizer": sum(optimizer.values()), "buffers": sum(buffers.values()),
@@ -103,7 +103,7 @@ def measure(manifest_path: Path, out: Path) -> None:
     from trainer import data
     from trainer.models import build_model
 
-    manifest, digest = load_manifest(manifest_path)
+    manifest, _ = load_manifest(manifest_path)
     rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
     source = data.load(manifest, Path.cwd(), world, manifest["deepspeed"]["gradient_accumulation_steps"])
     torch.manual_seed(manifest["seed"])
@@ -138,7 +138,7 @@ def main(argv: list[str]) -> int:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
     import deepspeed
-    import deepspeed.comm.torch  # noqa: F401
+    import deepspeed.comm.torch  # loads the module whose shm builder is switched off below
     import torch
 
     torch.set_num_threads(threads)

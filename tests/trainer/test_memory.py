@@ -50,8 +50,25 @@ def census(tmp_path_factory):
     result = finish(start([BIN / "deepspeed", "--num_gpus", "2", "--master_port", PORT,
                            ROOT / "tests" / "trainer" / "memory_census.py", out, *paths], project))
     assert result.returncode == 0, result.stderr[-3000:]
-    return {stage: (m.data, [json.loads((out / f"{m.digest}.rank{rank}.json").read_text()) for rank in (0, 1)])
-            for stage, m in manifests.items()}
+    counted = {stage: (m.data, [json.loads((out / f"{m.digest}.rank{rank}.json").read_text()) for rank in (0, 1)])
+               for stage, m in manifests.items()}
+    print(table(counted))  # docs/plan.md's table: `pytest -s tests/trainer/test_memory.py`
+    return counted
+
+
+def table(counted) -> str:
+    """Markdown rows: stage, kind, estimate, what each rank held (MiB), the largest deviation."""
+    rows = ["| ZeRO | tensors | estimate (MiB) | rank 0 (MiB) | rank 1 (MiB) | largest deviation |",
+            "|---|---|---:|---:|---:|---:|"]
+    for stage, (manifest, ranks) in counted.items():
+        estimate = memory_per_device(manifest)
+        for kind in KINDS:
+            expected = getattr(estimate, kind) * GIB
+            held = [r[kind] for r in ranks]
+            worst = max(((h - expected) / expected for h in held), key=abs)
+            rows.append(f"| {stage} | {kind} | {expected / 2**20:.3f} | {held[0] / 2**20:.3f} | {held[1] / 2**20:.3f} "
+                        f"| {worst:+.1%} |")
+    return "\n".join(rows)
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -174,9 +174,10 @@ def _render_one(p: Plan) -> str:
     zero = (m["deepspeed"].get("zero_optimization") or {}).get("stage", 0)
     ds = m["deepspeed"]
     lines = [f"{p.label}  {p.digest[:12]}",
-             f"  {m['hardware']['name']}: {f['world_size']} device(s) of {_gib(p.device_memory)} GiB, "
-             f"{estimate.precision(m)}, ZeRO {zero}, micro batch {ds['train_micro_batch_size_per_gpu']} x "
-             f"accumulation {ds['gradient_accumulation_steps']} x {f['world_size']} = {ds['train_batch_size']} sequences",
+             (f"  {m['hardware']['name']}: {f['world_size']} device(s) of {_gib(p.device_memory)} GiB, "
+              f"{estimate.precision(m)}, ZeRO {zero}, micro batch {ds['train_micro_batch_size_per_gpu']} x "
+              f"accumulation {ds['gradient_accumulation_steps']} x {f['world_size']} = {ds['train_batch_size']} "
+              "sequences"),
              "  memory per device (GiB)"]
     rows = [("parameters", mem.parameters, ""), ("gradients", mem.gradients, ""), ("optimizer", mem.optimizer, ""),
             ("activations", mem.activations,
@@ -193,11 +194,11 @@ def _render_one(p: Plan) -> str:
                      f"node ({m['hardware']['procs_per_node']} processes)" + (f"; {_gib(mem.nvme)} GiB on NVMe" if mem.nvme else ""))
     lines += [
         f"  parameters {_count(f['parameters'])}, trainable {_count(f['trainable_parameters'])}",
-        f"  tokens per step {_count(f['tokens_per_step'])}; FLOPs per token {_count(f['flops_per_token'])}, "
-        f"per step {f['flops_per_step']:.3g}",
-        f"  at {p.mfu.value:.0%} MFU ({p.mfu.source}) of {m['hardware']['peak_tflops']:g} TFLOP/s per device: "
-        f"step {_seconds(f['step_seconds'])}, {_count(f['tokens_per_second'])} tokens/s, "
-        f"{f['steps']} steps in {f['wall_hours']:.3g} h, {f['device_hours']:.3g} device-hours",
+        (f"  tokens per step {_count(f['tokens_per_step'])}; FLOPs per token {_count(f['flops_per_token'])}, "
+         f"per step {f['flops_per_step']:.3g}"),
+        (f"  at {p.mfu.value:.0%} MFU ({p.mfu.source}) of {m['hardware']['peak_tflops']:g} TFLOP/s per device: "
+         f"step {_seconds(f['step_seconds'])}, {_count(f['tokens_per_second'])} tokens/s, "
+         f"{f['steps']} steps in {f['wall_hours']:.3g} h, {f['device_hours']:.3g} device-hours"),
     ]
     if not p.fits:
         if p.hints:
