@@ -3,6 +3,7 @@ hints that are true when applied), --fit, and the MFU an earlier run measured.""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -101,6 +102,25 @@ def test_a_run_that_does_not_fit_is_planned_and_its_hints_are_true(in_root):
     assert result.exit_code == 1
     assert "the run does not fit in device memory" in str(result.exception)
     assert all(h["change"] in str(result.exception) for h in plan["hints"])
+
+
+# GPT 77.7B (96 blocks of width 8192) at ZeRO 3 on 16 H100s: offload or twice the nodes fit
+OFFLOAD = ["--set", "model.n_embd=8192", "--set", "model.n_head=64", "--set", "model.n_layer=96", "--set",
+           "hardware.nodes=2", "--set", "deepspeed.train_micro_batch_size_per_gpu=1", "--set",
+           "deepspeed.gradient_accumulation_steps=64"]
+
+
+def test_the_printed_set_flags_apply_as_they_are_shown(in_root, golden):
+    text = run(["plan", "specs/large.jsonnet", *OFFLOAD]).output
+    golden(CASES / "offload_hint.txt", text)
+    flags = [line.strip() for line in text.splitlines() if line.strip().startswith("--set ")]
+    assert len(flags) == 2 and "offload_optimizer" in flags[1]
+    for line in flags:
+        words = shlex.split(line)  # as a shell passes them (the JSON value is quoted)
+        (manifest,) = compile_spec(ROOT / "specs" / "large.jsonnet", sets=[*OFFLOAD[1::2], *words[1::2]])
+        assert estimate.memory_per_device(manifest.data).total <= 80
+    offloaded = estimate.memory_per_device(manifest.data)
+    assert offloaded.optimizer == 0 and offloaded.host_per_node == pytest.approx(8 * offloaded.host)
 
 
 def test_fit_finds_the_largest_micro_batch_keeping_the_global_batch(in_root):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 from dataclasses import dataclass, field
 
 from . import estimate
@@ -33,7 +34,11 @@ class Change:
     manifest: dict = field(default=None, repr=False, compare=False)
 
     def set_flags(self) -> str:
-        return " ".join(f"--set {path}={json.dumps(value, separators=(',', ':'))}" for path, value in self.settings)
+        return " ".join(f"--set {shlex.quote(item)}" for item in self.set_items())
+
+    def set_items(self) -> list[str]:
+        """`path=value` for each setting, the value as JSON (what `--set` parses)."""
+        return [f"{path}={json.dumps(value, separators=(',', ':'))}" for path, value in self.settings]
 
 
 def fits(manifest: dict) -> bool:

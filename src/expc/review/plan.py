@@ -221,7 +221,8 @@ def _render_change(c: fit.Change, p: Plan) -> str:
     ratio = c.step_seconds / base
     cost = "step time unchanged" if abs(ratio - 1) < 0.005 else f"step time x{ratio:.2f} ({_seconds(c.step_seconds)})"
     note = f"; {c.note}" if c.note else ""
-    return f"    {c.summary}: {_gib(c.memory.total)} GiB per device, {cost}{note}\n      {c.set_flags()}"
+    host = f", {_gib(c.memory.host_per_node)} GiB of host memory per node" if c.memory.host else ""
+    return f"    {c.summary}: {_gib(c.memory.total)} GiB per device{host}, {cost}{note}\n      {c.set_flags()}"
 
 
 def _render_sweep(plans: list[Plan]) -> str:
@@ -276,6 +277,7 @@ def _plan_json(p: Plan) -> dict:
 
 
 def _change_json(c: fit.Change) -> dict:
-    return {"change": c.summary, "set": [f"{path}={json.dumps(value, separators=(',', ':'))}" for path, value in c.settings],
+    return {"change": c.summary, "set": c.set_items(),
             "memory_gib": {k: v["value"] for k, v in _memory_json(c.memory).items()},
+            "host_per_node": {"value": round(c.memory.host_per_node, 6), "unit": "GiB"},
             "step_seconds": {"value": c.step_seconds, "unit": "s"}, "note": c.note}
