@@ -227,7 +227,7 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
     Model states follow the ZeRO paper (Rajbhandari et al. 2019, section 3): with mixed precision
     (bf16/fp16) each parameter costs 2 bytes of weights, 2 of gradients and K = 12 of optimizer
     state (fp32 master copy, Adam's two moments); in fp32 the weights are their own master copy
-    at stage 0 and 3 (K = 8) but ZeRO 1 and 2 still keep an fp32 copy of their partition (K = 12,
+    at stage 0 (K = 8), but ZeRO keeps an fp32 copy of its partition all the same (K = 12,
     measured). SGD keeps one moment instead of two. Stage 1 divides the optimizer state by the
     world size, stage 2 the gradients too, stage 3 the weights too, except the tensors below
     `stage3_param_persistence_threshold`, which every rank keeps whole. With an adapter only the
@@ -254,7 +254,7 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
     tensors = arch.tensors(model) if arch.tensors else None
 
     moments = 1 if str((ds.get("optimizer") or {}).get("type", "")).lower() == "sgd" else 2
-    master = 4 if mixed != "fp32" or stage in (1, 2) else 0
+    master = 4 if mixed != "fp32" or stage >= 1 else 0
     optimizer_bytes = 4 * moments + master
 
     persistent = 0
@@ -277,7 +277,7 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
 
     if stage >= 1 and _offloaded(zero, "offload_optimizer"):
         # The optimizer state moves to the host, with the fp32 gradients of the partition it updates.
-        offload("offload_optimizer", optimizer + trainable * 4 / (world if stage >= 1 else 1))
+        offload("offload_optimizer", optimizer + trainable * 4 / world)
         optimizer = 0.0
     if stage >= 3 and _offloaded(zero, "offload_param"):
         offload("offload_param", parameters - persistent * element)
@@ -287,11 +287,11 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
 
     parts = []
     if stage >= 1:
-        # ZeRO 1 accumulates in fp32 (DeepSpeed's comment on its bucket); 2 and 3 in the weights' type.
-        bucket_element = 4 if stage == 1 else element
+        # in the training precision (measured at every stage, fp32 and bf16); two with overlap_comm
+        # at stages 1 and 2, whose double buffering stage 3 does not have
         if zero_setting(manifest, "contiguous_gradients") or stage == 3:
             count = 2 if zero_setting(manifest, "overlap_comm") and stage < 3 else 1
-            parts.append(("reduce bucket", count * zero_setting(manifest, "reduce_bucket_size") * bucket_element))
+            parts.append(("reduce bucket", count * zero_setting(manifest, "reduce_bucket_size") * element))
         else:  # the bucket's gradients are flattened into one temporary when it is reduced
             parts.append(("reduce bucket", min(zero_setting(manifest, "reduce_bucket_size"), trainable) * element))
     if stage >= 3:

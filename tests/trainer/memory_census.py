@@ -11,8 +11,8 @@ storage, the bytes of:
     parameters   every parameter's data, and its ZeRO-3 partition (ds_tensor)
     gradients    every tensor holding gradients then: the parameters' .grad, the optimizer's
                  fp32 partitions' .grad, and ZeRO's own gradient buffers and partitions
-    optimizer    the inner optimizer's state (Adam's moments) and its fp32 partitions (the
-                 master copy ZeRO keeps), when they are not the model's own parameters
+    optimizer    the inner optimizer's state (Adam's moments) and ZeRO's fp32 partitions (the
+                 master copy), when they are not the model's own parameters
     buffers      ZeRO's communication buckets (the reduce bucket)
 
     deepspeed --num_gpus 2 --master_port P tests/trainer/memory_census.py OUT m1.json m2.json ...
@@ -60,7 +60,10 @@ def census(engine) -> dict:
                       + [getattr(p, "ds_tensor", None) for p in module.parameters()])
     zero = engine.optimizer
     inner = getattr(zero, "optimizer", zero)
+    # ZeRO's fp32 partitions: stage 3 hands them to the inner optimizer only during its step
     masters = [p for group in inner.param_groups for p in group["params"]]
+    masters += tensors_in(getattr(zero, "single_partition_of_fp32_groups", None))
+    masters += tensors_in(getattr(zero, "fp32_partitioned_groups_flat", None))
     master_storages = {k: v for k, v in storages(masters).items() if k not in params}
     state = storages([v for s in inner.state.values() for v in s.values() if torch.is_tensor(v)])
     optimizer = {**master_storages, **state}
