@@ -162,12 +162,15 @@ def test_offload_moves_states_to_host():
 
 
 def test_activations_by_hand():
-    # bf16: 2 layers x 34 bytes x (2 micro x 32 tokens) x 32 width, plus fp32 logits and gradient.
-    mem = estimate.memory_per_device(manifest(micro=2))
+    # bf16: 2 layers x 34 bytes x (2 micro x 32 tokens) x 32 width, plus fp32 logits and gradient;
+    # 32 bytes without dropout (no masks: measured, tests/trainer/test_memory.py)
     tokens = 2 * 32
-    assert mem.activations * GIB == 2 * 34 * tokens * 32 + 2 * 4 * tokens * 256
+    with_dropout = manifest(model={**DEBUG, "dropout": 0.1}, micro=2)
+    assert estimate.memory_per_device(with_dropout).activations * GIB == 2 * 34 * tokens * 32 + 2 * 4 * tokens * 256
+    mem = estimate.memory_per_device(manifest(micro=2))
+    assert mem.activations * GIB == 2 * 32 * tokens * 32 + 2 * 4 * tokens * 256
     fp32 = estimate.memory_per_device(manifest(micro=2, precision="fp32"))
-    assert fp32.activations * GIB == 2 * 68 * tokens * 32 + 2 * 4 * tokens * 256
+    assert fp32.activations * GIB == 2 * 64 * tokens * 32 + 2 * 4 * tokens * 256
 
 
 def test_step_time_and_recompute():
@@ -195,15 +198,20 @@ def test_a_hugging_face_base_by_its_own_layout():
     assert sum(e * times for e, times in arch.tensors(model)) == estimate.parameter_count(model)
     c = model["config"]
     h, q, kv, i = c["hidden_size"], c["num_attention_heads"] * c["head_dim"], c["num_key_value_heads"] * c["head_dim"], c["intermediate_size"]
-    assert arch.activations_per_token_layer(model) == 12 * h + 4 * q + 4 * kv + 8 * i
+    assert arch.activations_per_token_layer(model) == 12 * h + 8 * q + 8 * kv + 8 * i
+    adapter = m.data["adapter"]  # LoRA r 16 with dropout on q, k, v, o (expc.adapters.standard)
+    assert adapter["target_modules"] == ["q_proj", "k_proj", "v_proj", "o_proj"] and adapter["dropout"] > 0
+    # each targeted layer keeps its dropped-out input (2 bytes), the mask (1) and A's output (2r)
+    lora = 4 * 2 * adapter["r"] + 2.5 * (h + h + h + q)
+    layer = 12 * h + 8 * q + 8 * kv + 8 * i + lora
     tokens = 4 * 1024  # micro batch 4 x max_length 1024
     logits = 8 * tokens * c["vocab_size"]
     on = estimate.memory_per_device(m.data)
     assert on.activation_checkpointing
     # checkpointing: each layer keeps its input (2h bytes per token), one layer is recomputed
-    assert on.activations * GIB == c["num_hidden_layers"] * 2 * h * tokens + (12 * h + 4 * q + 4 * kv + 8 * i) * tokens + logits
+    assert on.activations * GIB == c["num_hidden_layers"] * 2 * h * tokens + layer * tokens + logits
     off = estimate.memory_per_device({**m.data, "model": {**model, "gradient_checkpointing": False}})
-    assert off.activations * GIB == c["num_hidden_layers"] * (12 * h + 4 * q + 4 * kv + 8 * i) * tokens + logits
+    assert off.activations * GIB == c["num_hidden_layers"] * layer * tokens + logits
     # the adapter's weights sit beside the frozen base; only they carry gradients and Adam's state
     trainable = estimate.trainable_parameters(m.data)
     assert on.parameters * GIB == (estimate.parameter_count(model) + trainable) * 2

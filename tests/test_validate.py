@@ -59,10 +59,11 @@ def test_memory_fit(tiny):
     assert message == (
         # fp32 on CPU, stage 2, 2 processes, 6.66B parameters: 4 + 4/2 + 12/2 bytes per parameter
         # (ZeRO 2 keeps an fp32 copy of its partition even in fp32); activations 32 layers x 68
-        # bytes x 2048 tokens x 4096 wide; DeepSpeed's default reduce bucket, 5e8 fp32 elements
-        "the run does not fit in device memory: an estimated 103.4 GiB per device, but 'cpu_laptop' has 8 GiB\n"
-        "  parameters 24.8 + gradients 12.4 + optimizer 37.2 + activations 17.8 + buffers 1.9 + fragmentation 9.4 "
-        "= 103.4 GiB\n"
+        # bytes x 2048 tokens x 4096 wide (no dropout: 64, not 68); DeepSpeed's default reduce bucket,
+        # 5e8 fp32 elements
+        "the run does not fit in device memory: an estimated 102.3 GiB per device, but 'cpu_laptop' has 8 GiB\n"
+        "  parameters 24.8 + gradients 12.4 + optimizer 37.2 + activations 16.8 + buffers 1.9 + fragmentation 9.3 "
+        "= 102.3 GiB\n"
         "  no single change fits (a smaller micro batch, a higher ZeRO stage, activation checkpointing, offload, "
         "up to 16x the devices): see `expc plan`")
     doc["model"].update(n_layer=24, n_embd=2048, n_head=16, block_size=256)  # 1.3B
@@ -78,11 +79,11 @@ def test_memory_fit_offers_only_changes_that_fit(tiny):
     doc["deepspeed"].update(train_micro_batch_size_per_gpu=8, gradient_accumulation_steps=4, train_batch_size=64)
     [(_, message)] = problems_of(doc)
     assert message == (
-        "the run does not fit in device memory: an estimated 12.2 GiB per device, but 'cpu_laptop' has 8 GiB\n"
-        "  parameters 0.5 + gradients 0.2 + optimizer 0.7 + activations 7.9 + buffers 1.9 + fragmentation 1.1 "
-        "= 12.2 GiB\n"
+        "the run does not fit in device memory: an estimated 11.9 GiB per device, but 'cpu_laptop' has 8 GiB\n"
+        "  parameters 0.5 + gradients 0.2 + optimizer 0.7 + activations 7.6 + buffers 1.9 + fragmentation 1.1 "
+        "= 11.9 GiB\n"
         "  these fit (each re-estimated, the global batch kept; `expc plan` shows the step time):\n"
-        "    micro batch 4 x accumulation 8: 7.9 GiB (--set deepspeed.train_micro_batch_size_per_gpu=4 "
+        "    micro batch 4 x accumulation 8: 7.7 GiB (--set deepspeed.train_micro_batch_size_per_gpu=4 "
         "--set deepspeed.gradient_accumulation_steps=8)")
     # and the hint is true: applied, it validates
     doc["deepspeed"].update(train_micro_batch_size_per_gpu=4, gradient_accumulation_steps=8)

@@ -235,7 +235,8 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
     weights are held beside the frozen base.
 
     Activations: the arch's bytes per token per layer (a GPT block: Korthikanti et al. 2022's 34
-    x width at 16 bits with fused attention; the Llama layout counted op by op), twice that in
+    x width at 16 bits with fused attention, 32 without dropout; the Llama layout counted op by
+    op, and what LoRA's layers keep), twice that in
     fp32, plus the fp32 logits and their gradient; with activation checkpointing each layer keeps
     only its input (2 x width bytes per token) and one layer is recomputed at a time.
 
@@ -315,13 +316,30 @@ def _activations(manifest: dict, arch, element: int) -> float:
     micro = manifest["deepspeed"].get("train_micro_batch_size_per_gpu", 1)
     tokens = micro * sequence_length(manifest)
     scale = element / 2  # the per-layer figures are at 16 bits
-    per_layer = arch.activations_per_token_layer(model) * tokens * scale
+    per_layer = (arch.activations_per_token_layer(model) + _adapter_activation_bytes(manifest, arch)) * tokens * scale
     logits = 2 * 4 * tokens * dims.vocab  # fp32 logits and their gradient
     if arch.checkpointing(model):
         # Korthikanti et al.'s full recomputation: 2 x width bytes per token at each layer's
         # input, and one layer's activations alive while it is recomputed.
         return dims.layers * 2 * dims.width * tokens * scale + per_layer + logits
     return dims.layers * per_layer + logits
+
+
+def _adapter_activation_bytes(manifest: dict, arch) -> float:
+    """What LoRA adds per token per layer at 16 bits: each targeted layer keeps its dropped-out
+    input (2 x fan_in, when the adapter has dropout, and the 1-byte mask, counted as half of
+    that) and A's output for B (2 x r)."""
+    adapter = manifest.get("adapter")
+    layers = arch.linear_layers(manifest["model"]) if adapter else None
+    if not layers:
+        return 0.0
+    n_layers = arch.dims(manifest["model"]).layers
+    total = 0.0
+    for name in lora_targets(adapter, layers):
+        fan_in, _, times = layers[name]
+        per_module = 2 * adapter["r"] + (2.5 * fan_in if adapter["dropout"] > 0 else 0)
+        total += per_module * times / n_layers  # the head (times 1) spread over the layers
+    return total
 
 
 def _offloaded(zero: dict, key: str) -> bool:

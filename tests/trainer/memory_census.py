@@ -14,6 +14,8 @@ storage, the bytes of:
     optimizer    the inner optimizer's state (Adam's moments) and ZeRO's fp32 partitions (the
                  master copy), when they are not the model's own parameters
     buffers      ZeRO's communication buckets (the reduce bucket)
+    activations  what the forward saved for the backward pass (saved-tensor hooks), still held
+                 after it, the weights left out
 
     deepspeed --num_gpus 2 --master_port P tests/trainer/memory_census.py OUT m1.json m2.json ...
 """
@@ -122,9 +124,23 @@ def measure(manifest_path: Path, out: Path) -> None:
             engine.step()
     # The third step's first micro batch: with accumulation its gradients are all still held
     # (ZeRO 1 reduces them at the boundary; 2 and 3 as they come), and no update has run.
-    _, loss = engine(*source.batch(data.TRAIN, 2, rank, 0, micro, "cpu"))
+    saved = []
+
+    def pack(tensor):  # every tensor autograd keeps for the backward pass
+        saved.append(tensor.untyped_storage())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        _, loss = engine(*source.batch(data.TRAIN, 2, rank, 0, micro, "cpu"))
+    # Activations: what the forward saved and still holds now, before the backward pass, beyond
+    # the weights (a matmul saves its weight too; ZeRO-3 has freed the gathered ones by now).
+    weights = storages([p.data for p in engine.module.parameters()]
+                       + [getattr(p, "ds_tensor", None) for p in engine.module.parameters()])
+    activations = sum({s.data_ptr(): s.nbytes() for s in saved if s.data_ptr() not in weights}.values())
+    saved.clear()
     engine.backward(loss)
     counted = census(engine)
+    counted["activations"] = activations
     (out / f"{manifest_path.stem}.rank{rank}.json").write_text(json.dumps(counted, indent=2) + "\n")
     engine.destroy()
     del engine, model, trainable, loss

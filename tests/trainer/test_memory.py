@@ -1,11 +1,15 @@
 """The memory estimate against what DeepSpeed really holds: one launch of 2 CPU ranks builds an
 engine at each ZeRO stage in fp32 and in bf16 in turn (tests/trainer/memory_census.py) and
-counts, tensor by tensor, the bytes of parameters, gradients, optimizer state and reduce buckets
-on each rank; each must be within 5% of expc.estimate.memory_per_device. The figures are the
+counts, tensor by tensor, the bytes of parameters, gradients, optimizer state, reduce buckets and
+the activations the forward saved on each rank; each must be within 5% of
+expc.estimate.memory_per_device. A LoRA fine-tune of the committed tiny Llama rides along: its
+model states (the adapter's weights beside the frozen base, gradients and Adam's state for the
+adapter alone) too. The figures are the
 table in docs/plan.md."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -35,7 +39,8 @@ PORT = 29700
 STAGES = (0, 1, 2, 3)
 PRECISIONS = ("fp32", "bf16")
 RUNS = [(precision, stage) for precision in PRECISIONS for stage in STAGES]
-KINDS = ("parameters", "gradients", "optimizer")
+LORA = ("LoRA fp32", 2)  # specs/finetune_lora.jsonnet: LoRA on the committed tiny Llama, ZeRO 2, fp32
+KINDS = ("parameters", "gradients", "optimizer", "activations")
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +54,10 @@ def census(tmp_path_factory):
         spec.write_text(SPEC.format(stage=stage, bf16=str(precision == "bf16").lower()))
         specs.append(spec)
     manifests = dict(zip(RUNS, build(specs), strict=True))
+    shutil.copytree(ROOT / "assets", project / "assets")
+    shutil.copy(ROOT / "specs" / "finetune_lora.jsonnet", project / "specs")
+    # packed rows fill max_length, the sequence length the estimate assumes
+    (manifests[LORA],) = build([project / "specs" / "finetune_lora.jsonnet"], sets=["data.packing=true"])
     out = project / "census"
     out.mkdir()
     paths = [project / "manifests" / f"{m.digest}.json" for m in manifests.values()]
@@ -63,7 +72,7 @@ def census(tmp_path_factory):
 
 def table(counted) -> str:
     """Markdown rows: stage, kind, estimate, what each rank held (MiB), the largest deviation."""
-    rows = ["| precision | ZeRO | tensors | estimate (MiB) | rank 0 (MiB) | rank 1 (MiB) | largest deviation |",
+    rows = ["| run | ZeRO | tensors | estimate (MiB) | rank 0 (MiB) | rank 1 (MiB) | largest deviation |",
             "|---|---|---|---:|---:|---:|---:|"]
     for (precision, stage), (manifest, ranks) in counted.items():
         estimate = memory_per_device(manifest)
@@ -76,12 +85,14 @@ def table(counted) -> str:
     return "\n".join(rows)
 
 
-@pytest.mark.parametrize("run", RUNS, ids=lambda run: f"{run[0]}-zero{run[1]}")
-def test_model_states_within_5_percent_of_what_deepspeed_holds(census, run):
+@pytest.mark.parametrize("run", [*RUNS, LORA], ids=lambda run: f"{run[0]}-zero{run[1]}")
+def test_within_5_percent_of_what_deepspeed_holds(census, run):
     manifest, ranks = census[run]
     estimate = memory_per_device(manifest)
+    # the adapter's activations are not held to 5% (docs/plan.md: their count is an estimate)
+    kinds = KINDS if run != LORA else KINDS[:3]
     for rank, counted in enumerate(ranks):
-        for kind in KINDS:
+        for kind in kinds:
             expected = getattr(estimate, kind) * GIB
             assert counted[kind] == pytest.approx(expected, rel=0.05), (run, rank, kind, counted[kind], expected)
 

@@ -37,7 +37,7 @@ class Arch:
     # largest gathered tensor; None when unknown (the estimate then partitions every parameter).
     tensors: Callable[[dict], list[tuple[int, int]]] | None = None
     # Bytes per token per layer that the backward pass keeps at 16 bits (doubled in fp32);
-    # None: Korthikanti et al.'s 34 x width for a GPT block with fused attention.
+    # None: Korthikanti et al.'s 34 x width for a GPT block with fused attention and dropout.
     activation_bytes: Callable[[dict], float] | None = None
     # The model field that turns activation checkpointing on (recompute each layer in the
     # backward pass), when the arch has one.

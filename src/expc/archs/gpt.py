@@ -65,6 +65,7 @@ ARCH = Arch(
     build="trainer.models.gpt:build_gpt",
     problems=problems,
     tensors=tensors,
+    activation_bytes=lambda m: (34 if m["dropout"] > 0 else 32) * m["n_embd"],
     # The token embedding is tied with the head, so it is a matmul; the position one is a lookup.
     extras={"lookup_parameters": lambda m: m["block_size"] * m["n_embd"]},
 )

@@ -114,12 +114,13 @@ def tensors(model: dict) -> list[tuple[int, int]] | None:
 def activation_bytes(model: dict) -> float:
     """Bytes per token per decoder layer kept for the backward pass at 16 bits, counted op by op
     for the Llama layout with fused attention (sdpa): the two RMSNorms keep their input in fp32
-    (4h each); q/k/v share one saved input (2h); attention keeps q, k, v and its output (2q + 4kv
-    + 2q, where q = heads x head_dim and kv = kv_heads x head_dim); the MLP keeps its input (2h),
-    the gate's output for SiLU (2i), SiLU's output and up's for the product (4i), and the product
-    for down (2i). The residual adds keep nothing. That is 12h + 4q + 4kv + 8i."""
+    (4h each); q/k/v share one saved input (2h); the rotary embedding keeps q and k and their
+    rotated halves (4q + 4kv, where q = heads x head_dim and kv = kv_heads x head_dim); attention
+    keeps the rotated q, k, v and its output (4q + 4kv); the MLP keeps its input (2h), the gate's
+    output for SiLU (2i), SiLU's output and up's for the product (4i), and the product for down
+    (2i). The residual adds keep nothing. That is 12h + 8q + 8kv + 8i."""
     h, _, heads, kv, hd, inner, _ = _shape(model["config"])
-    return 12 * h + 4 * heads * hd + 4 * kv * hd + 8 * inner
+    return 12 * h + 8 * heads * hd + 8 * kv * hd + 8 * inner
 
 
 def problems(model: dict) -> list[Problem]:
