@@ -276,11 +276,11 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
         else:
             host += amount
 
-    if stage >= 1 and _offloaded(zero, "offload_optimizer"):
+    if stage >= 1 and offloaded(zero, "offload_optimizer"):
         # The optimizer state moves to the host, with the fp32 gradients of the partition it updates.
         offload("offload_optimizer", optimizer + trainable * 4 / world)
         optimizer = 0.0
-    if stage >= 3 and _offloaded(zero, "offload_param"):
+    if stage >= 3 and offloaded(zero, "offload_param"):
         offload("offload_param", parameters - persistent * element)
         parameters = persistent * element
 
@@ -342,7 +342,8 @@ def _adapter_activation_bytes(manifest: dict, arch) -> float:
     return total
 
 
-def _offloaded(zero: dict, key: str) -> bool:
+def offloaded(zero: dict, key: str) -> bool:
+    """Whether `zero_optimization.<key>` (offload_optimizer, offload_param) moves states off the device."""
     section = zero.get(key)
     return isinstance(section, dict) and section.get("device") in ("cpu", "nvme")
 

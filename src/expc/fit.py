@@ -41,10 +41,6 @@ class Change:
         return [f"{path}={json.dumps(value, separators=(',', ':'))}" for path, value in self.settings]
 
 
-def fits(manifest: dict) -> bool:
-    return estimate.memory_per_device(manifest).total <= manifest["hardware"]["device_memory_gib"]
-
-
 def utilisation(manifest: dict, mfu: float) -> float:
     """Device FLOPs per peak FLOP for a run of this manifest at this MFU: the MFU counts model
     FLOPs only, so a run that recomputes its activations does more work at the same MFU."""
@@ -136,10 +132,10 @@ def fitting_changes(manifest: dict, device_utilisation: float | None = None) -> 
 
     if stage >= 1:
         cpu = {"device": "cpu", "pin_memory": True}
-        optimizer = ([] if estimate._offloaded(zero, "offload_optimizer")
+        optimizer = ([] if estimate.offloaded(zero, "offload_optimizer")
                      else [("deepspeed.zero_optimization.offload_optimizer", cpu)])
         offloads = [optimizer] if optimizer else []
-        if stage == 3 and not estimate._offloaded(zero, "offload_param"):
+        if stage == 3 and not estimate.offloaded(zero, "offload_param"):
             offloads.append([*optimizer, ("deepspeed.zero_optimization.offload_param", cpu)])
         first_fitting([lambda o=o: _offload_change(manifest, o, device_utilisation) for o in offloads])
 
