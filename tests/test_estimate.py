@@ -220,3 +220,18 @@ def test_a_hugging_face_base_by_its_own_layout():
     # recomputing the forward (2 per frozen parameter) adds about half of LoRA's 4 per frozen
     # parameter (attention and the adapter's own weights move it a little)
     assert estimate.recompute_factor(m.data) == pytest.approx(1.5, rel=0.02)
+
+
+def test_an_adapters_tensors_count_beside_the_base_at_stage_3():
+    from pathlib import Path
+
+    from expc.compile import compile_spec
+
+    root = Path(__file__).resolve().parent.parent
+    (m,) = compile_spec(root / "specs" / "qwen_lora.jsonnet")
+    three = {**m.data, "deepspeed": {**m.data["deepspeed"], "zero_optimization": {"stage": 3}}}
+    trainable = estimate.trainable_parameters(m.data)
+    persistent_base = {**three, "adapter": None}
+    # LoRA's A and B (r 16 x 1536 or 256 elements) are below the 1e5 threshold: whole on every rank
+    with_adapter = estimate.memory_per_device(three).parameters - estimate.memory_per_device(persistent_base).parameters
+    assert with_adapter * GIB == pytest.approx(trainable * 2 + trainable * 2)  # its share (world 1) and whole

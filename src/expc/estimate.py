@@ -252,7 +252,7 @@ def memory_per_device(manifest: dict) -> MemoryEstimate:
     element = _ELEMENT_BYTES[mixed]
     zero = ds.get("zero_optimization") or {}
     stage = zero.get("stage", 0)
-    tensors = arch.tensors(model) if arch.tensors else None
+    tensors = _tensors(manifest, arch)
 
     moments = 1 if str((ds.get("optimizer") or {}).get("type", "")).lower() == "sgd" else 2
     master = 4 if mixed != "fp32" or stage >= 1 else 0
@@ -323,6 +323,27 @@ def _activations(manifest: dict, arch, element: int) -> float:
         # input, and one layer's activations alive while it is recomputed.
         return dims.layers * 2 * dims.width * tokens * scale + per_layer + logits
     return dims.layers * per_layer + logits
+
+
+def _tensors(manifest: dict, arch) -> list[tuple[int, int]] | None:
+    """Every parameter tensor the run holds as (elements, how many): the arch's, and an adapter's
+    (LoRA's A and B per targeted layer, DoRA's magnitudes, PEFT's copies of modules saved in full)."""
+    base = arch.tensors(manifest["model"]) if arch.tensors else None
+    adapter = manifest.get("adapter")
+    if base is None or not adapter:
+        return base
+    layers = arch.linear_layers(manifest["model"]) or {}
+    found = list(base)
+    for name in lora_targets(adapter, layers):
+        fan_in, fan_out, times = layers[name]
+        found += [(adapter["r"] * fan_in, times), (adapter["r"] * fan_out, times)]
+        if adapter["use_dora"]:
+            found.append((fan_out, times))
+    for name in adapter["modules_to_save"]:
+        if name in layers:
+            fan_in, fan_out, times = layers[name]
+            found.append((fan_in * fan_out, times))
+    return found
 
 
 def _adapter_activation_bytes(manifest: dict, arch) -> float:
