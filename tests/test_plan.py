@@ -176,3 +176,16 @@ def test_the_doc_shows_the_real_output(in_root):
     output = run(command.split()[1:]).output
     assert shown.startswith("".join(f"    {line}\n" for line in output.splitlines())), \
         "docs/plan.md: paste the command's current output"
+
+
+@pytest.mark.parametrize("stage, paper_gb", [(0, 120), (1, 31.4), (2, 16.6), (3, 1.9)])
+def test_expc_plan_gives_the_zero_papers_model_states(project, monkeypatch, stage, paper_gb):
+    # baseline, P_os, P_os+g and P_os+g+p of the paper's Figure 1, in its GB (10^9 bytes)
+    shutil.copy(CASES / "zero_paper_7_5b.jsonnet", project / "specs")
+    monkeypatch.chdir(project)
+    data = json.loads(run(["plan", "specs/zero_paper_7_5b.jsonnet", "--tla", f"stage={stage}", "--json"]).output)
+    (plan,) = data["runs"]
+    assert plan["parameters"]["value"] == pytest.approx(7.5e9, rel=1e-5) and plan["world_size"]["value"] == 64
+    memory = plan["memory_gib"]
+    states = (memory["parameters"] + memory["gradients"] + memory["optimizer"]) * 2**30 / 1e9
+    assert round(states, 1) == paper_gb
