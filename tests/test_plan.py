@@ -189,3 +189,15 @@ def test_expc_plan_gives_the_zero_papers_model_states(project, monkeypatch, stag
     memory = plan["memory_gib"]
     states = (memory["parameters"] + memory["gradients"] + memory["optimizer"]) * 2**30 / 1e9
     assert round(states, 1) == paper_gb
+
+
+def test_a_missing_spec_or_manifest_is_one_located_error(in_root, capsys):
+    from expc.cli import main
+
+    for args, message in [(["plan", "specs/nope.jsonnet"], "error: no such spec: specs/nope.jsonnet\n"),
+                          (["plan", "ffff0000"], "error: no manifest in manifests/ starts with ffff0000\n")]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        assert exit_info.value.code == 1
+        captured = capsys.readouterr()
+        assert (captured.out, captured.err) == ("", message)
