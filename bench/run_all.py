@@ -23,7 +23,9 @@ BENCHMARKS = {
     "lora_vs_hf_trainer": ([], ["--quick"]),
     "hash_throughput": ([], ["--gib", "0.5"]),
     "gpu_mfu": ([], []),
+    "plan_gpu_memory": ([], ["--models", "gpt_124m,gpt_350m"]),
 }
+GPU_ONLY = ("gpu_mfu", "plan_gpu_memory")
 
 
 def cuda_present() -> bool:
@@ -41,7 +43,7 @@ def main() -> int:
         parser.error(f"no benchmark named {', '.join(unknown)}")
     failed = []
     for name in args.names or BENCHMARKS:
-        if name == "gpu_mfu" and not cuda_present():
+        if name in GPU_ONLY and not cuda_present():
             print(f"== {name}: skipped, no CUDA device", flush=True)
             continue
         full, quick = BENCHMARKS[name]

@@ -6,7 +6,7 @@
     trainer (the loop)           train.py, __main__.py
     trainer (its parts)          models/, data/, rundir, tracking, ranks, agreement
     compile                      spec -> document -> manifest -> files
-    ground                       errors, project, estimate, schema, archs, pins, examples  (bottom)
+    ground                       errors, project, estimate, fit, schema, archs, pins, examples  (bottom)
 
 The package `expc` is at the top, not the bottom: its `__init__` hands out the API lazily (every
 stage below it imports `expc.<module>`, never the package's names).
@@ -30,7 +30,7 @@ SRC = ROOT / "src"
 # (stage, rank, module-name prefixes); a module belongs to the stage with its longest prefix.
 STAGES = [
     ("ground", 0, ["expc.errors", "expc.project", "expc.estimate", "expc.schema", "expc.archs",
-                   "expc.pins", "expc.examples"]),
+                   "expc.pins", "expc.examples", "expc.fit"]),
     ("compile", 1, ["expc.compile"]),
     ("trainer parts", 2, ["trainer", "trainer.models", "trainer.data", "trainer.rundir", "trainer.tracking",
                           "trainer.ranks", "trainer.agreement"]),

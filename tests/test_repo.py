@@ -71,7 +71,9 @@ def project_copy(tmp_path_factory):
                                   ["explain", "specs/tiny.jsonnet", "seed"], ["affected", "lib/zero.libsonnet"],
                                   ["build", "specs/finetune_lora.jsonnet"],
                                   ["show", "specs/finetune_lora.jsonnet", "--samples", "2"],
-                                  ["ls", "runs"], ["ls", "manifests"], ["run", "specs/tiny.jsonnet", "--dry-run"]])
+                                  ["ls", "runs"], ["ls", "manifests"], ["run", "specs/tiny.jsonnet", "--dry-run"],
+                                  ["plan", "specs/large.jsonnet", "--fit"], ["plan", "specs/sweep_lr.jsonnet", "--json"],
+                                  ["plan", "c982e663"]])
 def test_fast_commands_leave_heavy_libraries_unimported(args, project_copy):
     probe = (
         "import sys\n"

@@ -57,16 +57,40 @@ def test_memory_fit(tiny):
     [(location, message)] = problems_of(doc)
     assert location == "$.hardware.device_memory_gib"
     assert message == (
-        # fp32 on CPU: 4 + 4/2 + 8/2 bytes per parameter (stage 2, 2 processes) for 6.66B parameters;
-        # activations 32 layers x 68 bytes x 2048 tokens x 4096 wide
-        "the run does not fit in device memory: an estimated 79.8 GiB per device, but 'cpu_laptop' has 8 GiB\n"
-        "  parameters 24.8 + gradients 12.4 + optimizer 24.8 + activations 17.8 = 79.8 GiB; try a "
-        "higher ZeRO stage (now 2), optimizer offload (zero.offload_optimizer), more devices to partition over")
+        # fp32 on CPU, stage 2, 2 processes, 6.66B parameters: 4 + 4/2 + 12/2 bytes per parameter
+        # (ZeRO 2 keeps an fp32 copy of its partition even in fp32); activations 32 layers x 68
+        # bytes x 2048 tokens x 4096 wide (no dropout: 64, not 68); DeepSpeed's default reduce bucket,
+        # 5e8 fp32 elements
+        "the run does not fit in device memory: an estimated 102.3 GiB per device, but 'cpu_laptop' has 8 GiB\n"
+        "  parameters 24.8 + gradients 12.4 + optimizer 37.2 + activations 16.8 + buffers 1.9 + fragmentation 9.3 "
+        "= 102.3 GiB\n"
+        "  no single change fits (a smaller micro batch, a higher ZeRO stage, activation checkpointing, offload, "
+        "up to 16x the devices): see `expc plan`")
     doc["model"].update(n_layer=24, n_embd=2048, n_head=16, block_size=256)  # 1.3B
     assert [loc for loc, _ in problems_of(doc)] == ["$.hardware.device_memory_gib"]
     doc["deepspeed"]["zero_optimization"].update(stage=3, offload_optimizer={"device": "cpu"},
                                                  offload_param={"device": "cpu"})
-    validate(doc)  # only gradients and activations stay on the device now
+    validate(doc)  # only gradients, activations and buffers stay on the device now
+
+
+def test_memory_fit_offers_only_changes_that_fit(tiny):
+    doc = copy.deepcopy(tiny)  # GPT-2 small, micro batch 8: activations do not fit 8 GiB
+    doc["model"].update(n_layer=12, n_embd=768, n_head=12, block_size=1024, vocab_size=50304)
+    doc["deepspeed"].update(train_micro_batch_size_per_gpu=8, gradient_accumulation_steps=4, train_batch_size=64)
+    [(_, message)] = problems_of(doc)
+    assert message == (
+        "the run does not fit in device memory: an estimated 11.9 GiB per device, but 'cpu_laptop' has 8 GiB\n"
+        "  parameters 0.5 + gradients 0.2 + optimizer 0.7 + activations 7.6 + buffers 1.9 + fragmentation 1.1 "
+        "= 11.9 GiB\n"
+        "  these fit (each re-estimated, the global batch kept; `expc plan` shows the step time):\n"
+        "    micro batch 4 x accumulation 8: 7.7 GiB (--set deepspeed.train_micro_batch_size_per_gpu=4 "
+        "--set deepspeed.gradient_accumulation_steps=8)")
+    # and the hint is true: applied, it validates
+    doc["deepspeed"].update(train_micro_batch_size_per_gpu=4, gradient_accumulation_steps=8)
+    validate(doc)
+    # the fit check is the only rule `expc plan` leaves out
+    doc["deepspeed"].update(train_micro_batch_size_per_gpu=8, gradient_accumulation_steps=4)
+    validate(doc, fit_check=False)
 
 
 def test_precision_and_auto(tiny):

@@ -2,7 +2,7 @@
 one call, prints the result. User mistakes (ExpcError) are rendered once, in `main`.
 
 Heavy modules (torch, deepspeed, wandb) are imported only inside the commands that run things,
-so `expc build`, `show`, `check`, `diff` and `--help` stay fast.
+so `expc build`, `show`, `check`, `diff`, `plan` and `--help` stay fast.
 """
 from __future__ import annotations
 
@@ -343,6 +343,44 @@ def diff(old, new, rev, output_format, as_json):
     else:
         click.echo(render_text(result), nl=False)
     return 1 if result.differs else 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("target", type=click.Path(dir_okay=False))
+@tla_option
+@set_option
+@engine_option
+@click.option("--fit", "largest", is_flag=True,
+              help="Also find the largest micro batch that fits (the global batch kept through accumulation).")
+@json_option
+def plan(target, tla, sets, sweeps, engine, largest, as_json):
+    """Memory per device (parameters, gradients, optimizer, activations, buffers, fragmentation),
+    compute and cost of each run, before it starts; nothing is written.
+
+    TARGET is a spec (one row per sweep member, and the total), a manifest file or a digest
+    prefix. A run that does not fit gets its breakdown and the changes that do fit, each
+    estimated again (docs/plan.md).
+
+    \b
+    Examples:
+      expc plan specs/large.jsonnet
+      expc plan 1ea9f84f --json
+      expc plan specs/large.jsonnet --set model.n_layer=48 --fit
+      expc plan specs/tiny.jsonnet --sweep micro_batch_size=1,2,4,8   # the sweep cost preview
+    """
+    from expc.compile.evaluate import parse_tla
+    from expc.review.plan import plan_json, plan_target, render_text
+
+    from .project import find_project
+
+    project = find_project(target if target.endswith((".jsonnet", ".libsonnet")) else None)
+    if not target.endswith((".jsonnet", ".libsonnet")) and (tla or sets or sweeps):
+        raise ExpcError("--tla, --set and --sweep apply to a spec; a manifest is planned as it is")
+    plans = plan_target(target, project, parse_tla(tla), sets, engine, largest, sweeps)
+    if as_json:
+        click.echo(json.dumps(plan_json(plans), indent=2))
+    else:
+        click.echo(render_text(plans), nl=False)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -171,6 +171,12 @@ def test_the_gpt_parameter_formula_counts_the_real_module():
         config = {"arch": "gpt", "n_layer": 3, "n_head": 2, "n_embd": 32, "block_size": 16, "vocab_size": 256,
                   "dropout": 0.0, "bias": bias}
         assert arch_of(config).parameters(config) == sum(p.numel() for p in GPT(config).parameters())
+        # and tensor by tensor (ZeRO-3's persistence threshold reads the sizes)
+        assert _sizes(arch_of(config).tensors(config)) == sorted(p.numel() for p in GPT(config).parameters())
+
+
+def _sizes(tensors):
+    return sorted(elements for elements, times in tensors for _ in range(times))
 
 
 def test_the_hf_parameter_formula_counts_the_real_models(tmp_path):
@@ -187,6 +193,7 @@ def test_the_hf_parameter_formula_counts_the_real_models(tmp_path):
         model = model_class(config)
         section = {"arch": "hf_causal_lm", "config": frozen_config(config.to_dict())}
         assert arch_of(section).parameters(section) == sum(p.numel() for p in model.parameters()), config_class
+        assert _sizes(arch_of(section).tensors(section)) == sorted(p.numel() for p in model.parameters()), config_class
 
 
 def plan(manifest, **options):

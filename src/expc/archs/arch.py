@@ -33,6 +33,15 @@ class Arch:
     linear_layers: Callable[[dict], dict[str, tuple[int, int, int]] | None] = lambda model: None
     # Leaf names of the other modules (embeddings, norms): targets LoRA cannot take.
     other_modules: tuple[str, ...] = ()
+    # Every parameter tensor as (elements, how many), for ZeRO-3's persistence threshold and its
+    # largest gathered tensor; None when unknown (the estimate then partitions every parameter).
+    tensors: Callable[[dict], list[tuple[int, int]]] | None = None
+    # Bytes per token per layer that the backward pass keeps at 16 bits (doubled in fp32);
+    # None: Korthikanti et al.'s 34 x width for a GPT block with fused attention and dropout.
+    activation_bytes: Callable[[dict], float] | None = None
+    # The model field that turns activation checkpointing on (recompute each layer in the
+    # backward pass), when the arch has one.
+    checkpointing_field: str | None = None
     extras: dict = field(default_factory=dict)
 
     def schema(self) -> dict:
@@ -51,6 +60,16 @@ class Arch:
             return own(model, sequence)
         dims = self.dims(model)
         return 6 * (self.parameters(model) - self.lookup_parameters(model)) + 12 * dims.layers * dims.width * sequence
+
+    def activations_per_token_layer(self, model: dict) -> float:
+        """Bytes per token per layer kept for the backward pass at 16 bits."""
+        if self.activation_bytes:
+            return self.activation_bytes(model)
+        return 34 * self.dims(model).width
+
+    def checkpointing(self, model: dict) -> bool:
+        """Whether the model section turns activation checkpointing on."""
+        return bool(self.checkpointing_field and model.get(self.checkpointing_field) is True)
 
     def lookup_parameters(self, model: dict) -> int:
         fn = self.extras.get("lookup_parameters")

@@ -37,6 +37,17 @@ def parameters(model: dict) -> int:
     return vocab * d + ctx * d + layers * per_block + d * (1 + bias)
 
 
+def tensors(model: dict) -> list[tuple[int, int]]:
+    """The parameter tensors of trainer/models/gpt.py, as (elements, how many); they add up to
+    `parameters`."""
+    d, layers, vocab, ctx = model["n_embd"], model["n_layer"], model["vocab_size"], model["block_size"]
+    found = [(vocab * d, 1), (ctx * d, 1), (d, 1 + 2 * layers),  # embeddings; every LayerNorm weight
+             (3 * d * d, layers), (d * d, layers), (4 * d * d, 2 * layers)]
+    if model.get("bias"):
+        found += [(d, 1 + 2 * layers), (3 * d, layers), (d, layers), (4 * d, layers), (d, layers)]
+    return found
+
+
 def problems(model: dict) -> list[Problem]:
     if model["n_embd"] % model["n_head"]:
         return [Problem(f"n_embd {model['n_embd']} is not divisible by n_head {model['n_head']}",
@@ -53,6 +64,8 @@ ARCH = Arch(
     dims=lambda m: Dims(m["n_layer"], m["n_embd"], m["vocab_size"], m["block_size"]),
     build="trainer.models.gpt:build_gpt",
     problems=problems,
+    tensors=tensors,
+    activation_bytes=lambda m: (34 if m["dropout"] > 0 else 32) * m["n_embd"],
     # The token embedding is tied with the head, so it is a matmul; the position one is a lookup.
     extras={"lookup_parameters": lambda m: m["block_size"] * m["n_embd"]},
 )

@@ -95,6 +95,34 @@ def parameters(model: dict) -> int:
     return vocab * h + layers * per_layer + h + head
 
 
+def tensors(model: dict) -> list[tuple[int, int]] | None:
+    """The Llama layout's parameter tensors as (elements, how many); None for other families."""
+    layers = linear_layers(model)
+    if layers is None:
+        return None
+    c = model["config"]
+    h, n_layers, heads, kv, hd, _, vocab = _shape(c)
+    found = [(fan_in * fan_out, times) for name, (fan_in, fan_out, times) in layers.items() if name != "lm_head"]
+    found += [(vocab * h, 1 if c["tie_word_embeddings"] else 2), (h, 2 * n_layers + 1)]
+    if c["attention_bias"]:
+        found += [(heads * hd, n_layers), (kv * hd, 2 * n_layers)]
+    if c["model_type"] == "qwen3":
+        found += [(hd, 2 * n_layers)]
+    return found
+
+
+def activation_bytes(model: dict) -> float:
+    """Bytes per token per decoder layer kept for the backward pass at 16 bits, counted op by op
+    for the Llama layout with fused attention (sdpa): the two RMSNorms keep their input in fp32
+    (4h each); q/k/v share one saved input (2h); the rotary embedding keeps q and k and their
+    rotated halves (4q + 4kv, where q = heads x head_dim and kv = kv_heads x head_dim); attention
+    keeps the rotated q, k, v and its output (4q + 4kv); the MLP keeps its input (2h), the gate's
+    output for SiLU (2i), SiLU's output and up's for the product (4i), and the product for down
+    (2i). The residual adds keep nothing. That is 12h + 8q + 8kv + 8i."""
+    h, _, heads, kv, hd, inner, _ = _shape(model["config"])
+    return 12 * h + 8 * heads * hd + 8 * kv * hd + 8 * inner
+
+
 def problems(model: dict) -> list[Problem]:
     found = []
     revision, files = model["revision"], model["files"]
@@ -128,6 +156,9 @@ ARCH = Arch(
     problems=problems,
     linear_layers=linear_layers,
     other_modules=OTHER_MODULES,
+    tensors=tensors,
+    activation_bytes=activation_bytes,
+    checkpointing_field="gradient_checkpointing",
     # An untied token embedding is only looked up; a tied one is also the head's matmul.
     extras={"lookup_parameters": lambda m: 0 if m["config"]["tie_word_embeddings"]
             else m["config"]["vocab_size"] * m["config"]["hidden_size"]},

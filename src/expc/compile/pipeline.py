@@ -51,19 +51,21 @@ class Manifest:
 
 
 def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | None = None,
-                 sets=(), engine: str = "gojsonnet", sweeps=()) -> list[Manifest]:
+                 sets=(), engine: str = "gojsonnet", sweeps=(), fit_check: bool = True) -> list[Manifest]:
     """Compile one spec to its manifests, in memory. Raises ExpcError; writes nothing.
 
     `sweeps` (`--sweep path=a,b`) makes a grid of every experiment the spec returns. A grid
     member is recorded as its spec member with the grid point's values as `--set`s, so `expc
-    check` rebuilds it like any other override; only its name shows the point.
+    check` rebuilds it like any other override; only its name shows the point. `fit_check=False`
+    leaves out the memory-fit rule only (`expc plan` shows a run that does not fit rather than
+    refusing it); such manifests are never written.
     """
     spec = Path(spec)
     project = project or find_project(spec)
     tla, sets = dict(tla or {}), list(sets)
-    manifests, failures = _compile(spec, project, tla, sets, engine, sweeps)
+    manifests, failures = _compile(spec, project, tla, sets, engine, sweeps, fit_check=fit_check)
     if failures:
-        failures = _blame_arguments(failures, spec, project, tla, sets, engine, sweeps)
+        failures = _blame_arguments(failures, spec, project, tla, sets, engine, sweeps, fit_check)
         members = len(manifests) + len({m for m, _ in failures})
         raise ExpcError(_one_problem_per_cause(failures, project.relative(spec), members))
     _refuse_identical_members(manifests)
@@ -71,7 +73,7 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
 
 
 def _compile(spec: Path, project: Project, tla: dict, sets: list, engine: str, sweeps,
-             explain: bool = True) -> tuple[list[Manifest], list[tuple]]:
+             explain: bool = True, fit_check: bool = True) -> tuple[list[Manifest], list[tuple]]:
     """The stages for one spec: (manifests, [(member, problem)] of the members that failed)."""
     overrides = parse_set(sets)
     points = grid(parse_sweep(sweeps)) if sweeps else []
@@ -93,7 +95,8 @@ def _compile(spec: Path, project: Project, tla: dict, sets: list, engine: str, s
             member = f"{spec_member},{point}" if spec_member else point
         try:
             document = pin(document, project)
-            validate(document, origin=_origin(spec, project, spec_member, tla, member_sets, origins) if explain else None)
+            validate(document, origin=_origin(spec, project, spec_member, tla, member_sets, origins) if explain else None,
+                     fit_check=fit_check)
             data = canonical.canonicalize(document)
         except ExpcError as err:
             failures += [(member, p) for p in err.problems]
@@ -145,7 +148,7 @@ def _missing_section_field(error: ExpcError, spec: Path, project: Project) -> Ex
 
 
 def _blame_arguments(failures: list[tuple], spec: Path, project: Project, tla: dict, sets: list, engine: str,
-                     sweeps) -> list[tuple]:
+                     sweeps, fit_check: bool = True) -> list[tuple]:
     """A problem that goes away without one `--tla` (the spec's default then) or one `--set` is
     that argument's doing: the argument becomes its origin, ahead of the lib line that carried
     the value (`--tla seq_len=2k` before `lib/models.libsonnet:14`). Compiled again once per
@@ -164,7 +167,8 @@ def _blame_arguments(failures: list[tuple], spec: Path, project: Project, tla: d
     arguments += [(f"--set {s}", tla, sets[:i] + sets[i + 1:]) for i, s in enumerate(sets)]
     for argument, tla_left, sets_left in arguments:
         try:
-            _, remaining = _compile(spec, project, tla_left, sets_left, engine, sweeps, explain=False)
+            _, remaining = _compile(spec, project, tla_left, sets_left, engine, sweeps, explain=False,
+                                    fit_check=fit_check)
         except ExpcError:  # needed (a parameter without a default), or wrong in other ways too
             continue
         left = {(m, p.location) for m, p in remaining}

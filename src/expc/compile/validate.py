@@ -24,14 +24,15 @@ def _validator():
     return jsonschema_rs.Draft202012Validator(manifest_schema())
 
 
-def validate(document, origin=None) -> None:
+def validate(document, origin=None, fit_check: bool = True) -> None:
     """Raise ExpcError listing every schema and semantic problem; return None when valid.
 
     `origin(path) -> "file:line"` (optional) names where a value was set, for the message.
+    `fit_check=False` leaves out the memory-fit rule (for `expc plan`).
     """
     problems = schema_problems(document)
     if not problems:  # semantic rules assume the shapes the schema guarantees
-        problems = semantic_problems(document)
+        problems = semantic_problems(document, fit_check)
     problems = sorted(problems + auto_problems(document), key=lambda p: p.location or "")
     if problems:
         if origin:
@@ -168,7 +169,7 @@ def _resolve(root: dict, ref: str) -> dict:
     return node
 
 
-def semantic_problems(manifest) -> list[Problem]:
+def semantic_problems(manifest, fit_check: bool = True) -> list[Problem]:
     """Rules across fields. Every rule appends; none stops the others."""
     problems: list[Problem] = []
     hw, model, ds = manifest["hardware"], manifest["model"], manifest["deepspeed"]
@@ -238,7 +239,8 @@ def semantic_problems(manifest) -> list[Problem]:
         problems.append(Problem(f"vocab_size {model['vocab_size']} is too small for a byte-level "
                                 f"corpus (needs 256)", json_path(["model", "vocab_size"])))
 
-    problems += _memory_problems(manifest)
+    if fit_check:
+        problems += _memory_problems(manifest)
     return problems
 
 
@@ -323,8 +325,10 @@ def _no_such_module(name: str, layers: dict, arch, model: dict) -> str:
 
 
 def _memory_problems(manifest) -> list[Problem]:
-    """The estimated memory per device (estimate.memory_per_device) must fit the device."""
+    """The estimated memory per device (expc.estimate) must fit the device. The hints are the
+    changes that, applied to a copy and estimated again, do fit (expc.fit)."""
     from expc.estimate import memory_per_device
+    from expc.fit import fitting_changes
 
     hw, ds = manifest["hardware"], manifest["deepspeed"]
     zero = ds.get("zero_optimization") if isinstance(ds.get("zero_optimization"), dict) else {}
@@ -333,22 +337,26 @@ def _memory_problems(manifest) -> list[Problem]:
     memory = memory_per_device(manifest)
     if memory.total <= hw["device_memory_gib"]:
         return []
-    hints = []
-    stage, micro = zero.get("stage", 0), ds.get("train_micro_batch_size_per_gpu", 1)
-    if stage < 3:
-        hints.append(f"a higher ZeRO stage (now {stage})")
-    if stage >= 1 and "offload_optimizer" not in zero:
-        hints.append("optimizer offload (zero.offload_optimizer)")
-    if stage == 3 and "offload_param" not in zero:
-        hints.append("parameter offload (zero.offload_param)")
-    if micro > 1:
-        hints.append(f"a smaller micro batch (now {micro})")
-    if stage >= 1:
-        hints.append("more devices to partition over")
-    hint = "; try " + ", ".join(hints) if hints else ""
+    changes = fitting_changes(manifest) if not _batch_problems(manifest) else []
+    if changes:
+        hint = "\n  these fit (each re-estimated, the global batch kept; `expc plan` shows the step time):" + "".join(
+            f"\n    {c.summary}: {c.memory.total:.1f} GiB ({c.set_flags()})" for c in changes)
+    else:
+        hint = ("\n  no single change fits (a smaller micro batch, a higher ZeRO stage, activation checkpointing, "
+                "offload, up to 16x the devices): see `expc plan`")
     return [Problem(f"the run does not fit in device memory: an estimated {memory.total:.1f} GiB per device, but "
                     f"{hw['name']!r} has {hw['device_memory_gib']:g} GiB\n"
                     f"  {memory.describe()}{hint}", json_path(["hardware", "device_memory_gib"]))]
+
+
+def _batch_problems(manifest) -> bool:
+    """Whether the batch sizes are missing or do not multiply out (the hints rescale them)."""
+    ds, hw = manifest["deepspeed"], manifest["hardware"]
+    keys = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
+    if not all(isinstance(ds.get(k), int) for k in keys):
+        return True
+    return (ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * hw["nodes"]
+            * hw["procs_per_node"] != ds["train_batch_size"])
 
 
 def auto_problems(document) -> list[Problem]:

@@ -5,6 +5,7 @@
     render.py    a diff as text, Markdown or JSON
     affected.py  `expc affected`: the manifests a lib or spec edit touches
     explain.py   `expc explain`: the file and line that set a manifest value
+    plan.py      `expc plan`: memory, compute and cost per device, with hints that fit
 
 May import: compile (to rebuild specs in memory) and the shared ground; never launch, the
 trainer or the CLI.

@@ -170,7 +170,7 @@ def derived(old: dict, new: dict) -> list[Derived]:
     from expc import estimate
 
     rows = [
-        ("parameters", lambda m: estimate.parameter_count(m["model"]), _MODEL, ""),
+        ("parameters", estimate.held_parameters, _MODEL, ""),
         ("world size", estimate.world_size, _WORLD, ""),
         ("global batch", lambda m: m["deepspeed"]["train_batch_size"], ("deepspeed.train_batch_size",),
          "sequences"),
@@ -178,7 +178,7 @@ def derived(old: dict, new: dict) -> list[Derived]:
         ("tokens in total", estimate.total_tokens, _TOTAL, "tokens"),
         ("memory per device", lambda m: estimate.memory_per_device(m).total, (*_MODEL, *_WORLD), "GiB"),
         ("compute", estimate.total_flops, (*_MODEL, *_TOTAL), "FLOPs"),
-        ("device-hours at 40% MFU", lambda m: estimate.device_hours(m, mfu=0.4),
+        (f"device-hours at {estimate.DEFAULT_MFU:.0%} MFU", lambda m: estimate.device_hours(m, mfu=estimate.DEFAULT_MFU),
          (*_MODEL, *_TOTAL, "hardware.peak_tflops"), "h"),
     ]
     found = []
