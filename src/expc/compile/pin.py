@@ -30,22 +30,37 @@ COMMIT = re.compile(r"^[0-9a-f]{40}$")
 UNTIED_BY_DEFAULT = ("llama", "mistral", "qwen2", "qwen3")
 
 
-def pin(document, project: Project):
+def pin(document, project: Project, memo: dict | None = None):
+    """`memo`, shared by the members of one build, pins each distinct model or data section once:
+    a 1000-member sweep over one corpus hashes (or looks up) its files once, not 1000 times."""
     if not isinstance(document, dict):
         return document
     document = copy.deepcopy(document)
+    memo = {} if memo is None else memo
     problems: list[Problem] = []
     model, data = document.get("model"), document.get("data")
     if isinstance(model, dict) and model.get("arch") == "hf_causal_lm" and isinstance(model.get("source"), str):
-        problems += _pin_base(model, project)
+        problems += _once(memo, "base", model, lambda: _pin_base(model, project))
     if isinstance(data, dict) and data.get("source") == "jsonl":
-        problems += _pin_jsonl(data, project)
+        problems += _once(memo, "jsonl", data, lambda: _pin_jsonl(data, project))
     if isinstance(data, dict) and (data.get("source") == "stdlib" or (
             data.get("source") in ("text", "tokens") and isinstance(data.get("path"), str))):
-        problems += _pin_corpus(data, project)
+        problems += _once(memo, "corpus", data, lambda: _pin_corpus(data, project))
     if problems:
         raise ExpcError(problems)
     return document
+
+
+def _once(memo: dict, kind: str, section: dict, pin_section) -> list[Problem]:
+    """Pin `section` in place, or copy what pinning the same section gave before in this build."""
+    key = (kind, json.dumps(section, sort_keys=True))
+    if key not in memo:
+        problems = pin_section()
+        memo[key] = (copy.deepcopy(section), problems)
+    pinned, problems = memo[key]
+    section.clear()
+    section.update(copy.deepcopy(pinned))
+    return list(problems)
 
 
 def _pin_base(model: dict, project: Project) -> list[Problem]:

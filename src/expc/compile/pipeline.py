@@ -86,6 +86,7 @@ def _compile(spec: Path, project: Project, tla: dict, sets: list, engine: str, s
     point_sets = {name: [o.text for o in point] for name, point in points}
     manifests, failures = [], []
     origins: dict = {}  # a shared mistake is explained once, not once per member
+    pinned: dict = {}  # each distinct model or data section is pinned once per build
     for member, document in split(evaluation.document, spec_name):
         spec_member, member_sets = member, list(sets)
         if points:
@@ -94,7 +95,7 @@ def _compile(spec: Path, project: Project, tla: dict, sets: list, engine: str, s
             member_sets += point_sets[point]
             member = f"{spec_member},{point}" if spec_member else point
         try:
-            document = pin(document, project)
+            document = pin(document, project, pinned)
             validate(document, origin=_origin(spec, project, spec_member, tla, member_sets, origins) if explain else None,
                      fit_check=fit_check)
             data = canonical.canonicalize(document)
