@@ -239,9 +239,11 @@ def _render_sweep(plans: list[Plan]) -> str:
 
 
 def plan_json(plans: list[Plan]) -> dict:
-    """Every figure with its unit: {"value": ..., "unit": ...}."""
+    """Every figure with its unit: {"value": ..., "unit": ...} (memory_gib's are in GiB). One
+    row per run under "runs"; a single run's figures are at the top level as well, so
+    `expc plan DIGEST --json` reads directly (`["memory_gib"]["total"]`)."""
     runs = [_plan_json(p) for p in plans]
-    out = {"runs": runs}
+    out = {**runs[0], "runs": runs} if len(runs) == 1 else {"runs": runs}
     if len(plans) > 1:
         out["total"] = {"runs": len(plans), "fit": sum(p.fits for p in plans),
                         "device_hours": {"value": sum(r["device_hours"]["value"] for r in runs), "unit": "h"}}
