@@ -16,6 +16,14 @@ May import: the shared ground (expc.errors, expc.project, expc.schema, expc.esti
 expc.pins, expc.examples) and the standard library; never torch, deepspeed, transformers or wandb (`expc build` stays a fraction
 of a second), and never review, launch or the CLI, which sit above it.
 """
-from .pipeline import Manifest, build, compile_spec
-
 __all__ = ["Manifest", "build", "compile_spec"]
+
+
+def __getattr__(name):
+    # Loaded on first use, so a stage module imports without the whole pipeline (the bounded
+    # evaluation's child process starts with evaluate.py alone).
+    if name in __all__:
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -51,15 +51,20 @@ ENGINES = ("gojsonnet", "rjsonnet")
 
 def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
              engine: str = "gojsonnet", overrides: list[Override] | tuple = (), check_knobs: bool = True,
-             grid=()) -> Evaluation:
+             grid=(), bounded: bool = True) -> Evaluation:
     """Evaluate one spec hermetically; raise ExpcError with `file:line:col` on any Jsonnet error.
 
     `overrides` (`--set`) are applied as a Jsonnet patch on the spec's result (overrides.py), so
     they are late-bound: what the spec computes from an overridden value follows it. `grid`
     (`--sweep`, overrides.grid) makes one member of every experiment per grid point.
     `engine="rjsonnet"` (opt-in, the `rjsonnet` package) evaluates big sweeps several times
-    faster; tests hold it to the same digests as go-jsonnet, the reference.
+    faster; tests hold it to the same digests as go-jsonnet, the reference. `bounded=False` (for
+    provenance, re-evaluating a spec that has just evaluated within the bounds) runs here.
     """
+    from . import bounds
+
+    if bounded and not bounds.in_child():  # in a child process bounded in memory, time and output (bounds.py)
+        return bounds.run(evaluate, spec, project, tla, engine, overrides, check_knobs, grid)
     evaluate_file = _engine(engine)
     overrides, grid = list(overrides), list(grid)
     # One override per `--sweep` axis is enough to check its path.

@@ -172,7 +172,8 @@ def explain(source: Source, path: tuple) -> Explanation:
             except (KeyError, IndexError, TypeError):
                 raise ExpcError(f"{display_path(path)}: no such field in --set {override.text}") from None
         return Explanation(tuple(path), value, override=override.text)
-    evaluation = evaluate(source.spec, source.project, source.tla, overrides=parse_set(source.sets), check_knobs=False)
+    evaluation = evaluate(source.spec, source.project, source.tla, overrides=parse_set(source.sets), check_knobs=False,
+                          bounded=False)
     files = [source.project.relative(source.spec), *dict.fromkeys(evaluation.imports)]
     texts = {f: (source.project.root / f).read_text(encoding="utf-8") for f in files}
     definitions = [d for f in files for d in scan(texts[f], f)]

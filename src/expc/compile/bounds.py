@@ -1,0 +1,215 @@
+"""Evaluation under bounds: a spec is evaluated in a child process that may use so much memory,
+so much time and write so much output, and no more.
+
+A mistake in a spec must not take the machine down: `std.repeat('x', 1e8)` in a tag made
+go-jsonnet grow to 24 GB before the kernel killed it, and a runaway recursion can spin for
+ever. The child is watched: its resident memory (from /proc, every few milliseconds; an address
+space limit backs it up), its wall time and the size of its result. Past a bound it is killed
+and the build fails with an ExpcError naming the bound and how to raise it; nothing is written.
+
+The child is a fork of this process when go-jsonnet is not loaded in it yet (the usual case for
+the command line: a fork costs a few milliseconds, and go's runtime must not be forked once it
+runs), else a fork of multiprocessing's fork server (started once, without go).
+
+Defaults fit a laptop; `EXPC_EVAL_MEMORY_GIB`, `EXPC_EVAL_SECONDS` and `EXPC_EVAL_OUTPUT_MIB`
+raise or lower them. They bound the evaluation, never its result: no digest depends on them.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+from expc.errors import ExpcError
+
+_IN_CHILD = "EXPC_IN_BOUNDED_EVALUATION"
+
+
+@dataclass(frozen=True)
+class Bounds:
+    memory_gib: float = 4.0
+    seconds: float = 300.0
+    output_mib: float = 1024.0
+
+    @classmethod
+    def from_environment(cls) -> Bounds:
+        values = {}
+        for field, name in (("memory_gib", "EXPC_EVAL_MEMORY_GIB"), ("seconds", "EXPC_EVAL_SECONDS"),
+                            ("output_mib", "EXPC_EVAL_OUTPUT_MIB")):
+            text = os.environ.get(name)
+            if text is None:
+                continue
+            try:
+                values[field] = float(text)
+            except ValueError:
+                raise ExpcError(f"{name}={text!r}: expected a number") from None
+            if not values[field] > 0:
+                raise ExpcError(f"{name}={text!r}: expected a number above 0")
+        return cls(**values)
+
+
+def in_child() -> bool:
+    return os.environ.get(_IN_CHILD) == "1"
+
+
+def run(function, *args, **kwargs):
+    """function(*args, **kwargs) in a bounded child; its result, or its ExpcError, raised here."""
+    bounds = Bounds.from_environment()
+    with tempfile.TemporaryDirectory(prefix="expc-eval-") as scratch:
+        result_file, stderr = Path(scratch) / "result.pickle", Path(scratch) / "stderr"
+        if "_gojsonnet" not in sys.modules and hasattr(os, "fork"):
+            # The child holds the write end of a pipe: its exit wakes the watch at once.
+            done_r, done_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                os.close(done_r)
+                _child(function, args, kwargs, result_file, bounds, stderr)
+            os.close(done_w)
+            try:
+                outcome = _watch(pid, None, result_file, bounds, done_r)
+            finally:
+                os.close(done_r)
+        else:
+            process = _forkserver().Process(target=_child, args=(function, args, kwargs, result_file, bounds, stderr,
+                                                                 os.getcwd()))
+            process.start()
+            outcome = _watch(process.pid, process, result_file, bounds, process.sentinel)
+        return _result(outcome, result_file, bounds)
+
+
+_CONTEXT = None
+
+
+def _forkserver():
+    """multiprocessing's fork server: one fresh interpreter, started on first use, that forks each
+    child. Forking this process is not safe once go's runtime is loaded in it (an explain, a
+    test run), and a fresh interpreter per evaluation costs a tenth of a second."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        import multiprocessing
+
+        _CONTEXT = multiprocessing.get_context("forkserver")
+        _CONTEXT.set_forkserver_preload(["expc.compile.evaluate"])
+    return _CONTEXT
+
+
+def _quiet(path: Path) -> None:
+    """The child's stderr to a file: go prints its whole stack when it aborts out of memory."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _child(function, args, kwargs, result_file: Path, bounds: Bounds, stderr: Path, cwd: str | None = None) -> None:
+    os.environ[_IN_CHILD] = "1"
+    if cwd:  # the fork server's children start where the server did, not where the caller is
+        os.chdir(cwd)
+    _quiet(stderr)
+    code = 0
+    try:
+        _limit_address_space(bounds)
+        try:
+            value = ("ok", function(*args, **kwargs))
+        except ExpcError as err:
+            value = ("error", err.problems)
+        except BaseException:  # noqa: BLE001 - a bug, whatever it is: its traceback travels back
+            value = ("bug", traceback.format_exc())
+        result_file.write_bytes(pickle.dumps(value))
+    except BaseException:  # noqa: BLE001 - the parent reports a child that left no result
+        code = 70
+    finally:
+        sys.stdout.flush()
+        os._exit(code)
+
+
+def _limit_address_space(bounds: Bounds) -> None:
+    """A backstop behind the resident-memory watch: twice the bound plus room for the
+    interpreter and go's reservations, so a burst between two looks cannot run far."""
+    try:
+        import resource
+    except ImportError:
+        return
+    limit = int((2 * bounds.memory_gib + 2) * 2 ** 30)
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _watch(pid: int, process, result_file: Path, bounds: Bounds, done: int) -> tuple[str, object]:
+    """Wait for the child, killing it past a bound: ("exited", status) or (bound name, figure).
+    `done` becomes readable (end of file) the moment the child exits."""
+    import select
+
+    start, interval = time.monotonic(), 0.005
+    memory_limit, output_limit = bounds.memory_gib * 2 ** 30, bounds.output_mib * 2 ** 20
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    peak = 0
+    while True:
+        if process is not None:
+            if not process.is_alive():
+                process.join()
+                return "exited", process.exitcode
+        else:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return "exited", os.waitstatus_to_exitcode(status)
+        peak = max(peak, _resident(pid, page))
+        elapsed = time.monotonic() - start
+        over = ("memory", peak) if peak > memory_limit else ("time", elapsed) if elapsed > bounds.seconds else None
+        if over is None and result_file.exists() and result_file.stat().st_size > output_limit:
+            over = ("output", result_file.stat().st_size)
+        if over:
+            _kill(pid, process)
+            return over
+        select.select([done], [], [], interval)
+        interval = min(interval * 2, 0.02)
+
+
+def _resident(pid: int, page: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return int(statm.read().split()[1]) * page
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _kill(pid: int, process) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if process is not None:
+        process.join()
+    else:
+        os.waitpid(pid, 0)
+
+
+def _result(outcome: tuple, result_file: Path, bounds: Bounds):
+    kind, figure = outcome
+    if kind == "memory":
+        raise ExpcError(f"evaluating the spec used more than {bounds.memory_gib:g} GiB of memory (the bound) and "
+                        "was stopped; a spec that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8")
+    if kind == "time":
+        raise ExpcError(f"evaluating the spec ran past {bounds.seconds:g} s (the bound) and was stopped; a spec that "
+                        "needs longer can raise it with EXPC_EVAL_SECONDS=900")
+    if not result_file.exists():
+        # Killed from within: go's runtime aborts when the address-space backstop is hit.
+        raise ExpcError(f"evaluating the spec ran out of memory (bound: {bounds.memory_gib:g} GiB, exit status "
+                        f"{figure}); a spec that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8")
+    if kind == "output" or result_file.stat().st_size > bounds.output_mib * 2 ** 20:
+        raise ExpcError(f"the spec's result is over {bounds.output_mib:g} MiB (the bound); a sweep that big can "
+                        "raise it with EXPC_EVAL_OUTPUT_MIB=4096")
+    status, value = pickle.loads(result_file.read_bytes())
+    if status == "ok":
+        return value
+    if status == "error":
+        raise ExpcError(value)
+    raise RuntimeError(f"evaluation failed in its child process:\n{value}")

@@ -1,0 +1,78 @@
+"""Bounded evaluation: a spec that eats memory, spins, or returns a huge result stops with one
+clear error naming the bound and how to raise it, exit 1, nothing written, the machine unharmed.
+The bounds are made small here so each case ends in a second or two."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from expc.compile.pipeline import compile_spec
+from expc.errors import ExpcError
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = """local expc = import 'expc.libsonnet';
+local one = expc.experiment + { hardware: expc.hardware.cpu_laptop, model: expc.models.gpt_debug,
+                                data: expc.data.synthetic() };
+"""
+HOSTILE = {
+    # 100M characters, as tags: go-jsonnet grew to 24 GB on this before bounds existed
+    "memory": BASE + "local s = std.repeat('x', 100000000); one + { logging+: { wandb+: { tags: [s] } } }",
+    # 2^40 calls
+    "time": BASE + "local f(n) = if n == 0 then 0 else 1 + f(n - 1) + f(n - 1); one + { seed: f(40) }",
+    # a 3 MB result
+    "output": BASE + "{ ['m%d' % i]: one + { seed: i, logging+: { wandb+: { tags: [std.repeat('t', 3000)] } } }"
+                     " for i in std.range(1, 1000) }",
+}
+# One small bound per case; the others stay at their defaults, so each case meets its own.
+BOUNDS = {"memory": {"EXPC_EVAL_MEMORY_GIB": "0.5"}, "time": {"EXPC_EVAL_SECONDS": "2"},
+          "output": {"EXPC_EVAL_OUTPUT_MIB": "1"}}
+MESSAGES = {
+    "memory": "error: evaluating the spec used more than 0.5 GiB of memory (the bound) and was stopped; a spec "
+              "that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8\n",
+    "time": "error: evaluating the spec ran past 2 s (the bound) and was stopped; a spec that needs longer can "
+            "raise it with EXPC_EVAL_SECONDS=900\n",
+    "output": "error: the spec's result is over 1 MiB (the bound); a sweep that big can raise it with "
+              "EXPC_EVAL_OUTPUT_MIB=4096\n",
+}
+
+
+@pytest.fixture
+def hostile(project):
+    for name, text in HOSTILE.items():
+        (project / "specs" / f"{name}.jsonnet").write_text(text)
+    return project
+
+
+@pytest.mark.parametrize("bound", ["memory", "time", "output"])
+def test_the_command_line_stops_at_each_bound(hostile, bound):
+    """`expc build` forks its evaluation (go-jsonnet is not loaded in the command's process)."""
+    env = {**os.environ, **BOUNDS[bound]}
+    result = subprocess.run([sys.executable, "-m", "expc", "build", f"specs/{bound}.jsonnet"], cwd=hostile,
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (1, "", MESSAGES[bound])
+    assert not (hostile / "manifests").exists()
+
+
+def test_in_a_process_that_already_runs_go_jsonnet(hostile, monkeypatch):
+    """Here (go-jsonnet loaded by earlier tests) the child comes from the fork server."""
+    import _gojsonnet  # noqa: F401 - loaded, so this process may not be forked
+
+    for name, value in BOUNDS["memory"].items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ExpcError) as info:
+        compile_spec(hostile / "specs" / "memory.jsonnet")
+    assert f"error: {info.value.render()}\n" == MESSAGES["memory"]
+    # The same process goes on evaluating specs that stay within the bounds.
+    (hostile / "specs" / "fine.jsonnet").write_text(BASE + "one")
+    assert len(compile_spec(hostile / "specs" / "fine.jsonnet")) == 1
+
+
+def test_the_bounds_are_checked(hostile, monkeypatch):
+    monkeypatch.setenv("EXPC_EVAL_SECONDS", "soon")
+    with pytest.raises(ExpcError, match=r"EXPC_EVAL_SECONDS='soon': expected a number"):
+        compile_spec(hostile / "specs" / "time.jsonnet")
+    monkeypatch.setenv("EXPC_EVAL_SECONDS", "0")
+    with pytest.raises(ExpcError, match=r"EXPC_EVAL_SECONDS='0': expected a number above 0"):
+        compile_spec(hostile / "specs" / "time.jsonnet")
