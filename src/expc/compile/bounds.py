@@ -7,9 +7,10 @@ ever. The child is watched: its resident memory (from /proc, every few milliseco
 space limit backs it up), its wall time and the size of its result. Past a bound it is killed
 and the build fails with an ExpcError naming the bound and how to raise it; nothing is written.
 
-The child is a fork of this process when go-jsonnet is not loaded in it yet (the usual case for
-the command line: a fork costs a few milliseconds, and go's runtime must not be forked once it
-runs), else a fork of multiprocessing's fork server (started once, without go).
+The child is a fork of this process when go-jsonnet is not loaded in it yet and it runs one
+thread (the usual case for the command line: a fork costs a few milliseconds, and go's runtime
+must not be forked once it runs), else a fork of multiprocessing's fork server (started once,
+without go).
 
 Defaults fit a laptop; `EXPC_EVAL_MEMORY_GIB`, `EXPC_EVAL_SECONDS` and `EXPC_EVAL_OUTPUT_MIB`
 raise or lower them. They bound the evaluation, never its result: no digest depends on them.
@@ -62,7 +63,7 @@ def run(function, *args, **kwargs):
     bounds = Bounds.from_environment()
     with tempfile.TemporaryDirectory(prefix="expc-eval-") as scratch:
         result_file, stderr = Path(scratch) / "result.pickle", Path(scratch) / "stderr"
-        if "_gojsonnet" not in sys.modules and hasattr(os, "fork"):
+        if _may_fork():
             # The child holds the write end of a pipe: its exit wakes the watch at once.
             done_r, done_w = os.pipe()
             pid = os.fork()
@@ -83,6 +84,13 @@ def run(function, *args, **kwargs):
 
 
 _CONTEXT = None
+
+
+def _may_fork() -> bool:
+    """A plain fork is safe (and fastest) with one thread and without go's runtime in the process."""
+    import threading
+
+    return hasattr(os, "fork") and "_gojsonnet" not in sys.modules and threading.active_count() == 1
 
 
 def _forkserver():
