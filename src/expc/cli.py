@@ -93,7 +93,8 @@ def build(specs, tla, sets, sweeps, engine, as_json):
     """Compile SPECS into manifests/<digest>.json; print one path per line.
 
     A spec returning a sweep writes one manifest per member. Nothing is written unless every
-    spec compiles.
+    spec compiles. For a sweep, stderr shows the member count, the axes, how many members already
+    have a completed run and the estimated device-hours of the rest.
 
     \b
     Examples:
@@ -114,6 +115,11 @@ def build(specs, tla, sets, sweeps, engine, as_json):
     else:
         for row in rows:
             click.echo(row["path"])
+    # A sweep's preview goes to stderr: stdout stays one path per line (or the JSON) for scripts.
+    from expc.review.sweep import previews, render
+
+    for preview in previews(manifests, project):
+        click.echo(render(preview, project.relative(project.runs)), err=True)
 
 
 @cli.command(context_settings=CONTEXT)
