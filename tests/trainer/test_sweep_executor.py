@@ -1,0 +1,168 @@
+"""`expc run SPEC --parallel 2` on a real two-member sweep through the real deepspeed launcher:
+stopped mid-sweep (SIGTERM to the executor: every member saves and stops), rerun (both resume),
+killed with SIGKILL while its members train (they carry on alone), rerun (it waits for them and
+trains nothing itself), rerun once more (nothing to do). The same runs feed `expc report`'s test
+(tests/trainer/test_sweep_report.py), through the module-scoped fixture `sweep`.
+
+Each member is 2 CPU processes; master ports come from 29760-29799.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .conftest import BIN, LAUNCH_TIMEOUT, make_project
+from .conftest import test_env as launch_env
+
+SPEC = """\
+local expc = import 'expc.libsonnet';
+expc.sweep.grid(expc.experiment + expc.zero.stage(0) + {
+  hardware: expc.hardware.cpu_laptop,
+  model: expc.models.gpt_debug,
+  data: { source: 'synthetic', val_fraction: 0.1 },
+  global_batch_size:: 4,
+  micro_batch_size:: 2,
+  train+: { max_steps: %d, log_interval: 10, eval_interval: 100, eval_iters: 2, checkpoint_interval: 100,
+            keep_checkpoints: 1, sample_tokens: 0 },
+}, { lr: ['1e-2', '3e-3'] })
+"""
+STEPS = 500
+
+
+@dataclass
+class Sweep:
+    project: Path
+    digests: dict  # member name -> digest
+    outputs: list  # (exit status, stdout) of each executor run, in order
+    resumed_from: dict  # member -> the step the second run resumed from
+
+    def run_dir(self, member: str) -> Path:
+        return self.project / "runs" / self.digests[member]
+
+
+def executor(project: Path, port: int, **popen) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "expc"), "run", "specs/pair.jsonnet", "--parallel", "2", "--master-port",
+                             str(port)], cwd=project, env=launch_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **popen)
+
+
+def wait_for(condition, what: str, timeout: float = LAUNCH_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def trained_lines(run_dir: Path) -> int:
+    path = run_dir / "metrics.jsonl"
+    return sum('"loss"' in line for line in path.read_text().splitlines()) if path.is_file() else 0
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Sweep:
+    project = make_project(tmp_path_factory.mktemp("sweep"))
+    (project / "specs" / "pair.jsonnet").write_text(SPEC % STEPS)
+    built = subprocess.run([str(BIN / "expc"), "build", "specs/pair.jsonnet", "--json"], cwd=project,
+                           env=launch_env(), capture_output=True, text=True, check=True)
+    digests = {row["member"]: row["digest"] for row in json.loads(built.stdout)}
+    runs = [project / "runs" / d for d in digests.values()]
+    outputs = []
+
+    # 1. stopped once both members train
+    first = executor(project, 29760)
+    wait_for(lambda: all(trained_lines(r) >= 1 for r in runs), "both members to log a step")
+    first.send_signal(signal.SIGTERM)
+    out, _ = first.communicate(timeout=LAUNCH_TIMEOUT)
+    outputs.append((first.returncode, out))
+
+    # 2. rerun: both resume; killed (SIGKILL) once both launches are under way
+    second = executor(project, 29770)
+    wait_for(lambda: all("resuming" in (r / "logs" / "executor.log").read_text() for r in runs),
+             "both members to resume")
+    second.kill()
+    out, _ = second.communicate(timeout=60)
+    outputs.append((second.returncode, out))
+
+    # 3. rerun while the killed executor's members still train: it waits for them
+    third = executor(project, 29780)
+    out, _ = third.communicate(timeout=LAUNCH_TIMEOUT)
+    outputs.append((third.returncode, out))
+
+    # 4. once more: nothing to do
+    fourth = executor(project, 29790)
+    out, _ = fourth.communicate(timeout=120)
+    outputs.append((fourth.returncode, out))
+    # the latest launch of each member is the second executor's resume
+    resumed_from = {m: json.loads((project / "runs" / d / "metadata.json").read_text()).get("resumed_from")
+                    for m, d in digests.items()}
+    return Sweep(project, digests, outputs, resumed_from)
+
+
+def test_a_stopped_sweep_saves_every_member_and_says_how_to_continue(sweep):
+    code, out = sweep.outputs[0]
+    assert code == 130, out
+    assert "stopped: run the same command again to continue where it stopped" in out
+    # both ran at once, on their own master ports
+    assert f"lr=1e-2: running, step -/{STEPS}, loss -, eta - port 2976" in out
+    assert f"lr=3e-3: running, step -/{STEPS}, loss -, eta - port 2976" in out
+    ports = {line.rsplit("port ", 1)[1] for line in out.splitlines() if ": running," in line and "port" in line}
+    # distinct, from the given one up (a port another program holds is passed over)
+    assert len(ports) == 2 and all(29760 <= int(p) < 29770 for p in ports), ports
+
+
+def test_the_rerun_resumes_each_member_from_its_checkpoint(sweep):
+    for member, step in sweep.resumed_from.items():
+        assert step is not None and 0 < step < STEPS, (member, step)
+        log = (sweep.run_dir(member) / "logs" / "executor.log").read_text()
+        assert f"resuming {sweep.digests[member][:12]} from step {step} of {STEPS} (preempted)" in log
+
+
+def test_a_killed_executor_is_continued_by_the_next_without_training_twice(sweep):
+    code, out = sweep.outputs[2]
+    assert code == 0, out
+    assert "lr=1e-2: running elsewhere" in out and "lr=3e-3: running elsewhere" in out
+    assert out.rstrip().endswith("sweep pair: 2 of 2 completed (2 already were)")
+    for member in sweep.digests:
+        meta = json.loads((sweep.run_dir(member) / "metadata.json").read_text())
+        assert (meta["status"], meta["step"], meta["attempt"]) == ("completed", STEPS, 1)
+        # one launch per executor run that trained it: the first, and the second's (killed) one
+        assert (sweep.run_dir(member) / "logs" / "launcher.log").read_text().count("cmd = ") == 2
+        assert (sweep.run_dir(member) / "logs" / "executor.log").read_text().count(" completed: step ") == 1
+
+
+def test_a_finished_sweep_trains_nothing(sweep):
+    code, out = sweep.outputs[3]
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[-1] == "sweep pair: 2 of 2 completed (2 already were)"
+    assert [line.split(", loss")[0] for line in lines[-3:-1]] == [
+        f"lr=1e-2: completed (cached), step {STEPS}/{STEPS}", f"lr=3e-3: completed (cached), step {STEPS}/{STEPS}"]
+    assert "running" not in out
+    for member in sweep.digests:  # no launch was made: the logs are as the third run left them
+        assert (sweep.run_dir(member) / "logs" / "launcher.log").read_text().count("cmd = ") == 2
+
+
+def test_members_share_a_wandb_group_named_after_the_sweep(sweep):
+    from .wandb_records import read_records
+
+    for member in sweep.digests:
+        # one offline folder per launch (the first, the resume), all of one W&B run
+        files = sorted((sweep.run_dir(member) / "wandb").glob("offline-run-*/run-*.wandb"))
+        assert len(files) == 2
+        for record_file in files:
+            run = next(r.run for r in read_records(record_file) if r.HasField("run"))
+            assert (run.run_id, run.display_name, run.run_group) == (f"expc-{sweep.digests[member][:16]}", member, "pair")
+            config = {item.key: json.loads(item.value_json) for item in run.config.update}
+            assert config["sweep"] == {"sweep": "pair", "member": member,
+                                       "axes": {"lr": {"lr=1e-2": 0.01, "lr=3e-3": 0.003}[member]}}
+            # the manifest is the rest of the config, unchanged: the digest is not touched
+            manifest = json.loads((sweep.run_dir(member) / "manifest.json").read_text())
+            assert {k: v for k, v in config.items() if k not in ("sweep", "_wandb")} == manifest
