@@ -60,8 +60,8 @@ def test_completed_members_are_skipped_and_a_failed_one_waits_for_retry_failed(b
         "lr=1e-3: completed (cached), step 50/50, loss 4.2500, eta -",
         "lr=2e-3: failed (skipped), step 50/50, loss 4.2500, eta -",
         "sweep pair: 1 of 2 completed (1 already were), 1 failed",
-        f"  failed: lr=2e-3 ({built[1].digest[:12]}): see runs/{built[1].digest}/logs/executor.log; "
-        "`--retry-failed` runs it again",
+        (f"  failed: lr=2e-3 ({built[1].digest[:12]}): see runs/{built[1].digest}/logs/executor.log; "
+         "`--retry-failed` runs it again"),
     ]
     assert not (project / "runs" / built[1].digest / "logs").exists()  # nothing was launched
     names, sweep = sweep_names([str(m.path) for m in built], built)
@@ -71,14 +71,14 @@ def test_completed_members_are_skipped_and_a_failed_one_waits_for_retry_failed(b
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--parallel", "2", "--dry-run"], "--parallel runs members on this machine, choosing their ports and devices; "
-                                       "it takes no --dry-run, --rerun, --devices or multi-node options"),
+    (["--parallel", "2", "--dry-run"], ("--parallel runs members on this machine, choosing their ports and devices; "
+                                        "it takes no --dry-run, --rerun, --devices or multi-node options")),
     (["--retry-failed"], "--retry-failed goes with --parallel N"),
     (["--devices", "0"], "--devices places one run; for several, --parallel N chooses each member's devices"),
     (["--devices", "a"], "--devices 'a': expected GPU numbers separated by commas, e.g. 0,1"),
 ])
 def test_refusals(built, capsys, args, message):
-    code, out, err = cli(["run", "specs/pair.jsonnet", *args], capsys)
+    code, _, err = cli(["run", "specs/pair.jsonnet", *args], capsys)
     assert (code, err) == (1, f"error: {message}\n")
 
 
@@ -89,9 +89,9 @@ def test_devices_are_named_with_include_on_gpus_and_refused_on_cpu(project, monk
     code, out, err = cli(["run", gpu.digest[:12], "--devices", "3", "--dry-run"], capsys)
     assert code == 0, err
     assert " --include localhost:3 --master_port 29500 " in out and "--num_gpus" not in out
-    code, out, err = cli(["run", gpu.digest[:12], "--devices", "2,3", "--dry-run"], capsys)
+    code, _, err = cli(["run", gpu.digest[:12], "--devices", "2,3", "--dry-run"], capsys)
     assert err == "error: --devices gives 2 distinct GPU(s); the manifest runs 1 process(es), one per GPU\n"
     (project / "specs" / "cpu.jsonnet").write_text(SPEC % "cpu_laptop")
     cpu = build([project / "specs" / "cpu.jsonnet"])[0]
-    code, out, err = cli(["run", cpu.digest[:12], "--devices", "0", "--dry-run"], capsys)
+    code, _, err = cli(["run", cpu.digest[:12], "--devices", "0", "--dry-run"], capsys)
     assert err == "error: --devices names GPUs, but the manifest trains on CPU (cpu_laptop)\n"

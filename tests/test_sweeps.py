@@ -12,6 +12,7 @@ from expc.cli import main
 
 from .test_lib import CPU, error_of, run
 
+
 def lr_of(experiment: dict) -> float:
     return experiment["deepspeed"]["optimizer"]["params"]["lr"]
 

@@ -9,10 +9,8 @@ Each member is 2 CPU processes; master ports come from 29760-29799.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path

@@ -96,7 +96,8 @@ def visible_gpus() -> list[int]:
     if configured is not None:
         return list(range(len([d for d in configured.split(",") if d.strip()])))
     try:
-        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30).stdout
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30,
+                                check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return list(range(sum(line.startswith("GPU ") for line in listed.splitlines())))
