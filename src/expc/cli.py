@@ -347,6 +347,37 @@ def ls_command(what, runs_dir, as_json):
 
 
 @cli.command(context_settings=CONTEXT)
+@click.argument("target")
+@runs_dir_option
+@click.option("--out", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where the files go (default: reports/<name>/ in the project).")
+def report(target, runs_dir, out):
+    """A sweep's results: the table sorted by final validation loss, the best member, seed
+    replicas grouped, and reports/<name>/ with results.csv, loss_curves.png, metric_vs_axes.png
+    and one self-contained report.html. The same runs give the same bytes.
+
+    TARGET is a sweep's spec or its name (a spec's file name without .jsonnet).
+
+    \b
+    Examples:
+      expc report specs/sweep_lr.jsonnet
+      expc report sweep_lr --runs-dir /scratch/runs
+    """
+    from pathlib import Path
+
+    from expc.review.report import collect, render_text, write
+
+    from .project import find_project
+
+    project = find_project(target if target.endswith(".jsonnet") else None).with_runs(runs_dir)
+    result = collect(target, project)
+    click.echo(render_text(result))
+    folder = Path(out) if out else project.root / "reports" / result.name
+    for path in write(result, folder, project):
+        click.echo(f"wrote {project.relative(path)}")
+
+
+@cli.command(context_settings=CONTEXT)
 @click.argument("old", required=False)
 @click.argument("new", required=False)
 @click.option("--git", "rev", metavar="REV", help="Diff every manifest the working tree changes against REV.")

@@ -2,7 +2,7 @@
 stopped mid-sweep (SIGTERM to the executor: every member saves and stops), rerun (both resume),
 killed with SIGKILL while its members train (they carry on alone), rerun (it waits for them and
 trains nothing itself), rerun once more (nothing to do). The same runs feed `expc report`'s test
-(tests/trainer/test_sweep_report.py), through the module-scoped fixture `sweep`.
+(below), through the module-scoped fixture `sweep`.
 
 Each member is 2 CPU processes; master ports come from 29760-29799.
 """
@@ -164,3 +164,46 @@ def test_members_share_a_wandb_group_named_after_the_sweep(sweep):
             # the manifest is the rest of the config, unchanged: the digest is not touched
             manifest = json.loads((sweep.run_dir(member) / "manifest.json").read_text())
             assert {k: v for k, v in config.items() if k not in ("sweep", "_wandb")} == manifest
+
+
+# --- expc report on the same runs -------------------------------------------------------------
+
+def report(project: Path, target: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "expc"), "report", target], cwd=project, env=launch_env(), capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def test_report_files_and_their_content(sweep):
+    import base64
+    import csv
+
+    done = report(sweep.project, "specs/pair.jsonnet")
+    assert done.returncode == 0, done.stderr
+    folder = sweep.project / "reports" / "pair"
+    assert sorted(p.name for p in folder.iterdir()) == ["loss_curves.png", "metric_vs_axes.png", "report.html",
+                                                        "results.csv"]
+    # the metric, read here from each run's own metrics.jsonl
+    final = {}
+    for member in sweep.digests:
+        records = [json.loads(line) for line in (sweep.run_dir(member) / "metrics.jsonl").read_text().splitlines()]
+        final[member] = [r["val_loss"] for r in records if "val_loss" in r][-1]
+    ranked = sorted(final, key=final.get)
+    rows = list(csv.DictReader((folder / "results.csv").open()))
+    assert [r["member"] for r in rows] == ranked
+    assert [(r["rank"], r["lr"], r["digest"], r["steps"], r["tokens"], r["status"]) for r in rows] == [
+        (str(i + 1), m.split("=")[1], sweep.digests[m], str(STEPS), str(STEPS * 4 * 32), "completed")  # 4 x 32 tokens
+        for i, m in enumerate(ranked)]
+    assert [float(r["final_val_loss"]) for r in rows] == [round(final[m], 4) for m in ranked]
+    best = ranked[0]
+    assert f"best: {best} ({sweep.digests[best][:12]}), final validation loss {final[best]:.4f}" in done.stdout
+    page = (folder / "report.html").read_text()
+    assert f"manifests/{sweep.digests[best]}.json" in page and "<td>lr=1e-2</td>" in page
+    # the plots are in the page itself, byte for byte
+    for name in ("loss_curves.png", "metric_vs_axes.png"):
+        png = (folder / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+        assert base64.b64encode(png).decode() in page
+    # by name, and again: the same bytes
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert report(sweep.project, "pair").returncode == 0
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
