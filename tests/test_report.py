@@ -34,7 +34,7 @@ def sweep(project, monkeypatch, capsys):
     monkeypatch.chdir(project)
     monkeypatch.delenv("EXPC_RUNS_DIR", raising=False)
     (project / "specs" / "seeds.jsonnet").write_text(SPEC)
-    code, out, _ = cli(["build", "specs/seeds.jsonnet", "--json"], capsys)
+    _, out, _ = cli(["build", "specs/seeds.jsonnet", "--json"], capsys)
     digests = {row["member"]: row["digest"] for row in json.loads(out)}
     for member, loss in LOSSES.items():
         if loss is None:
