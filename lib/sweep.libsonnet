@@ -211,6 +211,16 @@ local sample(axis, dist, u) =
     if std.objectHas(sweep, 'schema') then { ['seed=' + s]: sweep { seed: s } for s in list }
     else { [name + ',seed=' + s]: sweep[name] { seed: s } for name in std.objectFields(sweep) for s in list },
 
+  // Early stopping beside the sweep, in a hidden field: reviewed with the spec, in no member's
+  // manifest (the executor, `expc run --parallel`, reads it). A member is stopped with a
+  // checkpoint and marked `pruned`; a later sweep whose rules let it go on resumes it.
+  stop_when(sweep, rules)::
+    assert std.isObject(sweep) && std.isArray(rules) : 'sweep.stop_when(sweep, [rules])';
+    sweep + { early_stopping:: rules },
+  // Stop a member whose `metric` (val_loss or loss) is above `above` at its first record at or
+  // after step `at_step`.
+  threshold(metric, above, at_step):: { rule: 'threshold', metric: metric, above: above, at_step: at_step },
+
   // Several named variants of one base: sweep.variants(base, { small: {...}, large: {...} }).
   variants(base, mixins)::
     assert std.isObject(mixins) && std.length(mixins) > 0 : 'sweep.variants needs at least one variant';

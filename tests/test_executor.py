@@ -95,3 +95,60 @@ def test_devices_are_named_with_include_on_gpus_and_refused_on_cpu(project, monk
     cpu = build([project / "specs" / "cpu.jsonnet"])[0]
     code, _, err = cli(["run", cpu.digest[:12], "--devices", "0", "--dry-run"], capsys)
     assert err == "error: --devices names GPUs, but the manifest trains on CPU (cpu_laptop)\n"
+
+
+# --- early stopping: the threshold rule -------------------------------------------------------
+
+RECORDS = [{"step": 0, "val_loss": 5.5}, {"step": 50, "loss": 4.0}, {"step": 100, "val_loss": 4.2},
+           {"step": 200, "val_loss": 3.9}]
+
+
+def test_threshold_decides_at_the_first_record_at_or_after_its_step():
+    from expc.compile.stopping import Threshold, first_stop
+
+    assert Threshold("val_loss", 4.0, 100).decide(RECORDS) == {
+        "rule": "stop if val_loss > 4 at step 100", "step": 100, "value": 4.2, "stop": True,
+        "comparison": "val_loss 4.2000 > 4 at step 100"}
+    assert Threshold("val_loss", 4.0, 150).decide(RECORDS)["comparison"] == "val_loss 3.9000 <= 4 at step 200"
+    assert Threshold("val_loss", 4.0, 300).decide(RECORDS) is None  # not there yet
+    assert first_stop([Threshold("val_loss", 4.5, 100), Threshold("loss", 3.0, 10)], RECORDS)["rule"] == (
+        "stop if loss > 3 at step 10")
+    assert first_stop([Threshold("val_loss", 4.5, 100)], RECORDS) is None
+
+
+STOP = """local expc = import 'expc.libsonnet';
+expc.sweep.stop_when(import 'pair.jsonnet', [expc.sweep.threshold('val_loss', %s, 100)])
+"""
+
+
+def test_rules_are_beside_the_sweep_and_in_no_digest(built, project, capsys):
+    from expc.compile.stopping import Threshold, read_rules
+    from expc.project import Project
+
+    (project / "specs" / "stop.jsonnet").write_text(STOP % "4.0")
+    assert read_rules(project / "specs" / "stop.jsonnet", Project(project)) == [Threshold("val_loss", 4.0, 100)]
+    assert read_rules(project / "specs" / "pair.jsonnet", Project(project)) == []
+    assert [m.digest for m in build([project / "specs" / "stop.jsonnet"])] == [m.digest for m in built]
+    (project / "specs" / "bad.jsonnet").write_text(STOP.replace("'val_loss'", "'accuracy'") % "4.0")
+    with pytest.raises(Exception) as caught:
+        read_rules(project / "specs" / "bad.jsonnet", Project(project))
+    assert caught.value.render() == ("specs/bad.jsonnet: early_stopping[0]: metric must be one of val_loss, loss, "
+                                     "got 'accuracy'")
+
+
+def test_a_pruned_member_goes_on_only_when_the_new_rules_let_it(built, project):
+    from expc.compile.stopping import Threshold
+
+    fake_run(project, built[0].digest, "pruned")
+    (project / "runs" / built[0].digest / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+    names, sweep = sweep_names([str(m.path) for m in built], built)
+
+    def state(rules):
+        executor = Executor(members_of([str(built[0].path)], names, None), 1, sweep)
+        executor.members[0].rules = rules
+        executor.classify()
+        return executor.members[0].state
+
+    assert state([Threshold("val_loss", 4.0, 100)]) == "pruned"
+    assert state([Threshold("val_loss", 4.5, 100)]) == "queued"  # resumes from its checkpoint
+    assert state([]) == "queued"

@@ -207,3 +207,70 @@ def test_report_files_and_their_content(sweep):
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert report(sweep.project, "pair").returncode == 0
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+# --- early stopping: a member pruned for real, then let go on by a looser rule -------------------
+
+STOPPED = """\
+local expc = import 'expc.libsonnet';
+local one = expc.sweep.grid(expc.experiment + expc.zero.stage(0) + {
+  hardware: expc.hardware.cpu_laptop,
+  model: expc.models.gpt_debug,
+  data: { source: 'synthetic', val_fraction: 0.1 },
+  global_batch_size:: 4,
+  micro_batch_size:: 2,
+  train+: { max_steps: %d, log_interval: 10, eval_interval: 100, eval_iters: 2, checkpoint_interval: 400,
+            keep_checkpoints: 1, sample_tokens: 0 },
+}, { lr: ['1e-2'] });
+expc.sweep.stop_when(one, [expc.sweep.threshold('val_loss', %s, 100)])
+"""
+
+
+@pytest.fixture(scope="module")
+def pruning(tmp_path_factory):
+    project = make_project(tmp_path_factory.mktemp("pruning"))
+    (project / "specs" / "strict.jsonnet").write_text(STOPPED % (STEPS, "0.5"))  # always above: stops
+    (project / "specs" / "loose.jsonnet").write_text(STOPPED % (STEPS, "1000"))
+
+    def run(spec: str, port: int):
+        done = subprocess.run([str(BIN / "expc"), "run", spec, "--parallel", "1", "--master-port", str(port)],
+                              cwd=project, env=launch_env(), capture_output=True, text=True, timeout=LAUNCH_TIMEOUT,
+                              check=False)
+        return done.returncode, done.stdout + done.stderr
+
+    outputs = [run("specs/strict.jsonnet", 29795)]
+    (run_dir,) = (project / "runs").iterdir()
+    after_prune = {"metadata": json.loads((run_dir / "metadata.json").read_text()),
+                   "decisions": json.loads((run_dir / "early_stopping.json").read_text()),
+                   "records": [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()],
+                   "checkpoints": sorted(p.parent.name for p in (run_dir / "checkpoints").glob("step_*/complete"))}
+    outputs.append(run("specs/strict.jsonnet", 29796))
+    outputs.append(run("specs/loose.jsonnet", 29797))
+    return project, run_dir, outputs, after_prune
+
+
+def test_a_member_over_the_threshold_is_pruned_with_its_decision_recorded(pruning):
+    _, _, outputs, after = pruning
+    code, out = outputs[0]
+    assert code == 0, out
+    assert out.rstrip().endswith("sweep strict: 0 of 1 completed (0 already were), 1 pruned")
+    (decision,) = after["decisions"]
+    value = next(r["val_loss"] for r in after["records"] if r["step"] == 100 and "val_loss" in r)
+    assert decision == {"rule": "stop if val_loss > 0.5 at step 100", "step": 100, "value": value, "stop": True,
+                        "comparison": f"val_loss {value:.4f} > 0.5 at step 100", "sweep": "strict",
+                        "member": "lr=1e-2"}
+    assert "lr=1e-2: pruned, step " in out and f"(val_loss {value:.4f} > 0.5 at step 100)" in out
+    # stopped soon after the decision, with a checkpoint to resume from
+    assert after["metadata"]["status"] == "pruned" and 100 <= after["metadata"]["step"] < STEPS
+    assert after["checkpoints"] == [f"step_{after['metadata']['step']:08d}"]
+
+
+def test_the_same_rule_keeps_it_pruned_and_a_looser_one_resumes_it(pruning):
+    _, run_dir, outputs, after = pruning
+    code, out = outputs[1]
+    assert code == 0 and "lr=1e-2: pruned" in out and "running" not in out, out
+    code, out = outputs[2]
+    assert code == 0, out
+    assert out.rstrip().endswith("sweep loose: 1 of 1 completed (0 already were)")
+    meta = json.loads((run_dir / "metadata.json").read_text())
+    assert (meta["status"], meta["step"], meta["resumed_from"]) == ("completed", STEPS, after["metadata"]["step"])

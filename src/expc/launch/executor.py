@@ -47,7 +47,7 @@ class Member:
     manifest: dict
     run_dir: Path
     axes: dict = field(default_factory=dict)
-    state: str = "queued"  # queued, cached, running, busy, completed, failed, preempted, skipped
+    state: str = "queued"  # queued, cached, running, busy, completed, failed, preempted, skipped, pruned
     step: int | None = None
     loss: float | None = None
     eta: str = ""
@@ -56,6 +56,9 @@ class Member:
     devices: tuple[int, ...] | None = None
     follower: MetricsFollower | None = None
     last_line: float = 0.0
+    rules: list = field(default_factory=list)  # early stopping (compile/stopping.py)
+    records: list = field(default_factory=list)  # this launch's metrics.jsonl so far
+    pruning: dict | None = None  # the decision that stopped it, once taken
 
     @property
     def procs(self) -> int:
@@ -154,6 +157,11 @@ class Executor:
             m.loss = last_loss(m.run_dir)
             if status == "completed":
                 m.state = "cached"
+            elif status == "pruned":
+                # pruned by an earlier sweep's rule: it goes on only if this sweep's rules let it
+                from expc.compile.stopping import first_stop
+
+                m.state = "pruned" if first_stop(m.rules, read_records(m.run_dir)) else "queued"
             elif status == "failed" and not self.retry_failed:
                 m.state = "skipped"  # failed before: retried only when asked
             else:
@@ -268,7 +276,9 @@ class Executor:
                 if "loss" in r:
                     m.step, m.loss, m.eta = r["step"], r["loss"], eta(r, m.max_steps)
             if records:
+                m.records += records
                 display.progressed(m)
+                self._apply_rules(m, display)
             code = m.proc.poll()
             if code is None:
                 continue
@@ -276,7 +286,10 @@ class Executor:
                 if "loss" in r:
                     m.step, m.loss = r["step"], r["loss"]
             status = read_metadata(m.run_dir).get("status")
-            if status == "completed" and code == 0:
+            if m.pruning and status != "completed":
+                record_pruning(m, self.sweep)
+                m.state = "pruned"
+            elif status == "completed" and code == 0:
                 m.state = "completed"
             elif status == "preempted" or code == 130 or (self.stop_requested and status != "failed"):
                 m.state = "preempted"  # stopped (with a checkpoint, or before training began): resumes
@@ -285,14 +298,30 @@ class Executor:
             m.eta = ""
             display.changed(m)
 
+    def _apply_rules(self, m: Member, display) -> None:
+        """A rule that says stop: SIGTERM to the member's `expc run`, which stops every rank
+        after a checkpoint; the decision is recorded once it has exited."""
+        if not m.rules or m.pruning:
+            return
+        from expc.compile.stopping import first_stop
+
+        decision = first_stop(m.rules, m.records)
+        if decision:
+            m.pruning = decision
+            m.stop_sent = True
+            m.proc.send_signal(signal.SIGTERM)
+            display.changed(m)
+
     def outcome(self) -> int:
         """0 when every member completed (or was cached); 130 when stopped; 1 with a failure."""
         failed = [m for m in self.members if m.state in ("failed", "skipped")]
         stopped = [m for m in self.members if m.state in ("preempted", "queued", "busy")]
         done = sum(m.state in ("completed", "cached") for m in self.members)
         cached = sum(m.state == "cached" for m in self.members)
+        pruned = sum(m.state == "pruned" for m in self.members)
         self.console.print(f"sweep{' ' + self.sweep if self.sweep else ''}: {done} of {len(self.members)} "
                            f"completed ({cached} already were)"
+                           + (f", {pruned} pruned" if pruned else "")
                            + (f", {len(failed)} failed" if failed else "")
                            + (f", {len(stopped)} not finished" if stopped else ""))
         for m in failed:
@@ -303,6 +332,23 @@ class Executor:
             self.console.print("  stopped: run the same command again to continue where it stopped")
             return 130
         return 1 if failed else 0
+
+
+def read_records(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+
+
+def record_pruning(m: Member, sweep: str | None) -> None:
+    """The decision in the member's folder (early_stopping.json keeps every one, oldest first)
+    and `pruned` as its status; its checkpoint stays, to resume from."""
+    from trainer.rundir import update_metadata, write_atomic
+
+    path = m.run_dir / "early_stopping.json"
+    history = json.loads(path.read_text()) if path.is_file() else []
+    history.append({**m.pruning, "sweep": sweep, "member": m.name})
+    write_atomic(path, json.dumps(history, indent=2) + "\n")
+    update_metadata(m.run_dir, status="pruned")
 
 
 def last_loss(run_dir: Path) -> float | None:
@@ -348,6 +394,9 @@ class PlainLines:
         name, state, step, loss, left = row(m)
         extra = f" port {m.port}" + (f" devices {','.join(map(str, m.devices))}" if m.devices else "") \
             if m.state == "running" and m.port else ""
+        if m.pruning:
+            extra += f" (stopping: {m.pruning['comparison']})" if m.state == "running" else \
+                f" ({m.pruning['comparison']})"
         self.executor.console.print(f"{name}: {state}, step {step}, loss {loss}, eta {left}{extra}")
 
     def refresh(self) -> None:
@@ -415,6 +464,18 @@ def sweep_names(refs, built) -> tuple[dict[str, str], str | None]:
 
 def execute(refs, built, parallel: int, retry_failed: bool = False, master_port: int = 29500,
             runs_dir: Path | None = None) -> int:
+    from expc.compile.stopping import read_rules
+
     names, sweep = sweep_names(refs, built)
     members = members_of(refs, names, runs_dir)
+    # early stopping, from each spec built (a manifest given by digest runs without rules)
+    rules, by_digest = {}, {}
+    for m in built:
+        key = (m.spec, json.dumps(m.tla, sort_keys=True))
+        if key not in rules:
+            project = find_project(m.path)
+            rules[key] = read_rules(project.root / m.spec, project, m.tla)
+        by_digest[m.digest] = rules[key]
+    for member in members:
+        member.rules = by_digest.get(member.digest, [])
     return Executor(members, parallel, sweep, retry_failed, master_port, runs_dir).run()
