@@ -220,6 +220,9 @@ local sample(axis, dist, u) =
   // Stop a member whose `metric` (val_loss or loss) is above `above` at its first record at or
   // after step `at_step`.
   threshold(metric, above, at_step):: { rule: 'threshold', metric: metric, above: above, at_step: at_step },
+  // Optuna's MedianPruner, its defaults: after `startup` completed members, stop one whose best
+  // value so far is worse than their median at its latest step; steps before `warmup` not judged.
+  median(metric='val_loss', startup=5, warmup=0):: { rule: 'median', metric: metric, startup: startup, warmup: warmup },
 
   // Several named variants of one base: sweep.variants(base, { small: {...}, large: {...} }).
   variants(base, mixins)::

@@ -152,3 +152,65 @@ def test_a_pruned_member_goes_on_only_when_the_new_rules_let_it(built, project):
     assert state([Threshold("val_loss", 4.0, 100)]) == "pruned"
     assert state([Threshold("val_loss", 4.5, 100)]) == "queued"  # resumes from its checkpoint
     assert state([]) == "queued"
+
+
+def curve(*values, every: int = 100) -> list[dict]:
+    return [{"step": i * every, "val_loss": v} for i, v in enumerate(values)]
+
+
+def test_median_rule_is_optunas_median_pruner():
+    from expc.compile.stopping import Median
+
+    completed = [curve(5.0, 4.0, 3.0), curve(5.0, 4.2, 3.2), curve(5.0, 4.4, 3.4), curve(5.0, 4.6, 3.6),
+                 curve(5.0, 4.8, 3.8)]
+    rule = Median()  # 5 startup trials, no warm-up
+    # fewer than 5 completed: no decision at all
+    assert rule.decide(curve(5.0, 9.0), completed[:4]) is None
+    # its best so far (4.5) is worse than the median at step 100 (4.4): stopped
+    assert rule.decide(curve(5.0, 4.5), completed) == {
+        "rule": "stop if the best val_loss is worse than the median of completed members (after 5)",
+        "step": 100, "value": 4.5, "stop": True, "comparison": "best val_loss 4.5000 > median 4.4000 of 5 completed "
+                                                               "at step 100"}
+    assert rule.decide(curve(5.0, 4.4), completed)["stop"] is False  # equal to the median: kept
+    # the best value so far counts, not the latest
+    assert rule.decide(curve(5.0, 4.1, 3.9), completed)["comparison"] == (
+        "best val_loss 3.9000 > median 3.4000 of 5 completed at step 200")
+    # a step no completed member reported: no decision; before the warm-up: none either
+    assert rule.decide(curve(5.0, 4.5, every=150), completed) is None
+    assert Median(warmup=200).decide(curve(5.0, 9.0), completed) is None
+
+
+def test_a_median_rule_in_a_spec(built, project):
+    from expc.compile.stopping import Median, read_rules
+    from expc.project import Project
+
+    (project / "specs" / "median.jsonnet").write_text(
+        "local expc = import 'expc.libsonnet';\nexpc.sweep.stop_when(import 'pair.jsonnet', [expc.sweep.median()])\n")
+    assert read_rules(project / "specs" / "median.jsonnet", Project(project)) == [Median("val_loss", 5, 0)]
+
+
+def test_the_executor_compares_with_the_completed_members_of_its_sweep(project, monkeypatch):
+    from expc.compile.stopping import Median
+
+    monkeypatch.chdir(project)
+    (project / "specs" / "six.jsonnet").write_text(SPEC.replace("['1e-3', '2e-3']", "[1, 2, 3, 4, 5, 6]")
+                                                   % "cpu_laptop")
+    six = build([project / "specs" / "six.jsonnet"])
+    for m, loss in zip(six[:5], (3.0, 3.2, 3.4, 3.6, 3.8)):
+        fake_run(project, m.digest, "completed")
+        (project / "runs" / m.digest / "metrics.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in curve(5.0, loss)))
+    fake_run(project, six[5].digest, "pruned")
+    names, sweep = sweep_names([str(m.path) for m in six], six)
+
+    def state_of_last(last_loss: float) -> str:
+        (project / "runs" / six[5].digest / "metrics.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in curve(5.0, last_loss)))
+        executor = Executor(members_of([str(m.path) for m in six], names, None), 1, sweep)
+        for member in executor.members:
+            member.rules = [Median()]
+        executor.classify()
+        return [m.state for m in executor.members]
+
+    assert state_of_last(3.5) == ["cached"] * 5 + ["pruned"]  # worse than the median, 3.4
+    assert state_of_last(3.3) == ["cached"] * 5 + ["queued"]  # better: it goes on

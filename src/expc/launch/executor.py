@@ -145,6 +145,7 @@ class Executor:
                 raise ExpcError(f"{m.name} runs {m.procs} processes, one per GPU; this machine shows "
                                 f"{len(self.gpus)} GPU(s)")
         self.stop_requested = 0
+        self._completed: dict[str, list[dict]] = {}
 
     # --- deciding ---------------------------------------------------------------------------
 
@@ -161,7 +162,8 @@ class Executor:
                 # pruned by an earlier sweep's rule: it goes on only if this sweep's rules let it
                 from expc.compile.stopping import first_stop
 
-                m.state = "pruned" if first_stop(m.rules, read_records(m.run_dir)) else "queued"
+                m.state = "pruned" if first_stop(m.rules, read_records(m.run_dir), self.completed_records()) \
+                    else "queued"
             elif status == "failed" and not self.retry_failed:
                 m.state = "skipped"  # failed before: retried only when asked
             else:
@@ -305,12 +307,20 @@ class Executor:
             return
         from expc.compile.stopping import first_stop
 
-        decision = first_stop(m.rules, m.records)
+        decision = first_stop(m.rules, m.records, self.completed_records())
         if decision:
             m.pruning = decision
             m.stop_sent = True
             m.proc.send_signal(signal.SIGTERM)
             display.changed(m)
+
+    def completed_records(self) -> list[list[dict]]:
+        """The metrics of this sweep's completed members (what the median rule compares with),
+        read once per member."""
+        if not any(hasattr(rule, "startup") for m in self.members for rule in m.rules):
+            return []
+        return [self._completed.setdefault(m.digest, read_records(m.run_dir)) for m in self.members
+                if m.state in ("completed", "cached") or read_metadata(m.run_dir).get("status") == "completed"]
 
     def outcome(self) -> int:
         """0 when every member completed (or was cached); 130 when stopped; 1 with a failure."""
