@@ -214,3 +214,45 @@ def test_the_executor_compares_with_the_completed_members_of_its_sweep(project, 
 
     assert state_of_last(3.5) == ["cached"] * 5 + ["pruned"]  # worse than the median, 3.4
     assert state_of_last(3.3) == ["cached"] * 5 + ["queued"]  # better: it goes on
+
+
+def test_gpu_members_get_disjoint_devices_and_wait_for_free_ones(project, monkeypatch):
+    from expc.launch.executor import free_devices
+
+    monkeypatch.chdir(project)
+    (project / "specs" / "gpus.jsonnet").write_text(SPEC % "a100_40gb_x1")
+    members = members_of([str(m.path) for m in build([project / "specs" / "gpus.jsonnet"])], {}, None)
+    members[0].devices = (0,)
+    assert free_devices([0, 1, 2], members[:1], 1) == (1,)
+    assert free_devices([0, 1, 2], members[:1], 2) == (1, 2)
+    assert free_devices([0, 1], members[:1], 2) is None  # waits
+    members[1].devices = (1,)
+    assert free_devices([0, 1], members[:2], 1) is None
+    # a member needing more GPUs than the machine shows is refused before anything starts
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    with pytest.raises(Exception) as caught:
+        Executor(members, 2, "gpus")
+    assert caught.value.render() == f"{members[0].digest[:12]} runs 1 processes, one per GPU; this machine shows 0 GPU(s)"
+
+
+def test_the_live_table_on_a_terminal(built, project):
+    import io
+
+    from rich.console import Console
+
+    from expc.launch.executor import LiveTable
+
+    fake_run(project, built[0].digest, "completed")
+    names, sweep = sweep_names([str(m.path) for m in built], built)
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=100, color_system=None)
+    executor = Executor(members_of([str(m.path) for m in built], names, None), 2, sweep, console=terminal)
+    executor.classify()
+    executor.members[1].state, executor.members[1].step, executor.members[1].loss = "running", 20, 3.5
+    executor.members[1].eta = "0:01:05"
+    with LiveTable(executor) as table:
+        table.refresh()
+    text = terminal.file.getvalue()
+    assert "sweep pair" in text
+    for cells in (["member", "status", "step", "loss", "eta"], ["lr=1e-3", "completed (cached)", "50/50", "4.2500"],
+                  ["lr=2e-3", "running", "20/50", "3.5000", "0:01:05"]):
+        assert any(all(c in line for c in cells) for line in text.splitlines()), (cells, text)

@@ -106,6 +106,13 @@ def visible_gpus() -> list[int]:
     return list(range(sum(line.startswith("GPU ") for line in listed.splitlines())))
 
 
+def free_devices(gpus: list[int], busy: list[Member], count: int) -> tuple[int, ...] | None:
+    """The first `count` GPUs no running member holds; None when fewer are free."""
+    taken = {d for other in busy for d in (other.devices or ())}
+    free = [g for g in gpus if g not in taken]
+    return tuple(free[:count]) if len(free) >= count else None
+
+
 def port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
@@ -228,11 +235,9 @@ class Executor:
                 continue
             devices = None
             if m.on_gpu:
-                taken = {d for other in self._busy() for d in (other.devices or ())}
-                free = [g for g in self.gpus if g not in taken]
-                if len(free) < m.procs:
+                devices = free_devices(self.gpus, self._busy(), m.procs)
+                if devices is None:
                     continue  # a smaller member behind it may still fit
-                devices = tuple(free[: m.procs])
             self._start(m, devices)
             display.changed(m)
 
