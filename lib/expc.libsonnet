@@ -11,7 +11,7 @@
 //   optim       adamw, adamw_with(), warmup_cosine(), warmup_linear...     optim.libsonnet
 //   presets     quick_test, full_training, fp32, bf16, fp16               presets.libsonnet
 //   batch       world_size, accumulation, global_batch, tokens_per_step   batch.libsonnet
-//   sweep       grid(base, axes), variants(base, mixins)                  sweep.libsonnet
+//   sweep       grid, zip, random, replicas, variants, stop_when...         sweep.libsonnet
 //   names       pick(table, kind, name) with did-you-mean                 names.libsonnet
 //   knobs       the experiment's knobs, declared with a JSON Schema each  knobs.libsonnet
 {

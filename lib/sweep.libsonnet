@@ -86,6 +86,73 @@ local product(axes) =
     [[]]
   );
 
+// Members from combinations: each member is `base` with every point's value set, named
+// `axis=label,...`. `derived` (axis -> function(values)) adds axes computed from the free ones
+// (values: axis -> value of this combination); they are set after the free axes and named too,
+// so a member's name shows every value the sweep set.
+local members(base, combos, derived) =
+  assert std.isObject(derived) : 'sweep: `derived` must be an object of axis -> function(values)';
+  local with_derived(combo) =
+    local values = { [p.axis]: p.value for p in combo };
+    combo + [
+      local f = derived[axis];
+      assert std.isFunction(f) : 'sweep: derived axis "%s" must be a function(values)' % axis;
+      local v = f(values);
+      { axis: axis, label: if std.isNumber(v) then number_label(v) else std.toString(v), value: v }
+      for axis in std.objectFields(derived)
+    ];
+  local full = [with_derived(c) for c in combos];
+  local name(combo) = std.join(',', [p.axis + '=' + p.label for p in combo]);
+  // a point with `sets: false` (a random sample's index) is in the name only
+  local apply(exp, p) = if std.get(p, 'sets', true) then exp + setter(p.axis, p.value) else exp;
+  { [name(c)]: std.foldl(apply, c, base) for c in full };
+
+// A uniform draw in [0, 1) that depends only on (seed, member index, axis): md5 of the three,
+// its first 13 hex digits (52 bits, exact in a double). Adding an axis or more samples leaves
+// the other draws as they were, so existing members keep their names and manifests.
+local draw(seed, index, axis) =
+  std.parseHex(std.substr(std.md5(std.toString(seed) + ':' + std.toString(index) + ':' + axis), 0, 13))
+  / 4503599627370496;  // 2^52
+
+// `x` to 3 significant digits, as the label it is written with: 0.000312 -> '3.12e-4',
+// 0.1234 -> '0.123', 12.34 -> '12.3'. The member's value is the number the label reads as.
+local three_digits(x) =
+  if x == 0 then '0'
+  else
+    local sign = if x < 0 then '-' else '';
+    local a = std.abs(x);
+    local e0 = std.floor(std.log(a) / std.log(10));
+    local scaled(e) = if e >= 2 then a / std.pow(10, e - 2) else a * std.pow(10, 2 - e);
+    // log10 may be one off near powers of ten, and rounding may carry to 1000
+    local e1 = if std.round(scaled(e0)) >= 1000 then e0 + 1 else if std.round(scaled(e0)) < 100 then e0 - 1 else e0;
+    local m = std.round(scaled(e1));
+    local e = if m >= 1000 then e1 + 1 else e1;
+    local digits = std.toString(if m >= 1000 then m / 10 else m);  // three digits, '100'..'999'
+    local strip(s) = std.rstripChars(std.rstripChars(s, '0'), '.');
+    sign + (
+      if e >= 0 && e <= 2 then
+        if e == 2 then digits else strip(digits[0:e + 1] + '.' + digits[e + 1:])
+      else if e >= -3 && e < 0 then strip('0.' + std.repeat('0', -e - 1) + digits)
+      else strip(digits[0] + '.' + digits[1:]) + 'e' + std.toString(e)
+    );
+
+// One sampled point of a distribution (uniform/log_uniform/int_uniform/choice) from a draw u.
+local sample(axis, dist, u) =
+  assert std.isObject(dist) && std.objectHas(dist, 'distribution') :
+         'sweep.random: axis "%s" must be a distribution: sweep.uniform(a, b), log_uniform(a, b), int_uniform(a, b) or choice([...])' % axis;
+  if dist.distribution == 'uniform' then
+    local label = three_digits(dist.low + u * (dist.high - dist.low));
+    { axis: axis, label: label, value: std.parseJson(label) }
+  else if dist.distribution == 'log_uniform' then
+    local x = std.exp(std.log(dist.low) + u * (std.log(dist.high) - std.log(dist.low)));
+    local label = three_digits(x);
+    { axis: axis, label: label, value: std.parseJson(label) }
+  else if dist.distribution == 'int_uniform' then
+    local v = dist.low + std.floor(u * (dist.high - dist.low + 1));
+    { axis: axis, label: std.toString(v), value: v }
+  else
+    points(axis, dist.values)[std.floor(u * std.length(dist.values))] { axis: axis };
+
 {
   // Every combination of `axes` applied to `base`; member names like 'lr=3e-4,model=124m'.
   grid(base, axes)::
@@ -96,6 +163,66 @@ local product(axes) =
     local name(combo) = std.join(',', [p.axis + '=' + p.label for p in combo]);
     // Two values with the same label (['1', 1]) make Jsonnet stop at a duplicate field name.
     { [name(c)]: std.foldl(function(exp, p) exp + setter(p.axis, p.value), c, base) for c in combos },
+
+  // Paired axes: the i-th member takes the i-th value of every axis (all lists of one length):
+  // zip(base, { lr: ['1e-3', '3e-4'], warmup_steps: [10, 50] }) -> 'lr=1e-3,warmup_steps=10', ...
+  zip(base, axes, derived={})::
+    assert std.isObject(axes) && std.length(axes) > 0 : 'sweep.zip needs at least one axis';
+    local names = std.objectFields(axes);
+    assert std.all([std.isArray(axes[a]) for a in names]) : 'sweep.zip: every axis must be a list of values';
+    local lengths = [std.length(axes[a]) for a in names];
+    assert std.length(std.set(lengths)) == 1 :
+           'sweep.zip: every axis must have as many values; got ' + std.join(', ', [a + ': ' + std.length(axes[a]) for a in names]);
+    local per_axis = { [a]: [p { axis: a } for p in points(a, axes[a])] for a in names };
+    members(base, [[per_axis[a][i] for a in names] for i in std.range(0, lengths[0] - 1)], derived),
+
+  // A grid with axes computed from the free ones: derived is axis -> function(values), e.g.
+  // { warmup_steps: function(v) v['train.max_steps'] / 10 }; derived values are in the names too.
+  grid_derived(base, axes, derived)::
+    assert std.isObject(axes) && std.length(axes) > 0 : 'sweep.grid_derived needs at least one axis';
+    members(base, product(axes), derived),
+
+  // `count` members whose axes are drawn from distributions, reproducibly from `seed`: member
+  // i's value of an axis depends only on (seed, i, axis). Real values are rounded to 3
+  // significant digits and the name carries them as written: 'sample=0,lr=3.12e-4'.
+  random(base, space, count, seed, derived={})::
+    assert std.isObject(space) && std.length(space) > 0 : 'sweep.random needs at least one axis';
+    assert std.isNumber(count) && count >= 1 && count == std.floor(count) :
+           'sweep.random: count must be a whole number >= 1, got %s' % [count];
+    members(base, [
+      [{ axis: 'sample', label: std.toString(i), value: i, sets: false }]
+      + [sample(a, space[a], draw(seed, i, a)) for a in std.objectFields(space)]
+      for i in std.range(0, count - 1)
+    ], derived),
+
+  // Distributions for sweep.random.
+  uniform(low, high):: { distribution: 'uniform', low: low, high: high },
+  log_uniform(low, high)::
+    assert low > 0 && high > low : 'sweep.log_uniform needs 0 < low < high, got %s, %s' % [low, high];
+    { distribution: 'log_uniform', low: low, high: high },
+  int_uniform(low, high):: { distribution: 'int_uniform', low: low, high: high },
+  choice(values):: { distribution: 'choice', values: values },
+
+  // Seed replicas: every member of a sweep (or one experiment) once per seed, named
+  // '<member>,seed=<s>' (or 'seed=<s>'). seeds: a list, or a count n for seeds 1..n.
+  replicas(sweep, seeds)::
+    local list = if std.isNumber(seeds) then std.range(1, seeds) else seeds;
+    assert std.isArray(list) && std.length(list) > 0 : 'sweep.replicas needs at least one seed';
+    if std.objectHas(sweep, 'schema') then { ['seed=' + s]: sweep { seed: s } for s in list }
+    else { [name + ',seed=' + s]: sweep[name] { seed: s } for name in std.objectFields(sweep) for s in list },
+
+  // Early stopping beside the sweep, in a hidden field: reviewed with the spec, in no member's
+  // manifest (the executor, `expc run --parallel`, reads it). A member is stopped with a
+  // checkpoint and marked `pruned`; a later sweep whose rules let it go on resumes it.
+  stop_when(sweep, rules)::
+    assert std.isObject(sweep) && std.isArray(rules) : 'sweep.stop_when(sweep, [rules])';
+    sweep + { early_stopping:: rules },
+  // Stop a member whose `metric` (val_loss or loss) is above `above` at its first record at or
+  // after step `at_step`.
+  threshold(metric, above, at_step):: { rule: 'threshold', metric: metric, above: above, at_step: at_step },
+  // Optuna's MedianPruner, its defaults: after `startup` completed members, stop one whose best
+  // value so far is worse than their median at its latest step; steps before `warmup` not judged.
+  median(metric='val_loss', startup=5, warmup=0):: { rule: 'median', metric: metric, startup: startup, warmup: warmup },
 
   // Several named variants of one base: sweep.variants(base, { small: {...}, large: {...} }).
   variants(base, mixins)::

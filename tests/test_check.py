@@ -27,7 +27,7 @@ def repo(project, monkeypatch):
     shutil.copy(CASES / "node_count" / "old.jsonnet", project / "specs" / "exp.jsonnet")
     shutil.copy(CASES / "sweep_member_added" / "old.jsonnet", project / "specs" / "sweep.jsonnet")
     built = run(["build", "specs/exp.jsonnet", "specs/sweep.jsonnet", "--json"])
-    digests = {(r["spec"], r["member"]): r["digest"] for r in json.loads(built.output)}
+    digests = {(r["spec"], r["member"]): r["digest"] for r in json.loads(built.stdout)}
     return Repo(project, digests)
 
 

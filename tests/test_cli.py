@@ -2,6 +2,7 @@
 with an example; user errors are one line on stderr with status 1, no traceback."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -51,14 +52,18 @@ def run(args, capsys):
 
 def test_build_prints_one_path_per_manifest(proj, capsys):
     code, out, err = run(["build", "specs/one.jsonnet", "specs/two.jsonnet"], capsys)
-    assert (code, err) == (0, "")
+    assert code == 0
+    # the sweep's preview is on stderr, so stdout stays one path per line
+    assert err == ("specs/two.jsonnet: 2 members\n  members named by hand: a, b\n  completed runs in runs/: 0 of 2\n"
+                   f"  to run: 2 members, {err.split('to run: 2 members, ')[1].split(' ')[0]} device-hours "
+                   "estimated (MFU: default; `expc plan` has the details)\n")
     paths = out.splitlines()
     assert len(paths) == 3 and all(p.startswith("manifests/") and p.endswith(".json") for p in paths)
     for path in paths:
         data, name = load_manifest(proj / path)
         assert path == f"manifests/{digest(data)}.json"
     # the same build again prints the same lines and writes nothing new
-    assert run(["build", "specs/one.jsonnet", "specs/two.jsonnet"], capsys) == (0, out, "")
+    assert run(["build", "specs/one.jsonnet", "specs/two.jsonnet"], capsys) == (0, out, err)
 
 
 def test_build_json(proj, capsys):
@@ -74,7 +79,7 @@ def test_build_sweep_from_the_command_line_then_check(proj, capsys):
     code, out, err = run(["build", "specs/one.jsonnet", "--sweep", "lr=1e-3,2e-3", "--sweep", "seed=1,2", "--json"],
                          capsys)
     rows = json.loads(out)
-    assert (code, err) == (0, "")
+    assert code == 0 and err.startswith("specs/one.jsonnet: 4 members\n  axis  values\n  lr    1e-3, 2e-3\n  seed  1, 2\n")
     assert [r["member"] for r in rows] == ["lr=1e-3,seed=1", "lr=1e-3,seed=2", "lr=2e-3,seed=1", "lr=2e-3,seed=2"]
     assert rows[0]["set"] == ["lr=1e-3", "seed=1"]
     # The index records each member as the spec and its --sets: `expc check` rebuilds all four.
@@ -229,8 +234,10 @@ def test_help_examples_run(line, tmp_path):
         assert done.returncode in (0, 1) and bool(done.stdout) == (done.returncode == 1), done.stderr
     else:
         assert done.returncode == 0, done.stderr
-    # a dry run of a cluster's manifest may warn that its data is not on this machine; nothing else
-    assert [line for line in done.stderr.splitlines() if not line.startswith("warning: ")] == []
+    # a dry run of a cluster's manifest may warn that its data is not on this machine, a build of a
+    # sweep previews it (a first line naming the spec, then indented lines); nothing else
+    assert [line for line in done.stderr.splitlines() if not line.startswith("warning: ")
+            and not (line.startswith("expc build") or re.match(r"(specs/\S+: \d+ members?$|  )", line))] == []
 
 
 def test_ls_presets_lists_every_table_the_project_own_ones_too(proj, capsys):

@@ -30,7 +30,7 @@ SRC = ROOT / "src"
 # (stage, rank, module-name prefixes); a module belongs to the stage with its longest prefix.
 STAGES = [
     ("ground", 0, ["expc.errors", "expc.project", "expc.estimate", "expc.schema", "expc.archs",
-                   "expc.pins", "expc.examples", "expc.fit"]),
+                   "expc.pins", "expc.examples", "expc.fit", "expc.axes"]),
     ("compile", 1, ["expc.compile"]),
     ("trainer parts", 2, ["trainer", "trainer.models", "trainer.data", "trainer.rundir", "trainer.tracking",
                           "trainer.ranks", "trainer.agreement"]),

@@ -79,7 +79,7 @@ def test_fast_commands_leave_heavy_libraries_unimported(args, project_copy):
         "import sys\n"
         "from expc.cli import cli\n"
         f"try:\n    cli.main(args={args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in ('torch', 'deepspeed', 'wandb', 'numpy', 'transformers', 'peft') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'deepspeed', 'wandb', 'numpy', 'transformers', 'peft', 'matplotlib') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=project_copy, capture_output=True, text=True, check=True)

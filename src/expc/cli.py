@@ -93,7 +93,8 @@ def build(specs, tla, sets, sweeps, engine, as_json):
     """Compile SPECS into manifests/<digest>.json; print one path per line.
 
     A spec returning a sweep writes one manifest per member. Nothing is written unless every
-    spec compiles.
+    spec compiles. For a sweep, stderr shows the member count, the axes, how many members already
+    have a completed run and the estimated device-hours of the rest.
 
     \b
     Examples:
@@ -114,6 +115,11 @@ def build(specs, tla, sets, sweeps, engine, as_json):
     else:
         for row in rows:
             click.echo(row["path"])
+    # A sweep's preview goes to stderr: stdout stays one path per line (or the JSON) for scripts.
+    from expc.review.sweep import previews, render
+
+    for preview in previews(manifests, project):
+        click.echo(render(preview, project.relative(project.runs)), err=True)
 
 
 @cli.command(context_settings=CONTEXT)
@@ -200,8 +206,14 @@ def schema(as_json_schema):
 @click.option("--time", "time_limit", metavar="LIMIT", help="Slurm time limit for --launcher slurm, e.g. 2-00:00:00.")
 @click.option("--dist-timeout", "dist_timeout_s", type=click.IntRange(min=1), metavar="SECONDS",
               help="Multi-node: how long every rank waits for the others to join (default 1800).")
+@click.option("--parallel", type=click.IntRange(min=1), metavar="N",
+              help="Run up to N members at once on this machine (each with its own master port; on GPUs, "
+                   "its own devices), with a live table; completed members are skipped, stopped ones resume.")
+@click.option("--retry-failed", is_flag=True, help="With --parallel: run members that failed before again.")
+@click.option("--devices", metavar="IDS", help="GPUs of this machine for a single-node run, e.g. 2,3 "
+                                              "(DeepSpeed --include localhost:2,3).")
 def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostfile, node_rank, master_addr, launcher,
-        launcher_args, partition, time_limit, dist_timeout_s):
+        launcher_args, partition, time_limit, dist_timeout_s, parallel, retry_failed, devices):
     """Train TARGETS with DeepSpeed, one after another. A target is a spec (built first, as `expc
     build` builds it, its manifest paths printed; a sweep runs every member), a manifest file or
     a unique digest prefix. --tla, --set and --sweep shape a spec; a manifest refuses them.
@@ -209,11 +221,15 @@ def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostf
     Results go to runs/<digest>/ (or --runs-dir). A completed digest is reported, not retrained; an interrupted
     one resumes from its last checkpoint. Ctrl-C stops every rank after a checkpoint.
 
+    With --parallel N, members run N at a time and a failed member does not stop the others; it
+    is retried only with --retry-failed. Stopped or killed, the same command continues the sweep.
+
     \b
     Examples:
       expc run specs/tiny.jsonnet --dry-run
       expc run specs/tiny.jsonnet --set seed=7 --dry-run
       expc run specs/tiny.jsonnet --sweep seed=1,2,3 --dry-run
+      expc run specs/sweep_lr.jsonnet --parallel 2          # the sweep, two members at a time
       expc run b780cc20 --dry-run --runs-dir /scratch/runs
       expc run manifests/b780cc207e42...json
     On several nodes (specs/large.jsonnet plans 4 nodes x 8 GPUs):
@@ -230,13 +246,44 @@ def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostf
 
     from .project import find_project
 
+    placement = Placement(Path(hostfile) if hostfile else None, node_rank, master_addr, launcher,
+                          launcher_args, partition, time_limit, dist_timeout_s)
+    if (parallel or retry_failed) and (dry_run or rerun or placement.given or devices):
+        raise ExpcError("--parallel runs members on this machine, choosing their ports and devices; it takes "
+                        "no --dry-run, --rerun, --devices or multi-node options")
+    if retry_failed and not parallel:
+        raise ExpcError("--retry-failed goes with --parallel N")
+    chosen = parse_devices(devices)
     refs, built = build_targets(targets, parse_tla(tla), sets, sweeps=sweeps)
     for m in built:
         click.echo(find_project(m.path).relative(m.path))
-    placement = Placement(Path(hostfile) if hostfile else None, node_rank, master_addr, launcher,
-                          launcher_args, partition, time_limit, dist_timeout_s)
+    runs = Path(runs_dir) if runs_dir else None
+    if parallel:
+        from expc.launch.executor import execute
+
+        sys.exit(execute(refs, built, parallel, retry_failed, master_port, runs))
+    if chosen is not None and len(refs) != 1:
+        raise ExpcError("--devices places one run; for several, --parallel N chooses each member's devices")
+    if chosen is not None:
+        from expc.launch.run import RunRequest
+        from expc.launch.run import run as run_one
+
+        sys.exit(run_one(RunRequest(refs[0], dry_run=dry_run, rerun=rerun, master_port=master_port,
+                                    runs_dir=runs, devices=chosen)))
     sys.exit(run_all(refs, dry_run=dry_run, rerun=rerun, master_port=master_port, placement=placement,
-                     runs_dir=Path(runs_dir) if runs_dir else None))
+                     runs_dir=runs))
+
+
+def parse_devices(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        devices = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ExpcError(f"--devices {text!r}: expected GPU numbers separated by commas, e.g. 0,1") from None
+    if any(d < 0 for d in devices):
+        raise ExpcError(f"--devices {text!r}: GPU numbers start at 0")
+    return devices
 
 
 @cli.command("export", context_settings=CONTEXT)
@@ -297,6 +344,37 @@ def ls_command(what, runs_dir, as_json):
     click.echo("  ".join(k.ljust(w) for k, w in widths.items()).rstrip())
     for row in rows:
         click.echo("  ".join(str(row[k]).ljust(w) for k, w in widths.items()).rstrip())
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("target")
+@runs_dir_option
+@click.option("--out", type=click.Path(file_okay=False), metavar="DIR",
+              help="Where the files go (default: reports/<name>/ in the project).")
+def report(target, runs_dir, out):
+    """A sweep's results: the table sorted by final validation loss, the best member, seed
+    replicas grouped, and reports/<name>/ with results.csv, loss_curves.png, metric_vs_axes.png
+    and one self-contained report.html. The same runs give the same bytes.
+
+    TARGET is a sweep's spec or its name (a spec's file name without .jsonnet).
+
+    \b
+    Examples:
+      expc report specs/sweep_lr.jsonnet
+      expc report sweep_lr --runs-dir /scratch/runs
+    """
+    from pathlib import Path
+
+    from expc.review.report import collect, render_text, write
+
+    from .project import find_project
+
+    project = find_project(target if target.endswith(".jsonnet") else None).with_runs(runs_dir)
+    result = collect(target, project)
+    click.echo(render_text(result))
+    folder = Path(out) if out else project.root / "reports" / result.name
+    for path in write(result, folder, project):
+        click.echo(f"wrote {project.relative(path)}")
 
 
 @cli.command(context_settings=CONTEXT)

@@ -5,13 +5,21 @@ does nothing, so the training loop never asks "is W&B on?".
 The W&B run id is derived from the digest (and the attempt, after `expc run --rerun`), so a
 resumed run continues the same W&B run; the W&B config is the whole manifest. With no API key
 the run is logged offline under runs/<digest>/wandb/ (`wandb sync` uploads it later).
+
+A sweep's executor (`expc run SPEC --parallel N`) names each member's run through the launch
+environment, outside the manifest, so a member is the same digest in any sweep: EXPC_WANDB_GROUP
+(the sweep), EXPC_WANDB_NAME (the member) and EXPC_WANDB_SWEEP (JSON: the sweep, the member and
+its axis values, added to the config under "sweep").
 """
 from __future__ import annotations
 
+import json
 import logging
 import netrc
 import os
 from pathlib import Path
+
+GROUP_ENV, NAME_ENV, SWEEP_ENV = "EXPC_WANDB_GROUP", "EXPC_WANDB_NAME", "EXPC_WANDB_SWEEP"
 
 
 class NoLogger:
@@ -74,7 +82,18 @@ def start_tracking(manifest: dict, digest: str, run_dir: Path, rank: int, attemp
         return NoLogger()
     import wandb
 
+    group, name, config = sweep_naming(manifest, digest)
     run = wandb.init(project=settings["project"], entity=settings.get("entity"), tags=settings["tags"],
-                     id=wandb_run_id(digest, attempt), name=digest[:12], resume="allow", mode=mode,
-                     dir=str(run_dir), config=manifest)
+                     id=wandb_run_id(digest, attempt), name=name, group=group, resume="allow", mode=mode,
+                     dir=str(run_dir), config=config)
     return WandbLogger(run)
+
+
+def sweep_naming(manifest: dict, digest: str, env=None) -> tuple[str | None, str, dict]:
+    """(group, run name, config): the sweep's and member's names from the executor's
+    environment, else no group and the digest's first 12 characters."""
+    env = os.environ if env is None else env
+    config = dict(manifest)
+    if env.get(SWEEP_ENV):
+        config["sweep"] = json.loads(env[SWEEP_ENV])
+    return env.get(GROUP_ENV) or None, env.get(NAME_ENV) or digest[:12], config

@@ -6,6 +6,7 @@ starts it, follows it and reports.
     hosts.py          hostfiles and node ranks, checked
     deepspeed_env.py  the environment every rank gets (.deepspeed_env on multi-node launches)
     run.py            `expc run`: verify, decide (cached, resume, rerun), launch, follow, report
+    executor.py       `expc run --parallel N`: a sweep's members at once, each an `expc run` child
 
 May import: compile (to load and verify manifests), the shared ground, and the trainer's light
 modules that define the run folder (trainer.rundir, trainer.tracking: no torch at import);

@@ -30,6 +30,10 @@ class LaunchOptions:
     master_port: int = DEFAULT_MASTER_PORT
     wandb_key: bool = False  # whether a W&B API key is configured on this machine
     operator_env: dict[str, str] = field(default_factory=dict)  # W&B and socket settings pass through
+    # GPUs of this machine to use (the executor gives concurrent members disjoint ones); None:
+    # the first procs_per_node. DeepSpeed's launcher ignores CUDA_VISIBLE_DEVICES once it is told
+    # a process count, so devices are named with --include, which sets it for every rank.
+    devices: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,13 @@ class LaunchPlan:
 def plan_launch(manifest: dict, options: LaunchOptions) -> LaunchPlan:
     hardware = manifest["hardware"]
     job = launch_job(manifest, options)
-    argv = [job.deepspeed, "--num_gpus", str(job.procs_per_node), "--master_port", str(job.master_port),
+    if options.devices is not None:
+        if len(options.devices) != job.procs_per_node:
+            raise ValueError(f"{len(options.devices)} devices for {job.procs_per_node} processes")
+        where = ["--include", "localhost:" + ",".join(map(str, options.devices))]
+    else:
+        where = ["--num_gpus", str(job.procs_per_node)]
+    argv = [job.deepspeed, *where, "--master_port", str(job.master_port),
             "--enable_each_rank_log", str(job.logs)] + job.trainer_argv
     return LaunchPlan(argv, job.env, options.run_dir, hardware["nodes"] * hardware["procs_per_node"])
 

@@ -43,6 +43,7 @@ class RunRequest:
     master_port: int = 29500
     placement: Placement = field(default_factory=Placement)  # multi-node options (multinode.py)
     runs_dir: Path | None = None  # where runs go; None: EXPC_RUNS_DIR, else <project>/runs
+    devices: tuple[int, ...] | None = None  # GPUs of this machine (--devices); None: the first ones
 
 
 @dataclass
@@ -136,9 +137,11 @@ def run(request: RunRequest) -> int:
     # the hash cache, so this is cheap, and a changed input stops here rather than on every rank.
     check_inputs(manifest, project.root, request.dry_run)
     run_dir = project.runs / digest
-    options = launch_options(path, run_dir, request.master_port)
+    options = launch_options(path, run_dir, request.master_port, request.devices)
     placement = request.placement
     multinode = placement.given or manifest["hardware"]["nodes"] > 1
+    if request.devices is not None:
+        check_devices(manifest, request.devices, multinode)
     plan = plan_multinode_launch(manifest, digest, options, placement) if multinode else plan_launch(manifest, options)
     if request.dry_run:
         click.echo(plan.describe(), nl=False)
@@ -244,12 +247,23 @@ def submit(plan: MultinodePlan, digest: str, project) -> int:
     return 0
 
 
-def launch_options(path: Path, run_dir: Path, master_port: int) -> LaunchOptions:
+def launch_options(path: Path, run_dir: Path, master_port: int, devices=None) -> LaunchOptions:
     from trainer.tracking import has_api_key  # light: no torch
 
     return LaunchOptions(manifest_path=path.resolve(), run_dir=run_dir.resolve(),
                          bin_dir=Path(sys.executable).parent, master_port=master_port,
-                         wandb_key=has_api_key(), operator_env=dict(os.environ))
+                         wandb_key=has_api_key(), operator_env=dict(os.environ), devices=devices)
+
+
+def check_devices(manifest: dict, devices: tuple[int, ...], multinode: bool) -> None:
+    hardware = manifest["hardware"]
+    if multinode:
+        raise ExpcError("--devices places a single-node run; a multi-node run takes every node's devices")
+    if hardware["accelerator"] == "cpu":
+        raise ExpcError(f"--devices names GPUs, but the manifest trains on CPU ({hardware['name']})")
+    if len(devices) != hardware["procs_per_node"] or len(set(devices)) != len(devices):
+        raise ExpcError(f"--devices gives {len(set(devices))} distinct GPU(s); the manifest runs "
+                        f"{hardware['procs_per_node']} process(es), one per GPU")
 
 
 def read_metadata(run_dir: Path) -> dict:

@@ -6,6 +6,8 @@
     affected.py  `expc affected`: the manifests a lib or spec edit touches
     explain.py   `expc explain`: the file and line that set a manifest value
     plan.py      `expc plan`: memory, compute and cost per device, with hints that fit
+    sweep.py     `expc build`'s preview of a sweep: members, axes, completed runs, device-hours left
+    report.py    `expc report`: a sweep's results table, plots, CSV and HTML from its run folders
 
 May import: compile (to rebuild specs in memory) and the shared ground; never launch, the
 trainer or the CLI.

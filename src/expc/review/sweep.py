@@ -1,0 +1,92 @@
+"""`expc build`'s preview of a sweep, before anything runs: how many members, the table of
+axes, how many members already have a completed run (wherever the runs folder is: the same
+digest is the same run), and the device-hours of the rest.
+
+The cost is `expc plan`'s: the one estimator (expc.estimate.device_hours) at the MFU an earlier
+run of the same model on the same hardware measured, else the default (plan.measured_mfu).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from expc import estimate
+from expc.axes import axes_table
+from expc.project import Project
+
+from .plan import measured_mfu
+
+
+@dataclass
+class SweepPreview:
+    spec: str
+    names: list[str]
+    axes: dict[str, list[str]] | None  # None: members named by hand (variants)
+    completed: int
+    remaining_device_hours: float
+    mfu_sources: list[str] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(self.names)
+
+
+def run_status(project: Project, digest: str) -> str | None:
+    """The status in <runs>/<digest>/metadata.json; None when it never ran here."""
+    try:
+        return json.loads((project.runs / digest / "metadata.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def previews(manifests, project: Project) -> list[SweepPreview]:
+    """One preview per spec whose manifests are sweep members, in the order built."""
+    by_spec: dict[str, list] = {}
+    for m in manifests:
+        if m.name:
+            by_spec.setdefault(m.spec, []).append(m)
+    mfu_cache: dict[tuple, object] = {}
+    out = []
+    for spec, members in by_spec.items():
+        completed, hours, sources = 0, 0.0, []
+        for m in members:
+            if run_status(project, m.digest) == "completed":
+                completed += 1
+                continue
+            # one scan of the runs folder per model and hardware, not one per member
+            key = (json.dumps(m.data["model"], sort_keys=True), m.data["hardware"]["name"],
+                   estimate.recompute_factor(m.data))
+            if key not in mfu_cache:
+                mfu_cache[key] = measured_mfu(m.data, project)
+            mfu = mfu_cache[key]
+            hours += estimate.device_hours(m.data, mfu.value)
+            if mfu.source not in sources:
+                sources.append(mfu.source)
+        out.append(SweepPreview(spec, [m.name for m in members], axes_table([m.name for m in members]),
+                                completed, hours, sources))
+    return out
+
+
+def render(preview: SweepPreview, runs_shown: str) -> str:
+    lines = [f"{preview.spec}: {preview.count} member{'s' if preview.count != 1 else ''}"]
+    if preview.axes:
+        width = max(len(a) for a in preview.axes)
+        lines.append(f"  {'axis':<{width}}  values")
+        for axis, labels in preview.axes.items():
+            shown = ", ".join(labels) if len(labels) <= 8 else ", ".join(labels[:6]) + f", ... ({len(labels)} values)"
+            lines.append(f"  {axis:<{width}}  {shown}")
+    else:
+        lines.append("  members named by hand: " + ", ".join(preview.names[:8]) + (" ..." if preview.count > 8 else ""))
+    rest = preview.count - preview.completed
+    lines.append(f"  completed runs in {runs_shown}/: {preview.completed} of {preview.count}")
+    if rest:
+        mfu = "; ".join(preview.mfu_sources)
+        lines.append(f"  to run: {rest} member{'s' if rest != 1 else ''}, {_hours(preview.remaining_device_hours)} "
+                     f"device-hours estimated (MFU: {mfu}; `expc plan` has the details)")
+    else:
+        lines.append("  to run: nothing (every member has a completed run)")
+    return "\n".join(lines)
+
+
+def _hours(value: float) -> str:
+    return f"{value:.3g}"
