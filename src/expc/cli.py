@@ -139,7 +139,7 @@ def show(target, tla, sets, sweeps, engine, samples):
 
     from .project import find_manifest, find_project
 
-    if target.endswith((".jsonnet", ".libsonnet")):
+    if target.endswith((".jsonnet", ".libsonnet", ".cue")):
         from expc.compile import compile_spec
         from expc.compile.evaluate import parse_tla
 
@@ -332,7 +332,7 @@ def diff(old, new, rev, output_format, as_json):
         result = differ.diff_git(rev, project)
     elif old and new:
         result = differ.diff_refs(old, new, project)
-    elif old and old.endswith(".jsonnet"):
+    elif old and old.endswith((".jsonnet", ".cue")):
         result = differ.diff_spec_against_committed(old, project)
     else:
         raise ExpcError("give two manifests or specs (OLD NEW), one spec, or --git REV")
@@ -373,8 +373,8 @@ def plan(target, tla, sets, sweeps, engine, largest, as_json):
 
     from .project import find_project
 
-    project = find_project(target if target.endswith((".jsonnet", ".libsonnet")) else None)
-    if not target.endswith((".jsonnet", ".libsonnet")) and (tla or sets or sweeps):
+    project = find_project(target if target.endswith((".jsonnet", ".libsonnet", ".cue")) else None)
+    if not target.endswith((".jsonnet", ".libsonnet", ".cue")) and (tla or sets or sweeps):
         raise ExpcError("--tla, --set and --sweep apply to a spec; a manifest is planned as it is")
     plans = plan_target(target, project, parse_tla(tla), sets, engine, largest, sweeps)
     if as_json:

@@ -1,4 +1,4 @@
-"""Stage 2, evaluate: a spec file -> a document (plain JSON data), with go-jsonnet.
+"""Stage 2, evaluate: a spec file -> a document (plain JSON data), with go-jsonnet (CUE: cue.py).
 
 Evaluation is hermetic. Imports resolve from the importing file's own folder, then from the
 project's `lib/`; anything that lands outside those folders (an absolute path, `..`, a symlink) is
@@ -59,7 +59,16 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
     (`--sweep`, overrides.grid) makes one member of every experiment per grid point.
     `engine="rjsonnet"` (opt-in, the `rjsonnet` package) evaluates big sweeps several times
     faster; tests hold it to the same digests as go-jsonnet, the reference.
+
+    A `.cue` spec is evaluated by CUE instead (cue.py), to the same kind of Evaluation; the
+    Jsonnet engine choice does not apply to it, and Node is started only there.
     """
+    if Path(spec).suffix == ".cue":
+        from .cue import evaluate_cue
+
+        if not Path(spec).is_file():
+            raise ExpcError(f"no such spec: {spec}")
+        return evaluate_cue(Path(spec), project, tla, list(overrides), list(grid))
     evaluate_file = _engine(engine)
     overrides, grid = list(overrides), list(grid)
     # One override per `--sweep` axis is enough to check its path.
