@@ -1,19 +1,34 @@
 #!/usr/bin/env python3
-"""Write lib/tables.cue from the Jsonnet lib: the hardware profiles, model sizes, LoRA presets,
-train presets and AdamW's settings, as CUE definitions. The Jsonnet lib is the one source; this
-file is its copy for CUE specs, and tests/test_cue.py fails when the two differ.
+"""Write the generated half of the CUE lib:
 
-    python scripts/gen_cue_lib.py          # rewrite lib/tables.cue
-    python scripts/gen_cue_lib.py --check  # exit 1 when lib/tables.cue is out of date
+    lib/tables.cue    from the Jsonnet lib: hardware profiles, model sizes, LoRA presets, train
+                      presets and AdamW's settings, as CUE definitions
+    lib/manifest.cue  from the manifest's JSON Schema (`expc schema --json`): #Manifest, so a CUE
+                      spec is type-checked as it is written
+
+The Jsonnet lib and the JSON Schema are the sources; these files are their copies for CUE specs,
+and tests/test_cue.py fails when they differ from what this script writes.
+
+    python scripts/gen_cue_lib.py          # rewrite both
+    python scripts/gen_cue_lib.py --check  # exit 1 when either is out of date
+
+#Manifest is sound, not complete: every JSON Schema keyword it has a CUE form for is carried
+over (types, enums, consts, bounds, lengths, patterns, closed objects, required fields, items,
+$ref, anyOf, and the `if arch/source == ... then` branches as a disjunction); the others (`not`,
+uniqueItems, dependentSchemas, other if/then) are left open. The JSON Schema itself still checks
+every manifest after evaluation, as for Jsonnet, so nothing it refuses gets through.
 """
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
 TABLES = ROOT / "lib" / "tables.cue"
+MANIFEST = ROOT / "lib" / "manifest.cue"
 
 # Jsonnet giving each table, from the Jsonnet lib. The train presets: the experiment's own train
 # section ("standard"), and each preset mixed into it.
@@ -60,15 +75,173 @@ def render(values: dict) -> str:
     return "\n".join(out)
 
 
+# --- JSON Schema -> CUE ---------------------------------------------------------------------------
+
+# Filled in by the pin stage after evaluation (`expc build` hashes the files): optional here.
+PINNED = {"sha256", "files", "config"}
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _label(name: str) -> str:
+    # `_x` and `#x` would be hidden fields or definitions in CUE: quote them as well.
+    return name if _IDENT.match(name) and not name.startswith("_") else json.dumps(name)
+
+
+def _number(value) -> str:
+    return json.dumps(value)
+
+
+class Converter:
+    def __init__(self, schema: dict):
+        self.schema = schema
+        self.uses_strings = False
+
+    def convert(self, node, depth: int) -> str:
+        if node is True or node == {}:
+            return "_"
+        if node is False:
+            return "_|_"
+        if "$ref" in node:
+            return "#" + node["$ref"].rsplit("/", 1)[-1]
+        if "const" in node:
+            return json.dumps(node["const"])
+        if "enum" in node:
+            return " | ".join(dict.fromkeys(json.dumps(v) for v in node["enum"]))
+        if "anyOf" in node or "oneOf" in node:
+            branches = [self.convert(b, depth) for b in node.get("anyOf", node.get("oneOf"))]
+            return " | ".join(dict.fromkeys(f"({b})" if "|" in b else b for b in branches))
+        branches = self._discriminated(node, depth)
+        if branches:
+            return branches
+        kinds = node.get("type")
+        if isinstance(kinds, list):
+            return " | ".join(self.convert({**node, "type": k}, depth) for k in kinds)
+        if kinds == "object" or "properties" in node:
+            return self._object(node, depth)
+        if kinds == "array":
+            return self._array(node, depth)
+        if kinds in ("integer", "number"):
+            bounds = [("int" if kinds == "integer" else "number")]
+            for key, op in (("minimum", ">="), ("maximum", "<="), ("exclusiveMinimum", ">"), ("exclusiveMaximum", "<")):
+                if key in node:
+                    bounds.append(f"{op}{_number(node[key])}")
+            return " & ".join(bounds)
+        if kinds == "string":
+            parts = ["string"]
+            if "pattern" in node:
+                parts.append(f"=~{json.dumps(node['pattern'])}")
+            if "minLength" in node or "maxLength" in node:
+                self.uses_strings = True
+                if "minLength" in node:
+                    parts.append(f"strings.MinRunes({node['minLength']})")
+                if "maxLength" in node:
+                    parts.append(f"strings.MaxRunes({node['maxLength']})")
+            return " & ".join(parts)
+        if kinds == "boolean":
+            return "bool"
+        if kinds == "null":
+            return "null"
+        return "_"
+
+    def _discriminated(self, node, depth):
+        """`allOf: [{if: {properties: {k: {const|enum}}}, then: S}, ...]`, one rule per value of k
+        (a model's arch, a data source, a scheduler's type): a closed struct whose other fields
+        come from `if k == ... {}`. A disjunction would say the same, but CUE reports a failing
+        disjunction by its first branch, which would hide the real error."""
+        rules = node.get("allOf")
+        if not rules or not all("if" in r and "then" in r and len(r["if"].get("properties", {})) == 1 for r in rules):
+            return None
+        keys = {next(iter(r["if"]["properties"])) for r in rules}
+        if len(keys) != 1:
+            return None
+        key = keys.pop()
+        pad = "\t" * (depth + 1)
+        values, blocks = [], []
+        for rule in rules:
+            cond = rule["if"]["properties"][key]
+            these = [cond["const"]] if "const" in cond else cond.get("enum")
+            if these is None or rule["then"].get("additionalProperties", True) is not False:
+                return None
+            values += [v for v in these if v not in values]
+            then = {**rule["then"], "properties": {k: v for k, v in rule["then"].get("properties", {}).items()
+                                                     if k != key}}
+            test = " || ".join(f"{_label(key)} == {json.dumps(v)}" for v in these)
+            inner = self._fields(then, depth + 1)
+            blocks.append(f"{pad}if {test} {{\n" + "\n".join(inner) + f"\n{pad}}}")
+        doc = node.get("properties", {}).get(key, {}).get("description")
+        head = [f"{pad}// {doc.splitlines()[0]}"] if doc else []
+        head.append(f"{pad}{_label(key)}: {' | '.join(json.dumps(v) for v in values)}")
+        return "{\n" + "\n".join(head + blocks) + "\n" + "\t" * depth + "}"
+
+    def _fields(self, node, depth):
+        props, required = node.get("properties", {}), set(node.get("required", []))
+        pad = "\t" * (depth + 1)
+        lines = []
+        for name, sub in props.items():
+            doc = sub.get("description") if isinstance(sub, dict) else None
+            if doc:
+                lines += [f"{pad}// {line}".rstrip() for line in doc.splitlines()[:1]]
+            mark = "" if name in required and name not in PINNED else "?"
+            lines.append(f"{pad}{_label(name)}{mark}: {self.convert(sub, depth + 1)}")
+        return lines
+
+    def _object(self, node, depth):
+        pad = "\t" * (depth + 1)
+        lines = self._fields(node, depth)
+        extra = node.get("additionalProperties", True)
+        if "patternProperties" in node:
+            for pattern, sub in node["patternProperties"].items():
+                lines.append(f"{pad}[=~{json.dumps(pattern)}]: {self.convert(sub, depth + 1)}")
+        elif extra is True:
+            lines.append(f"{pad}...")
+        elif isinstance(extra, dict):
+            lines.append(f"{pad}[string]: {self.convert(extra, depth + 1)}")
+        if not lines:
+            return "{}" if extra is False else "{...}"
+        return "{\n" + "\n".join(lines) + "\n" + "\t" * depth + "}"
+
+    def _array(self, node, depth):
+        items = node.get("items", True)
+        if "prefixItems" in node:
+            head = ", ".join(self.convert(p, depth) for p in node["prefixItems"])
+            return f"[{head}]" if items is False or node.get("maxItems") == len(node["prefixItems"]) \
+                else f"[{head}, ...{self.convert(items, depth)}]"
+        element = self.convert(items, depth)
+        return f"[...{element}]"
+
+
+def render_manifest(schema: dict) -> str:
+    converter = Converter(schema)
+    body = [f"#Manifest: {converter.convert({k: v for k, v in schema.items() if k != '$defs'}, 0)}", ""]
+    for name, sub in schema.get("$defs", {}).items():
+        body += [f"#{name}: {converter.convert(sub, 0)}", ""]
+    head = ["// Generated by scripts/gen_cue_lib.py from the manifest's JSON Schema; do not edit",
+            "// (tests/test_cue.py fails when it differs from what the script writes). #Manifest is what",
+            "// #Experiment is checked against while a CUE spec is written; the JSON Schema still checks",
+            "// the exported manifest, every keyword of it.", "package expc", ""]
+    if converter.uses_strings:
+        head += ['import "strings"', ""]
+    return "\n".join(head + body)
+
+
+def outputs() -> dict[Path, str]:
+    from expc.schema import manifest_schema
+
+    return {TABLES: render(tables()), MANIFEST: render_manifest(manifest_schema())}
+
+
 def main(argv: list[str]) -> int:
-    text = render(tables())
-    if "--check" in argv:
-        if TABLES.read_text(encoding="utf-8") != text:
-            print(f"{TABLES.relative_to(ROOT)} is out of date: run python scripts/gen_cue_lib.py", file=sys.stderr)
-            return 1
-        return 0
-    TABLES.write_text(text, encoding="utf-8")
-    return 0
+    stale = []
+    for path, text in outputs().items():
+        if "--check" in argv:
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                stale.append(path)
+        else:
+            path.write_text(text, encoding="utf-8")
+    for path in stale:
+        print(f"{path.relative_to(ROOT)} is out of date: run python scripts/gen_cue_lib.py", file=sys.stderr)
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

