@@ -141,9 +141,24 @@ def test_the_environment_does_not_reach_a_cue_spec(project, monkeypatch):
 
 
 @needs_cue
-def test_sweep_flag_is_refused_for_cue_with_the_alternative():
-    with pytest.raises(ExpcError, match=r"--sweep is not supported for CUE specs yet: write the sweep in the spec"):
-        compile_spec(ROOT / "specs" / "tiny.cue", PROJECT, sweeps=["seed=1,2"])
+def test_a_var_tag_is_never_injected(project):
+    """`@tag(name, var=hostname)` would take the machine's name; expc never asks for injected
+    variables, so the default stays."""
+    spec = project / "specs" / "host.cue"
+    spec.write_text('package expc\n_host: *"nowhere" | string @tag(host,var=hostname)\n'
+                    "#Experiment & {\n\thardware: #hardware.cpu_laptop\n\tmodel: #models.gpt_cpu\n"
+                    "\tlogging: wandb: tags: [_host]\n}\n")
+    [m] = compile_spec(spec, Project(project))
+    assert m.data["logging"]["wandb"]["tags"] == ["nowhere"]
+
+
+@needs_cue
+@pytest.mark.parametrize("name", ["tiny", "sweep_lr"])
+def test_a_sweep_flag_gives_the_twins_manifests(name):
+    cue = compile_spec(ROOT / "specs" / f"{name}.cue", PROJECT, sweeps=["seed=1,2"])
+    jsonnet = compile_spec(ROOT / "specs" / f"{name}.jsonnet", PROJECT, sweeps=["seed=1,2"])
+    assert [(m.name, m.digest, m.set) for m in cue] == [(m.name, m.digest, m.set) for m in jsonnet]
+    assert len(cue) == (2 if name == "tiny" else 12)
 
 
 def test_building_jsonnet_specs_starts_no_node(tmp_path):

@@ -11,7 +11,7 @@ Two engines give the same JSON: a `cue` binary on PATH (version checked), else `
 (CUE compiled to WebAssembly) under Node, installed by scripts/setup.sh from a pinned lockfile.
 Node is started only here, so building Jsonnet specs never pays for it.
 
-`--set path=value` is unified with the spec as one more CUE file: it replaces a default
+`--set path=value` (and each point of a `--sweep` grid) is unified with the spec as one more CUE file: it replaces a default
 (`*1000 | int`) and everything computed from that field follows it, but a value the spec states
 concretely conflicts, and the conflict is reported with the spec's line and the `--set` itself.
 """
@@ -116,6 +116,7 @@ class _Runner:
     def close(self):
         if self.node is not None:
             self.node.stdin.close()
+            self.node.terminate()  # every answer is in; Node's own shutdown would cost 0.2 s more
             self.node.wait(timeout=30)
             self.node = None
 
@@ -125,12 +126,9 @@ def lib_files(project: Project) -> list[Path]:
 
 
 def evaluate_cue(spec: Path, project: Project, tla: dict | None = None, overrides: list[Override] = (),
-                 grid=(), engine: str = "auto") -> tuple[object, list[str]]:
+                 grid=(), engine: str = "auto", separator: str = ",") -> tuple[object, list[str]]:
     """Evaluate one CUE spec with the lib -> (document, the lib files read); raise ExpcError with
     every position CUE reports."""
-    if grid:
-        raise ExpcError("--sweep is not supported for CUE specs yet: write the sweep in the spec, as a "
-                        "struct of members (see specs/sweep_lr.cue)", project.relative(spec))
     spec = Path(spec).resolve()
     libs = lib_files(project)
     _check_hermetic(spec, libs, project)
@@ -139,22 +137,40 @@ def evaluate_cue(spec: Path, project: Project, tla: dict | None = None, override
     files = [project.relative(p) for p in libs] + [project.relative(spec)]
     try:
         document = _export(runner, files, tags, project, {})
-        if overrides:
-            with tempfile.TemporaryDirectory(prefix="expc-set-") as folder:
-                path = Path(folder) / "set.cue"
-                lines = _override_file(overrides, document, project, spec)
-                path.write_text("\n".join(text for text, _ in lines) + "\n", encoding="utf-8")
-                where = {i + 1: o.where for i, (_, o) in enumerate(lines) if o is not None}
-                document = _export(runner, files + [str(path)], tags, project, {path: where})
+        if overrides and not grid:
+            document = _export_with(runner, files, tags, project, spec, overrides, document)
+        elif grid:
+            # One export per grid point, all in the same Node process: CUE has no patch to apply
+            # to a finished value, so each point is the spec unified with its own --set file.
+            sweep = isinstance(document, dict) and "schema" not in document
+            points = {}
+            for name, point in grid:
+                result = _export_with(runner, files, tags, project, spec, [*overrides, *point], document)
+                if sweep:
+                    points.update({f"{member}{separator}{name}": value for member, value in result.items()})
+                else:
+                    points[name] = result
+            document = points
     finally:
         runner.close()
     return document, [project.relative(p) for p in libs]
 
 
+def _export_with(runner: _Runner, files: list[str], tags: list[str], project: Project, spec: Path,
+                 overrides: list[Override], document):
+    """The spec exported again with `overrides` as one more file, in a folder of its own."""
+    with tempfile.TemporaryDirectory(prefix="expc-set-") as folder:
+        path = Path(folder) / "set.cue"
+        lines = _override_file(overrides, document, project, spec)
+        path.write_text("\n".join(text for text, _ in lines) + "\n", encoding="utf-8")
+        where = {i + 1: o.where for i, (_, o) in enumerate(lines) if o is not None}
+        return _export(runner, files + [str(path)], tags, project, {path: where})
+
+
 def _export(runner: _Runner, files: list[str], tags: list[str], project: Project, overrides_at: dict):
     code, out, err = runner(["export", "--out", "json", *files, *tags])
     if code != 0:
-        error = cue_error(err, project, overrides_at, tags, files[-1] if not overrides_at else files[-2])
+        error = cue_error(err, project, overrides_at, tags, files[-2] if overrides_at else files[-1])
         raise _explain_set_conflicts(error) if overrides_at else error
     return json.loads(out)
 
@@ -268,8 +284,8 @@ def _override_file(overrides: list[Override], document, project: Project, spec: 
             if len(path) == 1 and _declares_hidden(project, spec, path[0]):
                 path[0] = "_" + path[0]  # a knob: CUE's hidden field of that name
             else:
-                raise ExpcError(f"no {o.path_text} in the experiment{did_you_mean(path[-1], top)}; "
-                                f"to add a new key write --set +{o.text}", o.where)
+                add = f"; to add a new key write --set +{o.text}" if o.flag == "--set" else ""
+                raise ExpcError(f"no {o.path_text} in the experiment{did_you_mean(path[-1], top)}{add}", o.where)
         if o.op == "add" and any(present):
             raise ExpcError(f"{o.path_text} already exists; drop the '+' to change it", o.where)
         field = ": ".join(json.dumps(p) if not p.startswith("_") else p for p in path)

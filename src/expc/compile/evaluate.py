@@ -69,7 +69,8 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
         if not Path(spec).is_file():
             raise ExpcError(f"no such spec: {spec}")
         # No knob probe: CUE's closed definitions refuse an unknown field themselves.
-        return Evaluation(*evaluate_cue(Path(spec), project, tla, list(overrides), list(grid)))
+        return Evaluation(*evaluate_cue(Path(spec), project, tla, list(overrides), list(grid),
+                                        separator=GRID_SEPARATOR))
     evaluate_file = _engine(engine)
     overrides, grid = list(overrides), list(grid)
     # One override per `--sweep` axis is enough to check its path.
