@@ -222,6 +222,10 @@ def _check_hermetic(spec: Path, libs: list[Path], project: Project) -> None:
                    else "only CUE's standard packages may be imported; the lib (lib/*.cue) is part of every "
                    "evaluation already, in package expc")
             problems.append(Problem(f"import {quoted} is refused: {why}", f"{name}:{_line_col(text, start)}"))
+        # Newer cue binaries read files into a value with `@extern(embed)` and `@embed(file=...)`.
+        for attribute in re.finditer(r"@(extern|embed)\(", text):
+            problems.append(Problem(f"@{attribute[1]}(...) is refused: it reads files into the spec; a CUE spec "
+                                    "reads only itself and the lib", f"{name}:{_line_col(text, attribute.start())}"))
     if spec.name.endswith("_tool.cue"):
         problems.append(Problem("a file ending in _tool.cue holds CUE commands, not a spec", project.relative(spec)))
     if problems:
