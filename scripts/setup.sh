@@ -15,7 +15,9 @@ cue_want="$(cat "$cue_dir/package.json" "$cue_dir/package-lock.json" | sha256sum
 cue_stamp="$cue_dir/node_modules/.expc-setup"
 if [ ! -f "$cue_stamp" ] || [ "$(cat "$cue_stamp")" != "$cue_want" ]; then
   if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    # Tried once: where Node cannot be installed, later set-ups do not pay for apt again.
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ ! -f "$cue_dir/.node-install-tried" ]; then
+      touch "$cue_dir/.node-install-tried"
       echo "installing Node from the system's packages (for CUE specs)" >&2
       { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } \
         || echo "warning: could not install Node; CUE specs need it (or a cue binary on PATH)" >&2
