@@ -72,7 +72,7 @@ def project_copy(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("args", [["--help"], ["build", "specs/tiny.jsonnet"], ["show", "specs/tiny.jsonnet"],
+@pytest.mark.parametrize("args", [["--help"], ["build", "specs/tiny.jsonnet"], ["show", "specs/tiny.jsonnet"], ["build", "specs/tiny.cue"],
                                   ["ls", "models"], ["schema"], ["check"],
                                   ["diff", "specs/tiny.jsonnet", "specs/small.jsonnet"],
                                   ["explain", "specs/tiny.jsonnet", "seed"], ["affected", "lib/zero.libsonnet"],
