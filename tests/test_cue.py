@@ -234,3 +234,40 @@ def test_cue_specs_are_spec_files():
 
 def test_the_engine_script_is_beside_its_lockfile():
     assert (Path(__file__).resolve().parents[1] / "scripts" / "cue" / "export.js").is_file()
+
+
+# The lib's other knobs, each against the Jsonnet lib's mixin that it stands for: the documents
+# (before pinning, so a tokens path need not exist) are equal.
+LIB_ROWS = {
+    "offload_fp16_linear_decay_tokens": (
+        "expc.experiment + expc.zero.stage1 + expc.zero.offload_optimizer + expc.presets.fp16\n"
+        "+ expc.optim.warmup_linear_decay + { hardware: expc.hardware.h100_80gb_x1, model: expc.models.gpt_124m,\n"
+        "  data: expc.data.tokens('data/x', dtype='uint32'), global_batch_size:: 32, micro_batch_size:: 4, lr:: 6e-4 }",
+        "hardware: #hardware.h100_80gb_x1\nmodel: #models.gpt_124m\ndata: #data.tokens & {path: \"data/x\", "
+        "dtype: \"uint32\"}\n_zero_stage: 1\n_offload_optimizer: true\n_precision: \"fp16\"\n"
+        "_schedule: \"warmup_linear_decay\"\n_global_batch_size: 32\n_micro_batch_size: 4\n_lr: 6e-4"),
+    "stage3_constant_adamw_with_synthetic": (
+        "expc.experiment + expc.zero.stage3 + expc.optim.warmup_constant + expc.optim.adamw_with(weight_decay=0.0)\n"
+        "+ expc.presets.quick_test + { hardware: expc.hardware.cpu_laptop, model: expc.models.gpt_debug,\n"
+        "  data: expc.data.synthetic(), global_batch_size:: 8, micro_batch_size:: 2, warmup_steps:: 5 }",
+        "hardware: #hardware.cpu_laptop\nmodel: #models.gpt_debug\ndata: #data.synthetic\n_zero_stage: 3\n"
+        "_schedule: \"warmup_constant\"\n_optimizer: {betas: [0.9, 0.95], eps: 1e-8, weight_decay: 0.0}\n"
+        "_preset: \"quick_test\"\n_global_batch_size: 8\n_micro_batch_size: 2\n_warmup_steps: 5"),
+    "two_nodes_bf16_text": (
+        "expc.experiment + expc.zero.stage2 + { hardware: expc.hardware.nodes(expc.hardware.a100_80gb_x8, 2),\n"
+        "  model: expc.models.gpt_350m, data: expc.data.text('corpus', max_files=50), global_batch_size:: 128 }",
+        "hardware: #nodes & {#profile: #hardware.a100_80gb_x8, #n: 2}\nmodel: #models.gpt_350m\n"
+        "data: #data.text & {path: \"corpus\", max_files: 50}\n_zero_stage: 2\n_global_batch_size: 128"),
+}
+
+
+@needs_cue
+@pytest.mark.parametrize("row", sorted(LIB_ROWS))
+def test_cue_lib_knobs_match_the_jsonnet_mixins(row, project):
+    from expc.compile.evaluate import evaluate
+
+    jsonnet, cue = LIB_ROWS[row]
+    (project / "specs" / "row.jsonnet").write_text("local expc = import 'expc.libsonnet';\n" + jsonnet + "\n")
+    (project / "specs" / "row.cue").write_text("package expc\n#Experiment & {\n" + cue + "\n}\n")
+    expected = evaluate(project / "specs" / "row.jsonnet", Project(project)).document
+    assert evaluate(project / "specs" / "row.cue", Project(project)).document == expected
