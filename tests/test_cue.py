@@ -286,3 +286,11 @@ def test_without_an_engine_check_says_which_cue_specs_it_left_unchecked():
                            capture_output=True, text=True, check=False)
     assert (built.returncode, built.stdout) == (1, "")
     assert built.stderr == "error: the cue engine needs a cue binary v0.4.0 or newer; none is on PATH\n"
+
+
+@needs_cue
+def test_a_knob_set_on_a_sweep_reaches_every_member():
+    cue = compile_spec(ROOT / "specs" / "sweep_lr.cue", PROJECT, sets=["warmup_steps=3"])
+    jsonnet = compile_spec(ROOT / "specs" / "sweep_lr.jsonnet", PROJECT, sets=["warmup_steps=3"])
+    assert [m.digest for m in cue] == [m.digest for m in jsonnet]
+    assert {m.data["deepspeed"]["scheduler"]["params"]["warmup_num_steps"] for m in cue} == {3}

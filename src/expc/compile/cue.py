@@ -293,7 +293,7 @@ def _override_file(overrides: list[Override], document, project: Project, spec: 
         if o.op == "add" and any(present):
             raise ExpcError(f"{o.path_text} already exists; drop the '+' to change it", o.where)
         field = ": ".join(json.dumps(p) if not p.startswith("_") else p for p in path)
-        lines.append((f"{'[_]: ' if sweep and not path[0].startswith('_') else ''}{field}: {_value(o)}", o))
+        lines.append((f"{'[_]: ' if sweep else ''}{field}: {_value(o)}", o))
     return lines
 
 
