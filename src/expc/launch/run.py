@@ -73,7 +73,7 @@ def run_of(ref: str, runs_dir: Path | None = None) -> Run:
 
 
 def is_spec(ref: str) -> bool:
-    return str(ref).endswith(".jsonnet")
+    return str(ref).endswith((".jsonnet", ".cue"))
 
 
 def build_targets(targets, tla: dict | None = None, sets=(), engine: str = "gojsonnet", sweeps=()):

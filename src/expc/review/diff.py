@@ -217,7 +217,7 @@ def _path_order(path: str):
 
 def load_side(ref: str, project: Project) -> Side:
     """A manifest path, a digest prefix, or a spec -> its labelled manifests."""
-    if ref.endswith((".jsonnet", ".libsonnet")):
+    if ref.endswith((".jsonnet", ".libsonnet", ".cue")):
         from expc.compile import compile_spec
 
         if not Path(ref).is_file():

@@ -14,6 +14,9 @@ from expc.project import find_manifest, find_project
 
 def explain_target(target: str, json_path: str | None, member: str | None = None,
                    tla: dict | None = None, sets=()) -> list[Explanation]:
+    if target.endswith(".cue"):
+        raise ExpcError(f"{target}: expc explain reads Jsonnet specs; a CUE spec's errors carry CUE's own "
+                        "positions instead (docs/cue.md)")
     if target.endswith((".jsonnet", ".libsonnet")):
         source, data = _spec_source(target, member, tla or {}, list(sets))
     else:
@@ -50,7 +53,12 @@ def _manifest_source(target: str):
     if not sources:
         raise ExpcError(f"{project.relative(path)}: manifests/index.json names no spec for it, so its "
                         "provenance is unknown")
-    s = sources[0]
+    # A manifest built by a Jsonnet spec and its CUE twin is explained through the Jsonnet one.
+    jsonnet = [s for s in sources if not s["spec"].endswith(".cue")]
+    if not jsonnet:
+        raise ExpcError(f"{project.relative(path)} was built only from CUE specs "
+                        f"({', '.join(s['spec'] for s in sources)}); expc explain reads Jsonnet specs")
+    s = jsonnet[0]
     spec = project.root / s["spec"]
     if not spec.is_file():
         raise ExpcError(f"{project.relative(path)} was built from {s['spec']}, which no longer exists")

@@ -75,7 +75,7 @@ def plan_target(target: str, project: Project, tla: dict | None = None, sets=(),
     """A spec (every member of a sweep), a manifest file or a digest prefix -> one Plan per run."""
     from expc.compile import canonical
 
-    if target.endswith((".jsonnet", ".libsonnet")):
+    if target.endswith((".jsonnet", ".libsonnet", ".cue")):
         from expc.compile import compile_spec
 
         if not Path(target).is_file():
