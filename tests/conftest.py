@@ -52,3 +52,35 @@ def project(tmp_path) -> Path:
     shutil.copytree(ROOT / "lib", tmp_path / "lib")
     (tmp_path / "specs").mkdir()
     return tmp_path
+
+
+# A scratch project with two specs, for tests of commands: one experiment that takes a top-level
+# argument, and a two-member sweep of it.
+ONE_SPEC = """local expc = import 'expc.libsonnet';
+
+function(lr=3e-4)
+  expc.experiment + expc.zero.stage1 + expc.presets.quick_test + {
+    hardware: expc.hardware.cpu_laptop,
+    model: expc.models.gpt_debug,
+    data: expc.data.synthetic(),
+    global_batch_size:: 4,
+    micro_batch_size:: 2,
+    lr:: lr,
+  }
+"""
+TWO_SPEC = """local expc = import 'expc.libsonnet';
+local one = import 'one.jsonnet';
+
+{ a: one(1e-3), b: one(2e-3) }
+"""
+
+
+@pytest.fixture
+def proj(project, monkeypatch):
+    """The scratch project with specs/one.jsonnet and specs/two.jsonnet, as the working folder,
+    its runs in their default place."""
+    (project / "specs" / "one.jsonnet").write_text(ONE_SPEC)
+    (project / "specs" / "two.jsonnet").write_text(TWO_SPEC)
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("EXPC_RUNS_DIR", raising=False)
+    return project

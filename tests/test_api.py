@@ -11,29 +11,6 @@ import pytest
 
 import expc
 
-SPEC = """local expc = import 'expc.libsonnet';
-
-function(lr=3e-4)
-  expc.experiment + expc.zero.stage1 + expc.presets.quick_test + {
-    hardware: expc.hardware.cpu_laptop,
-    model: expc.models.gpt_debug,
-    data: expc.data.synthetic(),
-    global_batch_size:: 4,
-    micro_batch_size:: 2,
-    lr:: lr,
-  }
-"""
-SWEEP = "local one = import 'one.jsonnet';\n{ a: one(1e-3), b: one(2e-3) }\n"
-
-
-@pytest.fixture
-def proj(project, monkeypatch):
-    (project / "specs" / "one.jsonnet").write_text(SPEC)
-    (project / "specs" / "two.jsonnet").write_text(SWEEP)
-    monkeypatch.chdir(project)
-    monkeypatch.delenv("EXPC_RUNS_DIR", raising=False)
-    return project
-
 
 def test_import_expc_loads_only_the_error_type():
     code = ("import sys, expc\n"

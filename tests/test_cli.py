@@ -16,31 +16,6 @@ from expc.compile.canonical import digest, load_manifest
 from expc.cli import cli, main
 
 ROOT = Path(__file__).resolve().parent.parent
-SPEC = """local expc = import 'expc.libsonnet';
-
-function(lr=3e-4)
-  expc.experiment + expc.zero.stage1 + expc.presets.quick_test + {
-    hardware: expc.hardware.cpu_laptop,
-    model: expc.models.gpt_debug,
-    data: expc.data.synthetic(),
-    global_batch_size:: 4,
-    micro_batch_size:: 2,
-    lr:: lr,
-  }
-"""
-SWEEP = """local expc = import 'expc.libsonnet';
-local one = import 'one.jsonnet';
-
-{ a: one(1e-3), b: one(2e-3) }
-"""
-
-
-@pytest.fixture
-def proj(project, monkeypatch):
-    (project / "specs" / "one.jsonnet").write_text(SPEC)
-    (project / "specs" / "two.jsonnet").write_text(SWEEP)
-    monkeypatch.chdir(project)
-    return project
 
 
 def run(args, capsys):

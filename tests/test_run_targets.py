@@ -13,32 +13,6 @@ import pytest
 from expc.cli import main
 from expc.compile.canonical import load_manifest
 
-SPEC = """local expc = import 'expc.libsonnet';
-
-function(lr=3e-4)
-  expc.experiment + expc.zero.stage1 + expc.presets.quick_test + {
-    hardware: expc.hardware.cpu_laptop,
-    model: expc.models.gpt_debug,
-    data: expc.data.synthetic(),
-    global_batch_size:: 4,
-    micro_batch_size:: 2,
-    lr:: lr,
-  }
-"""
-SWEEP = """local one = import 'one.jsonnet';
-
-{ a: one(1e-3), b: one(2e-3) }
-"""
-
-
-@pytest.fixture
-def proj(project, monkeypatch):
-    (project / "specs" / "one.jsonnet").write_text(SPEC)
-    (project / "specs" / "two.jsonnet").write_text(SWEEP)
-    monkeypatch.chdir(project)
-    monkeypatch.delenv("EXPC_RUNS_DIR", raising=False)
-    return project
-
 
 def expc(args, capsys):
     with pytest.raises(SystemExit) as info:

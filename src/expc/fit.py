@@ -70,10 +70,11 @@ def _change(manifest: dict, summary: str, settings: list, device_utilisation: fl
     changed = _apply(manifest, settings)
     return Change(summary, tuple(settings), estimate.memory_per_device(changed),
                   step_seconds(changed, device_utilisation) + extra_seconds, note, changed,
-                  frozenset(path for path, _ in settings if not _has(manifest, path)))
+                  frozenset(path for path, _ in settings if not has_path(manifest, path)))
 
 
-def _has(manifest: dict, path: str) -> bool:
+def has_path(manifest: dict, path: str) -> bool:
+    """Whether the dotted `path` ("deepspeed.zero_optimization.stage") is in the manifest."""
     node = manifest
     for key in path.split("."):
         if not isinstance(node, dict) or key not in node:

@@ -116,8 +116,8 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
             _check_takes_arguments(spec, tla_codes, resolve_import, project)
         if overrides or grid:
             _check_override_paths(spec, tla_codes, overrides + axis_overrides, resolve_import)
-            text = _gojsonnet_snippet()(str(spec.parent / "<--set>"), _patched(spec, tla_codes, overrides, grid),
-                                        import_callback=resolve_import, max_trace=20)
+            text = _snippet(spec, "<--set>", _patched(spec, tla_codes, overrides, grid), resolve_import,
+                            max_trace=20)
         else:
             text = evaluate_file(str(spec), import_callback=resolve_import, tla_codes=tla_codes, max_trace=20)
     except (RuntimeError, UnicodeDecodeError) as err:
@@ -135,9 +135,8 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
     document = json.loads(text)
     knob_info = {}
     if check_knobs:  # one more evaluation, of the hidden fields only
-        knob_info = json.loads(_gojsonnet_snippet()(str(spec.parent / "<knobs>"),
-                                                    knobs.snippet(value_code(spec, tla_codes, overrides, grid)),
-                                                    import_callback=resolve_import))
+        knob_info = json.loads(_snippet(spec, "<knobs>", knobs.snippet(value_code(spec, tla_codes, overrides, grid)),
+                                        resolve_import))
     return Evaluation(document, imports, knob_info)
 
 
@@ -174,10 +173,11 @@ def _patched(spec: Path, tla_codes: dict, overrides: list[Override], grid=()) ->
     return value_code(spec, tla_codes, overrides, grid) + "value\n"
 
 
-def _gojsonnet_snippet():
+def _snippet(spec: Path, label: str, code: str, resolve_import, **options) -> str:
+    """go-jsonnet on a snippet that imports the spec (from the spec's folder, hermetically)."""
     import _gojsonnet
 
-    return _gojsonnet.evaluate_snippet
+    return _gojsonnet.evaluate_snippet(str(spec.parent / label), code, import_callback=resolve_import, **options)
 
 
 def _check_override_paths(spec: Path, tla_codes: dict, overrides: list[Override], resolve_import) -> None:
@@ -187,7 +187,7 @@ def _check_override_paths(spec: Path, tla_codes: dict, overrides: list[Override]
                "if !std.isObject(value) then {}\n"
                "else if std.objectHas(value, 'schema') then { '': walk(value) }\n"
                "else { [m]: walk(value[m]) for m in std.objectFields(value) if std.isObject(value[m]) }\n")
-    walks = json.loads(_gojsonnet_snippet()(str(spec.parent / "<--set>"), snippet, import_callback=resolve_import))
+    walks = json.loads(_snippet(spec, "<--set>", snippet, resolve_import))
     problems: dict[Problem, list[str]] = {}
     for member, member_walks in walks.items():
         for problem in overrides_.path_problems(overrides, member_walks):
@@ -217,8 +217,7 @@ def _blame_arguments(error: ExpcError, spec: Path, project: Project, tla: dict, 
     for where, tla_left, overrides_left, grid_left in suspects:
         codes = {k: json.dumps(v) for k, v in tla_left.items()}
         try:
-            _gojsonnet_snippet()(str(spec.parent / "<blame>"), _patched(spec, codes, overrides_left, grid_left),
-                                 import_callback=resolve_import)
+            _snippet(spec, "<blame>", _patched(spec, codes, overrides_left, grid_left), resolve_import)
         except RuntimeError:
             continue
         return ExpcError([Problem(p.message + (f"\n  (raised at {p.location})" if p.location else ""),
@@ -239,14 +238,11 @@ def _failing_members(spec: Path, project: Project, tla_codes: dict, trace: str, 
     members found so far finds the next one. None when the spec is not a sweep, or the error
     is not inside one member: the plain error is then the whole story.
     """
-    import _gojsonnet
-
     value = value_code(spec, tla_codes, overrides, grid)
-    where = str(spec.parent / "<sweep-member>")
     try:
-        names = json.loads(_gojsonnet.evaluate_snippet(
-            where, value + "if std.isObject(value) && !std.objectHas(value, 'schema') "
-                           "then std.objectFields(value) else []", import_callback=resolve_import))
+        names = json.loads(_snippet(spec, "<sweep-member>", value + "if std.isObject(value) && "
+                                    "!std.objectHas(value, 'schema') then std.objectFields(value) else []",
+                                    resolve_import))
     except RuntimeError:
         return None
     failed: list[str] = []
@@ -264,8 +260,8 @@ def _failing_members(spec: Path, project: Project, tla_codes: dict, trace: str, 
             causes.setdefault((problem.message, problem.location), []).append(member)
         rest = f"local failed = std.set({json.dumps(failed)});\n"
         try:
-            _gojsonnet.evaluate_snippet(where, value + rest + "{ [n]: value[n] for n in std.objectFields(value) "
-                                        "if !std.setMember(n, failed) }", import_callback=resolve_import)
+            _snippet(spec, "<sweep-member>", value + rest + "{ [n]: value[n] for n in std.objectFields(value) "
+                     "if !std.setMember(n, failed) }", resolve_import)
             trace = None
         except RuntimeError as err:
             trace = str(err)
@@ -380,12 +376,9 @@ def _unknown_tla(name: str, spec: Path, project: Project) -> ExpcError:
 
 def _check_takes_arguments(spec, tla_codes, resolve_import, project):
     """go-jsonnet ignores top-level arguments given to a spec that is not a function: refuse."""
-    import _gojsonnet
-
     probe = f"std.isFunction(import {json.dumps(spec.name)})"
     # Its errors (a refused import, a syntax error) are the spec's: evaluate() reports them.
-    is_function = _gojsonnet.evaluate_snippet(str(spec.parent / "<tla-check>"), probe,
-                                              import_callback=resolve_import)
+    is_function = _snippet(spec, "<tla-check>", probe, resolve_import)
     if is_function.strip() != "true":
         names = ", ".join(sorted(tla_codes))
         raise ExpcError(f"--tla {names}: {project.relative(spec)} takes no top-level arguments "

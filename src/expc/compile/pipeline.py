@@ -107,9 +107,6 @@ def _compile(spec: Path, project: Project, tla: dict, sets: list, engine: str, s
     return manifests, failures
 
 
-_SECTIONS = ("model", "data", "hardware", "adapter", "train", "deepspeed", "launch", "logging")
-
-
 def _missing_section_field(error: ExpcError, spec: Path, project: Project) -> ExpcError | None:
     """A lib line that reads a field the spec's section lacks (`exp.model.vocab_size` on a model
     without one): the section the spec set is the cause, so the spec's line comes first, with a
@@ -135,7 +132,9 @@ def _missing_section_field(error: ExpcError, spec: Path, project: Project) -> Ex
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     chain = re.match(r"[A-Za-z_$][\w$]*(?:\s*\.\s*[A-Za-z_]\w*)*", lines[line - 1][col - 1:]) if line <= len(lines) else None
     steps = re.split(r"\s*\.\s*", chain[0]) if chain else []
-    if len(steps) < 3 or steps[-1] != missing[1] or steps[-2] not in _SECTIONS:
+    from expc.schema import manifest_schema
+
+    if len(steps) < 3 or steps[-1] != missing[1] or steps[-2] not in manifest_schema().get("properties", {}):
         return None
     section, name = steps[-2], steps[-1]
     text = spec.read_text(encoding="utf-8", errors="replace")

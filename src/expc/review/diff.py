@@ -168,6 +168,7 @@ def derived(old: dict, new: dict) -> list[Derived]:
     """The quantities a reviewer weighs, computed by estimate.py on each side. A quantity whose
     inputs one side lacks (a manifest of an older schema) is left out rather than guessed."""
     from expc import estimate
+    from expc.fit import has_path
 
     rows = [
         ("parameters", estimate.held_parameters, _MODEL, ""),
@@ -183,23 +184,13 @@ def derived(old: dict, new: dict) -> list[Derived]:
     ]
     found = []
     for name, fn, inputs, unit in rows:
-        if not (_has(old, inputs) and _has(new, inputs)):
+        if not all(has_path(m, path) for m in (old, new) for path in inputs):
             continue
         try:
             found.append(Derived(name, fn(old), fn(new), unit))
         except KeyError:  # an older manifest lacks a field its arch now reads
             continue
     return found
-
-
-def _has(manifest: dict, paths: tuple[str, ...]) -> bool:
-    for path in paths:
-        node = manifest
-        for key in path.split("."):
-            if not isinstance(node, dict) or key not in node:
-                return False
-            node = node[key]
-    return True
 
 
 def _same(a, b) -> bool:
