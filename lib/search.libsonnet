@@ -18,15 +18,17 @@ local sweep = import 'sweep.libsonnet';
   // `experiment` (one experiment, not a sweep) with a search declared beside it. metric:
   // 'val_loss' or 'loss', its final value in the trial's metrics.jsonl; direction: 'minimize' or
   // 'maximize'; trials: the budget, every trial ever proposed counted; seed: the sampler's;
-  // early_stopping: rules as for sweep.stop_when (sweep.threshold, sweep.median); name: the
-  // search's, when one spec holds several (default: the spec's file name).
-  declare(experiment, space, metric='val_loss', direction='minimize', trials=20, seed=0, early_stopping=[],
-          name=null)::
+  // startup_trials: how many trials are drawn at random before TPE models the results (Optuna's
+  // n_startup_trials, 10 by default); early_stopping: rules as for sweep.stop_when
+  // (sweep.threshold, sweep.median); name: the search's, when one spec holds several (default:
+  // the spec's file name).
+  declare(experiment, space, metric='val_loss', direction='minimize', trials=20, seed=0, startup_trials=10,
+          early_stopping=[], name=null)::
     assert std.isObject(experiment) && std.objectHas(experiment, 'schema') :
            'search.declare: the first argument is one experiment (a trial is one run), not a sweep';
     experiment + {
       search:: { space: space, metric: metric, direction: direction, trials: trials, seed: seed,
-                 early_stopping: early_stopping } + (if name == null then {} else { name: name }),
+                 startup_trials: startup_trials, early_stopping: early_stopping } + (if name == null then {} else { name: name }),
     },
 
   // Distributions, as the sweep's (sweep.random reads the same objects).

@@ -62,6 +62,7 @@ class Declaration:
     direction: str
     trials: int
     seed: int
+    startup_trials: int = 10
     rules: list = field(default_factory=list)
 
     def distributions(self) -> dict:
@@ -136,11 +137,14 @@ def _checked(declared: dict, spec: Path, where: str) -> Declaration:
         raise ExpcError(f"search.trials must be a whole number >= 1, got {trials!r}", where)
     if not _whole(seed) or seed < 0:
         raise ExpcError(f"search.seed must be a whole number >= 0, got {seed!r}", where)
+    startup = declared.get("startup_trials", 10)
+    if not _whole(startup) or startup < 0:
+        raise ExpcError(f"search.startup_trials must be a whole number >= 0, got {startup!r}", where)
     name = declared.get("name", spec.stem)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise ExpcError(f"search.name must be letters, digits, '_', '.' or '-', got {name!r}", where)
     rules = parse_rules(declared.get("early_stopping", []), where, field="search.early_stopping")
-    return Declaration(where, name, tuple(dimensions), metric, direction, int(trials), int(seed), rules)
+    return Declaration(where, name, tuple(dimensions), metric, direction, int(trials), int(seed), int(startup), rules)
 
 
 def _dimension(name: str, dist, where: str) -> Dimension:

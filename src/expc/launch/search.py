@@ -120,7 +120,8 @@ class Search:
         distributions = self.declaration.distributions()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(seed=trial_seed(self.declaration.seed, number), constant_liar=True)
+            sampler = optuna.samplers.TPESampler(seed=trial_seed(self.declaration.seed, number), constant_liar=True,
+                                                 n_startup_trials=self.declaration.startup_trials)
         study = optuna.create_study(direction=self.declaration.direction, sampler=sampler)
         states = {"completed": TrialState.COMPLETE, "failed": TrialState.FAIL, "pruned": TrialState.PRUNED,
                   None: TrialState.RUNNING}
