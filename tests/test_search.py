@@ -177,15 +177,18 @@ def test_propose_writes_reviewable_manifests_and_a_later_search_counts_cached_tr
     assert "search s: the budget of 3 trials is spent; 0 proposed (--trials N raises it)" in more.stderr
 
 
-def test_failed_and_pruned_trials_are_told_as_such(two_projects):
+def test_failed_pruned_and_unfinished_trials_are_read_from_their_run_folders(two_projects):
     a, _ = two_projects
-
-    def failing(project, digest, tla):
-        fake_result(project, digest, tla, status="failed")
-    trials = run_trials(a, 1, failing) + run_trials(a, 1, lambda p, d, t: fake_result(p, d, t, status="pruned"))
-    states = {t.number: (t.status, t.value) for t in Search(a / "specs" / "s.jsonnet", Project(a)).trials()}
-    assert states == {0: ("failed", None), 1: ("pruned", None)}
-    assert len(trials) == 2
+    run_trials(a, 1, lambda p, d, t: fake_result(p, d, t, status="failed"))
+    run_trials(a, 1, lambda p, d, t: fake_result(p, d, t, status="pruned"))
+    run_trials(a, 1, lambda p, d, t: fake_result(p, d, t, status="preempted"))
+    search = Search(a / "specs" / "s.jsonnet", Project(a))
+    trials = search.trials()
+    assert [(t.number, t.status, t.value) for t in trials] == [(0, "failed", None), (1, "pruned", None),
+                                                                (2, None, None)]
+    assert trials[1].intermediate == {10: score(trials[1].tla) + 1, trials[1].tla["steps"]: score(trials[1].tla)}
+    # Optuna takes them as FAIL, PRUNED (with its intermediate values) and RUNNING
+    assert set(search.propose(3, trials)) == {"lr", "steps"}
 
 
 @pytest.mark.parametrize("space, options, message", [
@@ -204,6 +207,9 @@ def test_failed_and_pruned_trials_are_told_as_such(two_projects):
      "specs/s.jsonnet: search.metric must be one of val_loss, loss (a record of metrics.jsonl), got 'accuracy'"),
     (SPACE, "direction='min'", "specs/s.jsonnet: search.direction must be 'minimize' or 'maximize', got 'min'"),
     (SPACE, "trials=0", "specs/s.jsonnet: search.trials must be a whole number >= 1, got 0"),
+    (SPACE, "early_stopping=[{ rule: 'halving' }]",
+     "specs/s.jsonnet: search.early_stopping[0]: a rule is expc.sweep.threshold(metric, above, at_step) or "
+     "expc.sweep.median(metric, startup, warmup)"),
 ])
 def test_declaration_errors(project, monkeypatch, space, options, message):
     write_spec(project, space, options)
