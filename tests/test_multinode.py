@@ -289,3 +289,40 @@ def test_sbatch_on_a_local_slurm_trains_like_one_node(built, slurm, single_node,
         assert command[command.index("--master_addr") + 1] == ADDRESSES[0]
         assert plan["env"]["EXPC_DIST_TIMEOUT_S"] == "90"
     assert_same_training(run, single_node)
+
+
+def test_a_sweep_under_slurm_is_one_array_and_a_second_submission_submits_nothing(slurm, tmp_path):
+    """Two single-node members (1 process each, seeds 7 and 8) of one shape: one array, each
+    task its member's own `expc run` with its own master port, both tasks on the cluster's two
+    one-CPU nodes. The same command again finds both completed and submits nothing."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "lib", project / "lib")
+    (project / "specs").mkdir()
+    shutil.copy(SPEC, project / "specs" / SPEC.name)
+    sweep = [BIN / "expc", "run", f"specs/{SPEC.name}", "--tla", "nodes=1", "--set", "hardware.procs_per_node=1",
+             "--sweep", "seed=7,8", "--launcher", "slurm", "--parallel", 2, "--master-port", 29840]
+    [first] = finish([start(sweep, project, slurm.env(launch_env()))])
+    assert first.returncode == 0, first.stdout + slurm.logs()
+    assert first.stdout.count("submitted array job ") == 1, first.stdout
+    job = first.stdout.split("submitted array job ")[1].split(":")[0]
+    assert "sweep loopback: 2 of 2 completed (0 already were)" in first.stdout, first.stdout
+    [script] = (project / "runs" / "slurm").glob("*.sbatch")
+    assert "#SBATCH --array=0-1%2\n" in script.read_text()
+    members = {}
+    for path in (project / "runs").glob("*/metadata.json"):
+        run = path.parent
+        plan = json.loads((run / "launch-plan.json").read_text())["array"]
+        assert plan["job"] == job and plan["script"] == str(script)
+        assert json.loads(path.read_text())["status"] == "completed"
+        log = (run / "logs" / f"slurm-{plan['task']}.out").read_text()
+        assert f"training {run.name[:12]}: 1 processes, 6 steps" in log, log
+        assert f"--master_port={plan['master_port']}" in (run / "logs" / "launcher.log").read_text()
+        members[plan["index"]] = plan["master_port"]
+    assert members == {0: 29840, 1: 29841}
+
+    [second] = finish([start(sweep, project, slurm.env(launch_env()))])
+    assert second.returncode == 0, second.stdout
+    assert "sweep loopback: 2 members; 2 completed (cached); nothing to submit" in second.stdout, second.stdout
+    assert "submitted" not in second.stdout
+    assert "sweep loopback: 2 of 2 completed (2 already were)" in second.stdout
+    assert len(list((project / "runs" / "slurm").glob("*.sbatch"))) == 1
