@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from expc.errors import ExpcError
@@ -202,7 +202,10 @@ def refuse_options(placement, devices, rerun: bool) -> None:
 def squeue_states() -> dict[str, str]:
     """This user's array tasks still known to Slurm: task id (JOB_TASK) -> state. A pending
     array's tasks are listed one by one (-r)."""
-    listed = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True)
+    try:
+        listed = subprocess.run(["squeue", "--me", "-h", "-r", "-o", "%i|%T"], capture_output=True, text=True)
+    except OSError as err:
+        raise ExpcError(f"squeue could not be run ({err.strerror}); it is how the sweep follows its jobs") from None
     if listed.returncode != 0:
         raise ExpcError(f"squeue failed: {listed.stderr.strip()}")
     states = {}
@@ -278,7 +281,12 @@ class SlurmSweep:
                            project_root, self.runs, taken)
 
     def dry_run(self) -> int:
-        self.classify(squeue_states() if self._has_earlier_submissions() else {})
+        import shutil
+
+        # Tasks an earlier submission still has in Slurm are not submitted again; without squeue
+        # (a laptop), none are assumed.
+        earlier = self._has_earlier_submissions() and shutil.which("squeue")
+        self.classify(squeue_states() if earlier else {})
         arrays = self.plan()
         self.console.print(self._summary(arrays), soft_wrap=True)
         for n, array in enumerate(arrays, 1):
