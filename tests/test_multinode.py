@@ -291,21 +291,35 @@ def test_sbatch_on_a_local_slurm_trains_like_one_node(built, slurm, single_node,
     assert_same_training(run, single_node)
 
 
-def test_a_sweep_under_slurm_is_one_array_and_a_second_submission_submits_nothing(slurm, tmp_path):
+def test_a_sweep_under_slurm_is_one_array_followed_again_after_ctrl_c_and_then_cached(slurm, tmp_path):
     """Two single-node members (1 process each, seeds 7 and 8) of one shape: one array, each
     task its member's own `expc run` with its own master port, both tasks on the cluster's two
-    one-CPU nodes. The same command again finds both completed and submits nothing."""
+    one-CPU nodes. Ctrl-C right after the submission leaves the jobs in Slurm; the same command
+    follows them to the end without submitting them again; once more, it finds both completed."""
     project = tmp_path / "project"
     shutil.copytree(ROOT / "lib", project / "lib")
     (project / "specs").mkdir()
     shutil.copy(SPEC, project / "specs" / SPEC.name)
     sweep = [BIN / "expc", "run", f"specs/{SPEC.name}", "--tla", "nodes=1", "--set", "hardware.procs_per_node=1",
              "--sweep", "seed=7,8", "--launcher", "slurm", "--parallel", 2, "--master-port", 29840]
-    [first] = finish([start(sweep, project, slurm.env(launch_env()))])
-    assert first.returncode == 0, first.stdout + slurm.logs()
-    assert first.stdout.count("submitted array job ") == 1, first.stdout
-    job = first.stdout.split("submitted array job ")[1].split(":")[0]
-    assert "sweep loopback: 2 of 2 completed (0 already were)" in first.stdout, first.stdout
+    submitting = start(sweep, project, slurm.env(launch_env()))
+    lines = []
+    while not lines or not lines[-1].startswith("submitted array job "):
+        lines.append(submitting.stdout.readline())
+        assert lines[-1], "".join(lines)  # it ended before submitting
+    submitting.send_signal(signal.SIGINT)
+    [interrupted] = finish([submitting])
+    job = lines[-1].split("submitted array job ")[1].split(":")[0]
+    assert interrupted.returncode == 130, "".join(lines) + interrupted.stdout
+    assert (f"stopped waiting; the jobs stay in Slurm ({job}): `scancel {job}` stops them; the same command "
+            "again follows them (and submits nothing twice)") in interrupted.stdout
+
+    [following] = finish([start(sweep, project, slurm.env(launch_env()))])
+    assert following.returncode == 0, following.stdout + slurm.logs()
+    assert ("sweep loopback: 2 members; 0 completed (cached), 2 still in Slurm from an earlier submission; "
+            "nothing to submit") in following.stdout, following.stdout
+    assert "submitted" not in following.stdout
+    assert "sweep loopback: 2 of 2 completed (0 already were)" in following.stdout, following.stdout
     [script] = (project / "runs" / "slurm").glob("*.sbatch")
     assert "#SBATCH --array=0-1%2\n" in script.read_text()
     members = {}
@@ -320,9 +334,9 @@ def test_a_sweep_under_slurm_is_one_array_and_a_second_submission_submits_nothin
         members[plan["index"]] = plan["master_port"]
     assert members == {0: 29840, 1: 29841}
 
-    [second] = finish([start(sweep, project, slurm.env(launch_env()))])
-    assert second.returncode == 0, second.stdout
-    assert "sweep loopback: 2 members; 2 completed (cached); nothing to submit" in second.stdout, second.stdout
-    assert "submitted" not in second.stdout
-    assert "sweep loopback: 2 of 2 completed (2 already were)" in second.stdout
+    [again] = finish([start(sweep, project, slurm.env(launch_env()))])
+    assert again.returncode == 0, again.stdout
+    assert "sweep loopback: 2 members; 2 completed (cached); nothing to submit" in again.stdout, again.stdout
+    assert "submitted" not in again.stdout
+    assert "sweep loopback: 2 of 2 completed (2 already were)" in again.stdout
     assert len(list((project / "runs" / "slurm").glob("*.sbatch"))) == 1

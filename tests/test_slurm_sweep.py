@@ -151,3 +151,19 @@ def test_refusals_under_slurm(built, capsys, args, message):
 def test_slurm_options_without_slurm(built, capsys, args, message):
     code, _, err = cli(["run", "specs/shapes.jsonnet", *args], capsys)
     assert (code, err) == (1, f"error: {message}\n")
+
+
+def test_a_spec_of_one_experiment_is_an_array_of_one_and_a_manifest_keeps_the_one_job_form(project, capsys,
+                                                                                          monkeypatch):
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("EXPC_RUNS_DIR", raising=False)
+    (project / "specs" / "alone.jsonnet").write_text(SPEC.replace("expc.sweep.grid(", "(").split(", { lr:")[0]
+                                                     + ")\n")
+    code, out, err = cli(["run", "specs/alone.jsonnet", "--launcher", "slurm", "--dry-run"], capsys)
+    assert code == 0, err
+    assert "# sweep alone: 1 member; 0 completed (cached); 1 to submit in 1 array\n" in out
+    assert "#SBATCH --array=0-0\n" in out
+    [manifest] = out.splitlines()[:1]
+    code, out, err = cli(["run", manifest, "--launcher", "slurm", "--dry-run"], capsys)
+    assert code == 0, err
+    assert out.startswith("# launcher: slurm\n")  # multinode.py's one job

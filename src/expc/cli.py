@@ -227,7 +227,7 @@ def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostf
     With --parallel N, members run N at a time and a failed member does not stop the others; it
     is retried only with --retry-failed. Stopped or killed, the same command continues the sweep.
 
-    With --launcher slurm, several members (a sweep) go to Slurm as one job array per shape, each
+    With --launcher slurm, a spec's members (or several targets) go to Slurm as one job array per shape, each
     task running its member's `expc run`; --parallel N caps each array at N tasks at once. The
     command follows the jobs with the same table until they end; Ctrl-C stops following and leaves
     the jobs in Slurm (`scancel` stops them; the same command again follows them).
@@ -251,7 +251,7 @@ def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostf
 
     from expc.compile.evaluate import parse_tla
     from expc.launch.multinode import Placement
-    from expc.launch.run import build_targets, run_all
+    from expc.launch.run import build_targets, is_spec, run_all
 
     from .project import find_project
 
@@ -267,7 +267,10 @@ def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostf
         raise ExpcError("--no-wait goes with --launcher slurm (a sweep's jobs); on this machine, `expc run` "
                         "trains while you wait")
     chosen = parse_devices(devices)
-    if slurm and (parallel or retry_failed or no_wait):
+    # A spec (a sweep, or one experiment) or several targets go to Slurm as arrays; one manifest
+    # given by path or digest keeps the one-job form.
+    arrays = slurm and (parallel or retry_failed or no_wait or len(targets) > 1 or any(map(is_spec, targets)))
+    if arrays:
         from expc.launch.slurm_sweep import refuse_options
 
         refuse_options(placement, chosen, rerun)
@@ -275,10 +278,9 @@ def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostf
     for m in built:
         click.echo(find_project(m.path).relative(m.path))
     runs = Path(runs_dir) if runs_dir else None
-    if slurm and (parallel or retry_failed or no_wait or len(refs) > 1):
-        from expc.launch.slurm_sweep import SlurmOptions, refuse_options, submit_sweep
+    if arrays:
+        from expc.launch.slurm_sweep import SlurmOptions, submit_sweep
 
-        refuse_options(placement, chosen, rerun)
         options = SlurmOptions(parallel, partition, time_limit, dist_timeout_s, master_port, retry_failed)
         sys.exit(submit_sweep(refs, built, options, dry_run=dry_run, wait=not no_wait, runs_dir=runs))
     if parallel:

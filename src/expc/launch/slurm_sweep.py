@@ -122,6 +122,10 @@ def plan_arrays(members: list[Member], sweep: str | None, options: SlurmOptions,
     return arrays
 
 
+def count_members(count: int) -> str:
+    return f"{count} member{'s' if count != 1 else ''}"
+
+
 def job_name(sweep: str | None, shape: Shape) -> str:
     return f"expc-{sweep or 'sweep'}-{shape.label}"
 
@@ -137,7 +141,7 @@ def array_script(array: ArrayJob, sweep: str | None, options: SlurmOptions, proj
     count = len(array.members)
     throttle = f"%{options.parallel}" if options.parallel else ""
     lines = ["#!/bin/bash",
-             f"# expc sweep {sweep or '(several manifests)'}: {count} member{'s' if count != 1 else ''} "
+             f"# expc sweep {sweep or '(several manifests)'}: {count_members(count)} "
              f"on {shape.describe()} each, as one Slurm array.",
              "# Task i runs member i's own `expc run`: verified, locked, resumed from its checkpoint or",
              "# reported completed, in its run folder, exactly as on one machine.",
@@ -292,7 +296,7 @@ class SlurmSweep:
         for n, array in enumerate(arrays, 1):
             ports = f"{array.ports[0]}-{array.ports[-1]}" if len(array.ports) > 1 else str(array.ports[0])
             shown = find_project(array.members[0].path).relative(array.script)
-            self.console.print(f"# --- array {n} of {len(arrays)}: {len(array.members)} members, "
+            self.console.print(f"# --- array {n} of {len(arrays)}: {count_members(len(array.members))}, "
                                f"{array.shape.describe()} each, master ports {ports}; "
                                f"sbatch {shown} ---", soft_wrap=True)
             self.console.out(array.text, end="", highlight=False)
@@ -312,7 +316,7 @@ class SlurmSweep:
         queued = sum(len(a.members) for a in arrays)
         to_submit = f"{queued} to submit in {len(arrays)} arra{'ys' if len(arrays) != 1 else 'y'}" if queued \
             else "nothing to submit"
-        return (f"# sweep {self.sweep or '(several manifests)'}: {len(self.members)} members; "
+        return (f"# sweep {self.sweep or '(several manifests)'}: {count_members(len(self.members))}; "
                 + ", ".join(parts) + f"; {to_submit}")
 
     def submit(self, wait: bool = True) -> int:
@@ -357,7 +361,7 @@ class SlurmSweep:
             self.tasks[m.digest], m.port = array.task_id(m), port
             self._follow(m, "PENDING")
         throttle = f", at most {self.options.parallel} at once" if self.options.parallel else ""
-        self.console.print(f"submitted array job {array.job_id}: {len(array.members)} members on "
+        self.console.print(f"submitted array job {array.job_id}: {count_members(len(array.members))} on "
                            f"{array.shape.describe()} each{throttle} (script {project.relative(array.script)})",
                            soft_wrap=True)
 
