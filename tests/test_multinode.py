@@ -340,3 +340,28 @@ def test_a_sweep_under_slurm_is_one_array_followed_again_after_ctrl_c_and_then_c
     assert "submitted" not in again.stdout
     assert "sweep loopback: 2 of 2 completed (2 already were)" in again.stdout
     assert len(list((project / "runs" / "slurm").glob("*.sbatch"))) == 1
+
+
+@pytest.mark.slow
+def test_a_sweep_of_two_node_members_under_slurm_runs_each_task_on_both_nodes(slurm, tmp_path):
+    """The array of members on several nodes: each task's srun step starts the ssh-less command
+    on both nodes of its allocation (the loopback cluster holds one such task at a time). About
+    100 s on the shared 2-core machine, so not in the default suite."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "lib", project / "lib")
+    (project / "specs").mkdir()
+    shutil.copy(SPEC, project / "specs" / SPEC.name)
+    [result] = finish([start([BIN / "expc", "run", f"specs/{SPEC.name}", "--sweep", "seed=7,8", "--launcher", "slurm",
+                              "--master-port", 29845, *DIST_TIMEOUT], project, slurm.env(launch_env()))])
+    assert result.returncode == 0, result.stdout + slurm.logs()
+    assert result.stdout.count("submitted array job ") == 1, result.stdout
+    assert ": 2 members on 2 nodes x 1 process each (script runs/slurm/expc-loopback-2x1-" in result.stdout
+    assert "sweep loopback: 2 of 2 completed (0 already were)" in result.stdout
+    for path in (project / "runs").glob("*/launch-plan.json"):
+        run, plan = path.parent, json.loads(path.read_text())["array"]
+        log = (run / "logs" / f"slurm-{plan['task']}.out").read_text()
+        for node in (0, 1):
+            assert f"training {run.name[:12]}: 2 processes on 2 nodes (no-ssh, this is node {node})" in log, log
+            node_plan = json.loads((run / f"launch-plan-node{node}.json").read_text())["commands"][0]
+            assert node_plan[node_plan.index("--master_port") + 1] == str(plan["master_port"])
+            assert node_plan[node_plan.index("--master_addr") + 1] == ADDRESSES[0]
