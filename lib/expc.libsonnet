@@ -12,6 +12,7 @@
 //   presets     quick_test, full_training, fp32, bf16, fp16               presets.libsonnet
 //   batch       world_size, accumulation, global_batch, tokens_per_step   batch.libsonnet
 //   sweep       grid, zip, random, replicas, variants, stop_when...         sweep.libsonnet
+//   search      declare(experiment, space, ...): Bayesian search, expc search  search.libsonnet
 //   names       pick(table, kind, name) with did-you-mean                 names.libsonnet
 //   knobs       the experiment's knobs, declared with a JSON Schema each  knobs.libsonnet
 {
@@ -26,6 +27,7 @@
   presets:: import 'presets.libsonnet',
   batch:: import 'batch.libsonnet',
   sweep:: import 'sweep.libsonnet',
+  search:: import 'search.libsonnet',
   names:: import 'names.libsonnet',
   knobs:: import 'knobs.libsonnet',
 }

@@ -194,6 +194,8 @@ def help_examples():
 def test_help_examples_run(line, tmp_path):
     if line.startswith("expc run ") and "--dry-run" not in line:
         pytest.skip("trains, or needs other machines")
+    if line.startswith("expc search ") and "--propose" not in line:
+        pytest.skip("trains (tests/trainer/test_search.py runs a search)")
     if line.startswith("expc export "):
         pytest.skip("needs a completed fine-tune (tests/trainer/test_finetune.py runs it)")
     if "--git" in line:
@@ -212,7 +214,7 @@ def test_help_examples_run(line, tmp_path):
     # a dry run of a cluster's manifest may warn that its data is not on this machine, a build of a
     # sweep previews it (a first line naming the spec, then indented lines); nothing else
     assert [line for line in done.stderr.splitlines() if not line.startswith("warning: ")
-            and not (line.startswith("expc build") or re.match(r"(specs/\S+: \d+ members?$|  )", line))] == []
+            and not (line.startswith("expc build") or re.match(r"(specs/\S+: \d+ members?$|  |trial \d+: )", line))] == []
 
 
 def test_ls_presets_lists_every_table_the_project_own_ones_too(proj, capsys):

@@ -76,7 +76,8 @@ def project_copy(tmp_path_factory):
                                   ["ls", "models"], ["schema"], ["check"],
                                   ["diff", "specs/tiny.jsonnet", "specs/small.jsonnet"],
                                   ["explain", "specs/tiny.jsonnet", "seed"], ["affected", "lib/zero.libsonnet"],
-                                  ["build", "specs/finetune_lora.jsonnet"],
+                                  ["build", "specs/finetune_lora.jsonnet"], ["build", "specs/search_lora.jsonnet"],
+                                  ["search", "specs/search_lora.jsonnet", "--help"],
                                   ["show", "specs/finetune_lora.jsonnet", "--samples", "2"],
                                   ["ls", "runs"], ["ls", "manifests"], ["run", "specs/tiny.jsonnet", "--dry-run"],
                                   ["plan", "specs/large.jsonnet", "--fit"], ["plan", "specs/sweep_lr.jsonnet", "--json"],
@@ -86,7 +87,7 @@ def test_fast_commands_leave_heavy_libraries_unimported(args, project_copy):
         "import sys\n"
         "from expc.cli import cli\n"
         f"try:\n    cli.main(args={args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-        "heavy = sorted(m for m in ('torch', 'deepspeed', 'wandb', 'numpy', 'transformers', 'peft', 'matplotlib') if m in sys.modules)\n"
+        "heavy = sorted(m for m in ('torch', 'deepspeed', 'wandb', 'numpy', 'transformers', 'peft', 'matplotlib', 'optuna') if m in sys.modules)\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=project_copy, capture_output=True, text=True, check=True)

@@ -311,6 +311,45 @@ def parse_devices(text: str | None) -> tuple[int, ...] | None:
     return devices
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--trials", type=click.IntRange(min=1), metavar="N",
+              help="The budget: trials in all, the earlier ones counted (default: the spec's `trials`).")
+@click.option("--parallel", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Trials at once on this machine (each with its own master port; on GPUs, its own devices).")
+@click.option("--propose", type=click.IntRange(min=1), metavar="K",
+              help="Write the next K trials' manifests and stop, running nothing: review or commit them; a "
+                   "later `expc search` runs them first.")
+@runs_dir_option
+@click.option("--master-port", type=int, default=29500, show_default=True,
+              help="The first rendezvous port; each running trial takes the next free one.")
+@click.option("--retry-failed", is_flag=True, help="Run trials that failed before again (same numbers).")
+def search(spec, trials, parallel, propose, runs_dir, master_port, retry_failed):
+    """Run the Bayesian search SPEC declares (expc.search.declare): Optuna's TPE proposes each
+    trial's top-level arguments, the trial is compiled, written and indexed like any manifest,
+    run by the executor, and its metric told back.
+
+    The search's state is its trials in manifests/index.json and their run folders: stopped or
+    killed, the same command continues (numbers go on, an interrupted trial resumes); a trial
+    whose digest already completed counts without training. Run one trial at a time, the same
+    seed proposes the same trials.
+
+    \b
+    Examples:
+      expc search specs/search_lora.jsonnet --propose 2      # the next two manifests, nothing run
+      expc search specs/search_lora.jsonnet                  # run to the spec's budget
+      expc search specs/search_lora.jsonnet --trials 20 --parallel 2
+    """
+    from pathlib import Path
+
+    from expc.launch.search import search as run_search
+
+    if propose is not None and (parallel != 1 or retry_failed):
+        raise ExpcError("--propose writes manifests and runs nothing; it takes no --parallel or --retry-failed")
+    sys.exit(run_search(spec, trials, parallel, propose, Path(runs_dir) if runs_dir else None, master_port,
+                        retry_failed))
+
+
 @cli.command("export", context_settings=CONTEXT)
 @click.argument("manifest")
 @click.option("--merge", is_flag=True, help="Also merge the adapter into the base: export/merged/, a plain "

@@ -17,7 +17,7 @@ def listing(what: str, project: Project | None = None) -> list[dict]:
 
 
 # Tables of expc.libsonnet that hold helpers, not things a spec picks by name.
-_NOT_PRESETS = ("experiment", "batch", "sweep", "names", "knobs")
+_NOT_PRESETS = ("experiment", "batch", "sweep", "search", "names", "knobs")
 _HELPERS = {"get", "dtype_limit", "hf_configs"}
 
 
@@ -213,7 +213,10 @@ def _manifests(project):
 
 
 def _label(source: dict) -> str:
-    return source["spec"] + (f"[{source['member']}]" if "member" in source else "")
+    """spec[member], and the `expc search` trials a manifest is: 'specs/s.jsonnet (search s trial 3)'."""
+    trials = "".join(f" (search {name} trial{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))})"
+                     for name, numbers in source.get("search", {}).items())
+    return source["spec"] + (f"[{source['member']}]" if "member" in source else "") + trials
 
 
 def _tla_text(value) -> str:

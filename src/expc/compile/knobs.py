@@ -18,6 +18,10 @@ import json
 
 from expc.errors import Problem, did_you_mean, members_note
 
+# Hidden fields the lib reserves, which are not knobs: the knob table itself, and a search
+# declared beside the experiment (lib/search.libsonnet), read by `expc search`, in no manifest.
+RESERVED = ("knobs", "search")
+
 # Jsonnet: for one experiment, its hidden fields, its knob table and the knobs' values.
 _INFO = """
 local info(e) =
@@ -50,7 +54,7 @@ def problems(info: dict, sections, where) -> list[Problem]:
             continue
         declared = experiment["declared"]
         for name in experiment["hidden"]:
-            if name == "knobs" or name in sections:
+            if name in RESERVED or name in sections:
                 continue
             if name not in declared:
                 found.setdefault(("undeclared", name, ""), []).append(member)

@@ -37,6 +37,7 @@ class Manifest:
     imports: list[str] = field(default_factory=list)
     path: Path | None = None  # manifests/<digest>.json once written (or loaded); None in memory
     name: str | None = None  # the member's name as shown: with a --sweep point, 'lr=1e-3,seed=2'
+    search: tuple[str, int] | None = None  # (search name, trial number) when `expc search` proposed it
 
     def __post_init__(self):
         self.name = self.name or self.member

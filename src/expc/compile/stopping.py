@@ -100,11 +100,16 @@ def read_rules(spec: Path, project: Project, tla: dict | None = None) -> list:
                                                        import_callback=resolve))
     except RuntimeError as err:
         raise ExpcError(f"reading early_stopping: {str(err).splitlines()[0]}", where) from None
+    return parse_rules(rules, where)
+
+
+def parse_rules(rules, where: str, field: str = "early_stopping") -> list:
+    """Rules as the lib writes them -> Threshold and Median; `field` names them in messages."""
     if not isinstance(rules, list):
-        raise ExpcError("early_stopping must be a list of rules", where)
+        raise ExpcError(f"{field} must be a list of rules", where)
     out = []
     for i, rule in enumerate(rules):
-        at = f"{where}: early_stopping[{i}]"
+        at = f"{where}: {field}[{i}]"
         if not isinstance(rule, dict) or rule.get("rule") not in ("threshold", "median"):
             raise ExpcError("a rule is expc.sweep.threshold(metric, above, at_step) or "
                             "expc.sweep.median(metric, startup, warmup)", at)

@@ -4,8 +4,8 @@ A manifest file is written once: an identical existing file is left alone, a dif
 refused (someone edited it by hand). Every write goes to a temporary file in the same folder and
 is renamed into place, so a reader never sees half a file.
 
-The index maps each digest to its sources (spec, sweep member, top-level arguments, overrides)
-and the files its evaluation read. It is outside the hash: moving a spec changes the index, never
+The index maps each digest to its sources (spec, sweep member, top-level arguments, overrides,
+the `expc search` trials it is: {search name: [trial numbers]}) and the files its evaluation read. It is outside the hash: moving a spec changes the index, never
 a digest. Rebuilding a source moves that source to its new digest.
 """
 from __future__ import annotations
@@ -62,9 +62,15 @@ def update_index(manifests, project: Project) -> None:
     index = read_index(project)
     entries = index["manifests"]
     rebuilt = {source_key(m.spec, m.member, m.tla, m.set) for m in manifests}
+    searches: dict[str, dict] = {}  # a rebuilt source keeps the search trials it was
     for digest in list(entries):  # a rebuilt source leaves its previous digest
-        sources = [s for s in entries[digest]["sources"]
-                   if source_key(s["spec"], s.get("member"), s.get("tla", {}), s.get("set", [])) not in rebuilt]
+        sources = []
+        for s in entries[digest]["sources"]:
+            key = source_key(s["spec"], s.get("member"), s.get("tla", {}), s.get("set", []))
+            if key not in rebuilt:
+                sources.append(s)
+            elif s.get("search"):
+                searches[key] = s["search"]
         if sources:
             entries[digest]["sources"] = sources
         else:
@@ -78,10 +84,23 @@ def update_index(manifests, project: Project) -> None:
             source["tla"] = m.tla
         if m.set:
             source["set"] = m.set
+        search = trials_of(searches.get(source_key(m.spec, m.member, m.tla, m.set), {}), m.search)
+        if search:
+            source["search"] = search
         entry["sources"].append(source)
         entry["sources"].sort(key=lambda s: source_key(s["spec"], s.get("member"), s.get("tla", {}), s.get("set", [])))
     index["manifests"] = dict(sorted(entries.items()))
     write_atomic(project.manifests / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
+
+
+def trials_of(search: dict, trial: tuple[str, int] | None) -> dict:
+    """A source's `search` field, {search name: [trial numbers]}, with `trial` added: one
+    manifest is every trial (of any search) that proposed the same arguments."""
+    out = {name: list(numbers) for name, numbers in search.items()}
+    if trial:
+        name, number = trial
+        out[name] = sorted(set(out.get(name, [])) | {number})
+    return dict(sorted(out.items()))
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -139,7 +139,7 @@ def locked(run_dir: Path) -> bool:
 
 class Executor:
     def __init__(self, members: list[Member], parallel: int, sweep: str | None, retry_failed: bool = False,
-                 master_port: int = 29500, runs_dir: Path | None = None, console=None):
+                 master_port: int = 29500, runs_dir: Path | None = None, console=None, feed=None):
         from rich.console import Console
 
         if parallel < 1:
@@ -149,33 +149,59 @@ class Executor:
         self.console = console or Console(stderr=False, highlight=False, soft_wrap=True)
         self.gpus = visible_gpus() if any(m.on_gpu for m in members) else []
         for m in members:
-            if m.on_gpu and m.procs > len(self.gpus):
-                raise ExpcError(f"{m.name} runs {m.procs} processes, one per GPU; this machine shows "
-                                f"{len(self.gpus)} GPU(s)")
+            self._check_fits(m)
+        # feed(executor) -> more members, [] for none yet, None once there will be no more: asked
+        # whenever a slot is free and nothing is queued (`expc search` proposes its next trial).
+        self.feed, self._fed_out = feed, feed is None
         self.stop_requested = 0
         self._completed: dict[str, list[dict]] = {}
+
+    def _check_fits(self, m: Member) -> None:
+        if m.on_gpu and not self.gpus:
+            self.gpus = visible_gpus()
+        if m.on_gpu and m.procs > len(self.gpus):
+            raise ExpcError(f"{m.name} runs {m.procs} processes, one per GPU; this machine shows "
+                            f"{len(self.gpus)} GPU(s)")
 
     # --- deciding ---------------------------------------------------------------------------
 
     def classify(self) -> None:
         """What each member's folder says before anything starts."""
         for m in self.members:
-            meta = read_metadata(m.run_dir)
-            status = meta.get("status")
-            m.step = meta.get("step")
-            m.loss = last_loss(m.run_dir)
-            if status == "completed":
-                m.state = "cached"
-            elif status == "pruned":
-                # pruned by an earlier sweep's rule: it goes on only if this sweep's rules let it
-                from expc.compile.stopping import first_stop
+            self._classify(m)
 
-                m.state = "pruned" if first_stop(m.rules, read_records(m.run_dir), self.completed_records()) \
-                    else "queued"
-            elif status == "failed" and not self.retry_failed:
-                m.state = "skipped"  # failed before: retried only when asked
-            else:
-                m.state = "queued"
+    def _classify(self, m: Member) -> None:
+        meta = read_metadata(m.run_dir)
+        status = meta.get("status")
+        m.step = meta.get("step")
+        m.loss = last_loss(m.run_dir)
+        if status == "completed":
+            m.state = "cached"
+        elif status == "pruned":
+            # pruned by an earlier sweep's rule: it goes on only if this sweep's rules let it
+            from expc.compile.stopping import first_stop
+
+            m.state = "pruned" if first_stop(m.rules, read_records(m.run_dir), self.completed_records()) \
+                else "queued"
+        elif status == "failed" and not self.retry_failed:
+            m.state = "skipped"  # failed before: retried only when asked
+        else:
+            m.state = "queued"
+
+    def _fed(self, display) -> None:
+        """More members from the feed, when a slot is free and none is queued."""
+        if self._fed_out or self.stop_requested or len(self._busy()) >= self.parallel or \
+                any(m.state == "queued" for m in self.members):
+            return
+        more = self.feed(self)
+        if more is None:
+            self._fed_out = True
+            return
+        for m in more:
+            self._check_fits(m)
+            self._classify(m)
+            self.members.append(m)
+            display.changed(m)
 
     # --- running ----------------------------------------------------------------------------
 
@@ -193,7 +219,9 @@ class Executor:
                         self._forward_stop()
                     else:
                         self._start_what_fits(display)
-                    if not any(m.state in ("queued", "running", "busy") for m in self.members) or (
+                        self._fed(display)
+                        self._start_what_fits(display)
+                    if (self._fed_out and not any(m.state in ("queued", "running", "busy") for m in self.members)) or (
                             self.stop_requested and not any(m.state in ("running", "busy") for m in self.members)):
                         break
                     display.refresh()
