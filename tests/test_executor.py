@@ -73,7 +73,7 @@ def test_completed_members_are_skipped_and_a_failed_one_waits_for_retry_failed(b
 @pytest.mark.parametrize("args, message", [
     (["--parallel", "2", "--dry-run"], ("--parallel runs members on this machine, choosing their ports and devices; "
                                         "it takes no --dry-run, --rerun, --devices or multi-node options")),
-    (["--retry-failed"], "--retry-failed goes with --parallel N"),
+    (["--retry-failed"], "--retry-failed goes with --parallel N or --launcher slurm"),
     (["--devices", "0"], "--devices places one run; for several, --parallel N chooses each member's devices"),
     (["--devices", "a"], "--devices 'a': expected GPU numbers separated by commas, e.g. 0,1"),
 ])

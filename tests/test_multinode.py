@@ -289,3 +289,79 @@ def test_sbatch_on_a_local_slurm_trains_like_one_node(built, slurm, single_node,
         assert command[command.index("--master_addr") + 1] == ADDRESSES[0]
         assert plan["env"]["EXPC_DIST_TIMEOUT_S"] == "90"
     assert_same_training(run, single_node)
+
+
+def test_a_sweep_under_slurm_is_one_array_followed_again_after_ctrl_c_and_then_cached(slurm, tmp_path):
+    """Two single-node members (1 process each, seeds 7 and 8) of one shape: one array, each
+    task its member's own `expc run` with its own master port, both tasks on the cluster's two
+    one-CPU nodes. Ctrl-C right after the submission leaves the jobs in Slurm; the same command
+    follows them to the end without submitting them again; once more, it finds both completed."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "lib", project / "lib")
+    (project / "specs").mkdir()
+    shutil.copy(SPEC, project / "specs" / SPEC.name)
+    sweep = [BIN / "expc", "run", f"specs/{SPEC.name}", "--tla", "nodes=1", "--set", "hardware.procs_per_node=1",
+             "--sweep", "seed=7,8", "--launcher", "slurm", "--parallel", 2, "--master-port", 29840]
+    submitting = start(sweep, project, slurm.env(launch_env()))
+    lines = []
+    while not lines or not lines[-1].startswith("submitted array job "):
+        lines.append(submitting.stdout.readline())
+        assert lines[-1], "".join(lines)  # it ended before submitting
+    submitting.send_signal(signal.SIGINT)
+    [interrupted] = finish([submitting])
+    job = lines[-1].split("submitted array job ")[1].split(":")[0]
+    assert interrupted.returncode == 130, "".join(lines) + interrupted.stdout
+    assert (f"stopped waiting; the jobs stay in Slurm ({job}): `scancel {job}` stops them; the same command "
+            "again follows them (and submits nothing twice)") in interrupted.stdout
+
+    [following] = finish([start(sweep, project, slurm.env(launch_env()))])
+    assert following.returncode == 0, following.stdout + slurm.logs()
+    assert ("sweep loopback: 2 members; 0 completed (cached), 2 still in Slurm from an earlier submission; "
+            "nothing to submit") in following.stdout, following.stdout
+    assert "submitted" not in following.stdout
+    assert "sweep loopback: 2 of 2 completed (0 already were)" in following.stdout, following.stdout
+    [script] = (project / "runs" / "slurm").glob("*.sbatch")
+    assert "#SBATCH --array=0-1%2\n" in script.read_text()
+    members = {}
+    for path in (project / "runs").glob("*/metadata.json"):
+        run = path.parent
+        plan = json.loads((run / "launch-plan.json").read_text())["array"]
+        assert plan["job"] == job and plan["script"] == str(script)
+        assert json.loads(path.read_text())["status"] == "completed"
+        log = (run / "logs" / f"slurm-{plan['task']}.out").read_text()
+        assert f"training {run.name[:12]}: 1 processes, 6 steps" in log, log
+        assert f"--master_port={plan['master_port']}" in (run / "logs" / "launcher.log").read_text()
+        members[plan["index"]] = plan["master_port"]
+    assert members == {0: 29840, 1: 29841}
+
+    [again] = finish([start(sweep, project, slurm.env(launch_env()))])
+    assert again.returncode == 0, again.stdout
+    assert "sweep loopback: 2 members; 2 completed (cached); nothing to submit" in again.stdout, again.stdout
+    assert "submitted" not in again.stdout
+    assert "sweep loopback: 2 of 2 completed (2 already were)" in again.stdout
+    assert len(list((project / "runs" / "slurm").glob("*.sbatch"))) == 1
+
+
+@pytest.mark.slow
+def test_a_sweep_of_two_node_members_under_slurm_runs_each_task_on_both_nodes(slurm, tmp_path):
+    """The array of members on several nodes: each task's srun step starts the ssh-less command
+    on both nodes of its allocation (the loopback cluster holds one such task at a time). About
+    100 s on the shared 2-core machine, so not in the default suite."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "lib", project / "lib")
+    (project / "specs").mkdir()
+    shutil.copy(SPEC, project / "specs" / SPEC.name)
+    [result] = finish([start([BIN / "expc", "run", f"specs/{SPEC.name}", "--sweep", "seed=7,8", "--launcher", "slurm",
+                              "--master-port", 29845, *DIST_TIMEOUT], project, slurm.env(launch_env()))])
+    assert result.returncode == 0, result.stdout + slurm.logs()
+    assert result.stdout.count("submitted array job ") == 1, result.stdout
+    assert ": 2 members on 2 nodes x 1 process each (script runs/slurm/expc-loopback-2x1-" in result.stdout
+    assert "sweep loopback: 2 of 2 completed (0 already were)" in result.stdout
+    for path in (project / "runs").glob("*/launch-plan.json"):
+        run, plan = path.parent, json.loads(path.read_text())["array"]
+        log = (run / "logs" / f"slurm-{plan['task']}.out").read_text()
+        for node in (0, 1):
+            assert f"training {run.name[:12]}: 2 processes on 2 nodes (no-ssh, this is node {node})" in log, log
+            node_plan = json.loads((run / f"launch-plan-node{node}.json").read_text())["commands"][0]
+            assert node_plan[node_plan.index("--master_port") + 1] == str(plan["master_port"])
+            assert node_plan[node_plan.index("--master_addr") + 1] == ADDRESSES[0]

@@ -209,11 +209,14 @@ def schema(as_json_schema):
 @click.option("--parallel", type=click.IntRange(min=1), metavar="N",
               help="Run up to N members at once on this machine (each with its own master port; on GPUs, "
                    "its own devices), with a live table; completed members are skipped, stopped ones resume.")
-@click.option("--retry-failed", is_flag=True, help="With --parallel: run members that failed before again.")
+@click.option("--retry-failed", is_flag=True, help="With --parallel or a sweep under --launcher slurm: run "
+                                                   "members that failed before again.")
+@click.option("--no-wait", is_flag=True, help="A sweep under --launcher slurm: submit and return, without "
+                                              "following the jobs.")
 @click.option("--devices", metavar="IDS", help="GPUs of this machine for a single-node run, e.g. 2,3 "
                                               "(DeepSpeed --include localhost:2,3).")
 def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostfile, node_rank, master_addr, launcher,
-        launcher_args, partition, time_limit, dist_timeout_s, parallel, retry_failed, devices):
+        launcher_args, partition, time_limit, dist_timeout_s, parallel, retry_failed, no_wait, devices):
     """Train TARGETS with DeepSpeed, one after another. A target is a spec (built first, as `expc
     build` builds it, its manifest paths printed; a sweep runs every member), a manifest file or
     a unique digest prefix. --tla, --set and --sweep shape a spec; a manifest refuses them.
@@ -224,12 +227,18 @@ def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostf
     With --parallel N, members run N at a time and a failed member does not stop the others; it
     is retried only with --retry-failed. Stopped or killed, the same command continues the sweep.
 
+    With --launcher slurm, a spec's members (or several targets) go to Slurm as one job array per shape, each
+    task running its member's `expc run`; --parallel N caps each array at N tasks at once. The
+    command follows the jobs with the same table until they end; Ctrl-C stops following and leaves
+    the jobs in Slurm (`scancel` stops them; the same command again follows them).
+
     \b
     Examples:
       expc run specs/tiny.jsonnet --dry-run
       expc run specs/tiny.jsonnet --set seed=7 --dry-run
       expc run specs/tiny.jsonnet --sweep seed=1,2,3 --dry-run
       expc run specs/sweep_lr.jsonnet --parallel 2          # the sweep, two members at a time
+      expc run specs/sweep_lr.jsonnet --launcher slurm --parallel 4 --dry-run   # its sbatch array
       expc run b780cc20 --dry-run --runs-dir /scratch/runs
       expc run manifests/b780cc207e42...json
     On several nodes (specs/large.jsonnet plans 4 nodes x 8 GPUs):
@@ -242,22 +251,38 @@ def run(targets, tla, sets, sweeps, dry_run, rerun, runs_dir, master_port, hostf
 
     from expc.compile.evaluate import parse_tla
     from expc.launch.multinode import Placement
-    from expc.launch.run import build_targets, run_all
+    from expc.launch.run import build_targets, is_spec, run_all
 
     from .project import find_project
 
     placement = Placement(Path(hostfile) if hostfile else None, node_rank, master_addr, launcher,
                           launcher_args, partition, time_limit, dist_timeout_s)
-    if (parallel or retry_failed) and (dry_run or rerun or placement.given or devices):
+    slurm = launcher == "slurm"
+    if (parallel or retry_failed) and not slurm and (dry_run or rerun or placement.given or devices):
         raise ExpcError("--parallel runs members on this machine, choosing their ports and devices; it takes "
                         "no --dry-run, --rerun, --devices or multi-node options")
-    if retry_failed and not parallel:
-        raise ExpcError("--retry-failed goes with --parallel N")
+    if retry_failed and not (parallel or slurm):
+        raise ExpcError("--retry-failed goes with --parallel N or --launcher slurm")
+    if no_wait and not slurm:
+        raise ExpcError("--no-wait goes with --launcher slurm (a sweep's jobs); on this machine, `expc run` "
+                        "trains while you wait")
     chosen = parse_devices(devices)
+    # A spec (a sweep, or one experiment) or several targets go to Slurm as arrays; one manifest
+    # given by path or digest keeps the one-job form.
+    arrays = slurm and (parallel or retry_failed or no_wait or len(targets) > 1 or any(map(is_spec, targets)))
+    if arrays:
+        from expc.launch.slurm_sweep import refuse_options
+
+        refuse_options(placement, chosen, rerun)
     refs, built = build_targets(targets, parse_tla(tla), sets, sweeps=sweeps)
     for m in built:
         click.echo(find_project(m.path).relative(m.path))
     runs = Path(runs_dir) if runs_dir else None
+    if arrays:
+        from expc.launch.slurm_sweep import SlurmOptions, submit_sweep
+
+        options = SlurmOptions(parallel, partition, time_limit, dist_timeout_s, master_port, retry_failed)
+        sys.exit(submit_sweep(refs, built, options, dry_run=dry_run, wait=not no_wait, runs_dir=runs))
     if parallel:
         from expc.launch.executor import execute
 

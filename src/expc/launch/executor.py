@@ -73,8 +73,9 @@ class Member:
         return self.manifest["train"]["max_steps"]
 
 
-def members_of(refs, names: dict[str, str], runs_dir: Path | None) -> list[Member]:
-    """Every manifest found and verified (digest, pinned inputs) before the first starts."""
+def members_of(refs, names: dict[str, str], runs_dir: Path | None, single_node: bool = True) -> list[Member]:
+    """Every manifest found and verified (digest, pinned inputs) before the first starts.
+    `single_node`: refuse members planned for several nodes (this machine's executor)."""
     members, seen = [], set()
     for ref in refs:
         path = find_manifest(ref)
@@ -82,7 +83,7 @@ def members_of(refs, names: dict[str, str], runs_dir: Path | None) -> list[Membe
         if digest in seen:
             continue
         seen.add(digest)
-        if manifest["hardware"]["nodes"] > 1:
+        if single_node and manifest["hardware"]["nodes"] > 1:
             raise ExpcError(f"{digest[:12]} plans {manifest['hardware']['nodes']} nodes; --parallel runs "
                             "single-node members on this machine (run it alone with --hostfile or --launcher)")
         check_inputs(manifest, find_project(path).root, dry_run=False, warn=False)

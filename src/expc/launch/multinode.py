@@ -146,6 +146,15 @@ def mpi_plan(job: Job, hosts, master_addr: str | None = None, launcher_args: str
          "btl_tcp_if_include; the trainer reads OpenMPI's rank variables"])
 
 
+# Shell lines of an sbatch script: the first node of the allocation is the master, at its NodeAddr.
+MASTER_ADDR_LINES = [
+    "# The first node of the allocation hosts the rendezvous, at the address Slurm uses for it.",
+    'master=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+    'MASTER_ADDR=$(scontrol show node "$master" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')',
+    'export MASTER_ADDR="${MASTER_ADDR:-$master}"',
+]
+
+
 def slurm_script(job: Job, digest: str, partition: str | None = None, time_limit: str | None = None,
                  dist_timeout_s: int | None = None) -> str:
     """An sbatch script: one task per node, each running the ssh-less expc command for its node."""
@@ -167,10 +176,7 @@ def slurm_script(job: Job, digest: str, partition: str | None = None, time_limit
         lines.append(f"#SBATCH --time={time_limit}")
     lines += [f"#SBATCH --output={job.logs / 'slurm-%j.out'}",
               "set -euo pipefail",
-              "# The first node of the allocation hosts the rendezvous, at the address Slurm uses for it.",
-              'master=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
-              'MASTER_ADDR=$(scontrol show node "$master" | sed -n \'s/.*NodeAddr=\\([^ ]*\\).*/\\1/p\')',
-              'export MASTER_ADDR="${MASTER_ADDR:-$master}"',
+              *MASTER_ADDR_LINES,
               "# One task per node; each starts that node's ranks without ssh. The single quotes keep",
               "# $SLURM_NODEID for the task to expand: it is the node's rank in the allocation.",
               f"srun --nodes={job.nodes} --ntasks-per-node=1 --kill-on-bad-exit=1 bash -c "
