@@ -159,10 +159,10 @@ def curve(*values, every: int = 100) -> list[dict]:
 
 
 def test_median_rule_is_optunas_median_pruner():
-    from expc.compile.stopping import Median
+    from expc.compile.stopping import Median, Peer
 
-    completed = [curve(5.0, 4.0, 3.0), curve(5.0, 4.2, 3.2), curve(5.0, 4.4, 3.4), curve(5.0, 4.6, 3.6),
-                 curve(5.0, 4.8, 3.8)]
+    completed = [Peer(c, completed=True) for c in (curve(5.0, 4.0, 3.0), curve(5.0, 4.2, 3.2), curve(5.0, 4.4, 3.4),
+                                                   curve(5.0, 4.6, 3.6), curve(5.0, 4.8, 3.8))]
     rule = Median()  # 5 startup trials, no warm-up
     # fewer than 5 completed: no decision at all
     assert rule.decide(curve(5.0, 9.0), completed[:4]) is None
@@ -178,6 +178,9 @@ def test_median_rule_is_optunas_median_pruner():
     # a step no completed member reported: no decision; before the warm-up: none either
     assert rule.decide(curve(5.0, 4.5, every=150), completed) is None
     assert Median(warmup=200).decide(curve(5.0, 9.0), completed) is None
+    # members still running are no comparison; a record without the metric decides nothing live
+    assert rule.decide(curve(5.0, 4.5), [Peer(p.records) for p in completed]) is None
+    assert rule.decide(curve(5.0, 4.5) + [{"step": 110, "loss": 3.0}], completed) is None
 
 
 def test_a_median_rule_in_a_spec(built, project):
@@ -256,3 +259,49 @@ def test_the_live_table_on_a_terminal(built, project):
     for cells in (["member", "status", "step", "loss", "eta"], ["lr=1e-3", "completed (cached)", "50/50", "4.2500"],
                   ["lr=2e-3", "running", "20/50", "3.5000", "0:01:05"]):
         assert any(all(c in line for c in cells) for line in text.splitlines()), (cells, text)
+
+
+def test_successive_halving_stops_a_running_member_against_every_other_members_folder(project, monkeypatch):
+    """The live path: a member (here a real process standing in for its `expc run`) writes two
+    records at once, the first completing rung 0 with a value worse than the members that
+    reached it before; the executor judges that record (not only the latest), sends SIGTERM and,
+    once the process is gone, records the decision and `pruned` in the member's folder."""
+    import subprocess
+
+    from expc.compile.stopping import SuccessiveHalving
+    from expc.launch.executor import PlainLines
+    from expc.launch.run import MetricsFollower
+
+    monkeypatch.chdir(project)
+    (project / "specs" / "four.jsonnet").write_text(SPEC.replace("['1e-3', '2e-3']", "[1, 2, 3, 4]") % "cpu_laptop")
+    four = build([project / "specs" / "four.jsonnet"])
+    # peers: one completed, one still running (no metadata status to go by), one pruned earlier
+    for m, status, values in zip(four[:3], ("completed", "running", "pruned"), ((4.0, 3.0), (4.1,), (4.2,))):
+        fake_run(project, m.digest, status)
+        (project / "runs" / m.digest / "metrics.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in curve(5.0, *values, every=10)))
+    names, sweep = sweep_names([str(m.path) for m in four], four)
+    executor = Executor(members_of([str(m.path) for m in four], names, None), 1, sweep)
+    for member in executor.members:
+        member.rules = [SuccessiveHalving(min_resource=10)]
+    executor.classify()
+    member = executor.members[3]
+    assert member.state == "queued"
+    (member.run_dir / "logs").mkdir(parents=True)
+    (member.run_dir / "metadata.json").write_text(json.dumps({"status": "running", "step": 0}))
+    member.proc = subprocess.Popen(["sleep", "60"])
+    member.follower, member.state = MetricsFollower(member.run_dir / "metrics.jsonl", 0), "running"
+    (member.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in curve(5.0, 4.3, 4.25,
+                                                                                             every=10)))
+    display = PlainLines(executor)
+    executor._poll(display)
+    assert member.pruning["rung"] == 0 and member.proc.wait(timeout=10) == -15
+    executor._poll(display)
+    assert member.state == "pruned"
+    (decision,) = json.loads((member.run_dir / "early_stopping.json").read_text())
+    assert decision == {
+        "rule": "successive halving on val_loss (min_resource 10, reduction factor 4, min early-stopping rate 0)",
+        "rung": 0, "step": 10, "value": 4.3, "stop": True,
+        "comparison": "val_loss 4.3000 at step 10 > 4.0000: not among the best 1 of 4 members at rung 0 (step >= 10)",
+        "sweep": "four", "member": "lr=4"}
+    assert json.loads((member.run_dir / "metadata.json").read_text())["status"] == "pruned"
