@@ -4,6 +4,7 @@ running at once, in a random interleaving), and at every report the same stop-or
 the same rung and the same value recorded there. Also the lib's declaration and its refusals."""
 from __future__ import annotations
 
+import json
 import math
 import random
 
@@ -168,3 +169,37 @@ def test_successive_halving_in_a_spec(project, call, expected):
         assert caught.value.render() == expected
     else:
         assert read_rules(project / "specs" / "asha.jsonnet", Project(project)) == [expected]
+
+
+def test_the_rules_are_in_the_build_preview_and_in_ls_manifests(project, monkeypatch, capsys):
+    from expc.cli import main
+
+    def cli(*args):
+        with pytest.raises(SystemExit) as info:
+            main(list(args))
+        out, err = capsys.readouterr()
+        return info.value.code, out, err
+
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("EXPC_RUNS_DIR", raising=False)
+    (project / "specs" / "asha.jsonnet").write_text(
+        SPEC % "expc.sweep.successive_halving(min_resource=10), expc.sweep.threshold('val_loss', 4.5, 100)")
+    (project / "specs" / "plain.jsonnet").write_text(SPEC.replace("expc.sweep.stop_when(", "(").replace(", [%s])", ")"))
+    code, _, err = cli("build", "specs/asha.jsonnet", "specs/plain.jsonnet")
+    assert code == 0, err
+    lines = err.splitlines()
+    at = lines.index("  early stopping (`expc run --parallel` applies it):")
+    assert lines[at - 1].startswith("  to run: 2 members") and lines[at + 1:at + 4] == [
+        "    expc.sweep.successive_halving('val_loss', 10, 4, 0)", "    expc.sweep.threshold('val_loss', 4.5, 100)",
+        "specs/plain.jsonnet: 2 members"]
+    assert err.count("early stopping") == 1  # a sweep without rules says nothing about them
+    code, out, _ = cli("ls", "manifests", "--json")
+    rules = {row["spec"]: row["early_stopping"] for row in json.loads(out)}
+    assert rules == {"specs/asha.jsonnet[lr=1e-3]": "successive_halving('val_loss', 10, 4, 0); "
+                                                    "threshold('val_loss', 4.5, 100)",
+                     "specs/asha.jsonnet[lr=2e-3]": "successive_halving('val_loss', 10, 4, 0); "
+                                                    "threshold('val_loss', 4.5, 100)",
+                     "specs/plain.jsonnet[lr=1e-3]": "-", "specs/plain.jsonnet[lr=2e-3]": "-"}
+    (project / "specs" / "asha.jsonnet").unlink()  # the index still lists its members; the rules are gone
+    code, out, _ = cli("ls", "manifests")
+    assert code == 0 and ["specs/asha.jsonnet[lr=1e-3]", "-", "-", "?"] in [line.split()[1:] for line in out.splitlines()]

@@ -98,7 +98,7 @@ class Median:
         return f"stop if the best {self.metric} is worse than the median of completed members (after {self.startup})"
 
     def call(self) -> str:
-        return f"median('{self.metric}', startup={self.startup}, warmup={self.warmup})"
+        return f"median('{self.metric}', {self.startup}, {self.warmup})"
 
     def decide(self, records: list[dict], peers=(), again: bool = False) -> dict | None:
         """As optuna.pruners.MedianPruner decides for minimisation: None (no decision) until
@@ -135,8 +135,8 @@ class SuccessiveHalving:
 
     def call(self) -> str:
         resource = f"'{self.min_resource}'" if isinstance(self.min_resource, str) else self.min_resource
-        return (f"successive_halving('{self.metric}', min_resource={resource}, "
-                f"reduction_factor={self.reduction_factor}, min_early_stopping_rate={self.min_early_stopping_rate})")
+        return (f"successive_halving('{self.metric}', {resource}, {self.reduction_factor}, "
+                f"{self.min_early_stopping_rate})")
 
     def resource(self, peers) -> int | None:
         """min_resource; for 'auto', as Optuna estimates it: the last step at which a completed
@@ -217,9 +217,12 @@ def _count(value, low: int) -> bool:
 
 
 def read_rules(spec: Path, project: Project, tla: dict | None = None) -> list:
+    """The rules beside a Jsonnet sweep ([] without any; the CUE lib declares none)."""
+    spec = Path(spec).resolve()
+    if spec.suffix != ".jsonnet":
+        return []
     import _gojsonnet
 
-    spec = Path(spec).resolve()
     lib = project.lib.resolve()
 
     def resolve(importer_dir: str, rel: str):
