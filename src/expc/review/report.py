@@ -6,12 +6,14 @@
                steps, tokens (steps x tokens per step), training time, status
     files      reports/<name>/: results.csv, loss_curves.png (every member's training and
                validation loss), metric_vs_axes.png (final validation loss against each axis),
-               replicas.csv (seed replicas: mean and spread) and report.html, one file with the
-               plots embedded
+               replicas.csv (seed replicas: mean and spread), importance.csv and importance.png
+               (fANOVA parameter importance, with enough completed members and varying axes) and
+               report.html, one file with the plots embedded
 
 The metric is the final validation loss, lower is better; members without one sort last. The
-files depend on nothing but the runs: no dates, PNGs without matplotlib's version stamp, so the
-same runs give the same bytes. matplotlib is imported here, inside the plotting functions only.
+files depend on nothing but the runs: no dates, PNGs without matplotlib's version stamp, the
+importance's random forest seeded, so the same runs give the same bytes. matplotlib and optuna
+are imported here, inside the functions that need them only.
 """
 from __future__ import annotations
 
@@ -31,6 +33,11 @@ from expc.project import Project
 
 METRIC = "final_val_loss"
 SEED_AXIS = "seed"
+# Parameter importance is computed from this many completed members and axes that vary among
+# them: below that, a random forest over the axes fits noise (see docs/sweeps.md).
+IMPORTANCE_MIN_MEMBERS = 8
+IMPORTANCE_MIN_AXES = 2
+IMPORTANCE_SEED = 0
 
 
 @dataclass
@@ -54,6 +61,7 @@ class Report:
     rows: list[Row]  # sorted by the metric
     axes: list[str]
     manifests: dict[str, Path]  # digest -> manifest path (where one is written)
+    weights: Importance | None = None  # parameter importance, computed once (importance())
 
     @property
     def best(self) -> Row | None:
@@ -131,6 +139,66 @@ def replicas(report: Report) -> list[dict]:
     return out
 
 
+@dataclass
+class Importance:
+    """fANOVA importance of each axis for the final validation loss, largest first (they sum to
+    1); empty, with `note` saying why, when the sweep has too few members or axes for it."""
+    values: dict[str, float]
+    kinds: dict[str, str]  # axis -> how it was modelled: 'float, log', 'int', 'categorical (3)'
+    members: int
+    note: str = ""
+
+
+def importance(report: Report) -> Importance:
+    """Optuna's fANOVA (FanovaImportanceEvaluator, a fixed seed: the same runs give the same
+    numbers) on an in-memory study with one trial per completed member: the axis values as its
+    parameters, its final validation loss as the value. A numeric axis is a float or int range,
+    on a log scale where its values span 10x or more (as metric_vs_axes.png draws it); any other
+    is categorical. Optuna is imported here only."""
+    if report.weights is None:
+        report.weights = _importance(report)
+    return report.weights
+
+
+def _importance(report: Report) -> Importance:
+    scored = [r for r in report.rows if r.status == "completed" and r.final_val_loss is not None]
+    varying = [a for a in report.axes if a != "sample" and len({r.axes.get(a) for r in scored}) > 1]
+    if len(scored) < IMPORTANCE_MIN_MEMBERS or len(varying) < IMPORTANCE_MIN_AXES:
+        return Importance({}, {}, len(scored), (
+            f"it needs at least {IMPORTANCE_MIN_MEMBERS} completed members with a validation "
+            f"loss and {IMPORTANCE_MIN_AXES} axes that vary among them; this sweep has {len(scored)} and "
+            f"{len(varying)}"))
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    distributions, kinds = {}, {}
+    for axis in varying:
+        values = [typed(r.axes[axis]) for r in scored if axis in r.axes]
+        if all(isinstance(v, (int, float)) for v in values):
+            low, high = min(values), max(values)
+            log = low > 0 and high / low >= 10
+            if all(isinstance(v, int) for v in values):
+                distributions[axis], kinds[axis] = IntDistribution(low, high, log=log and low >= 1), "int"
+            else:
+                distributions[axis], kinds[axis] = FloatDistribution(float(low), float(high), log=log), "float"
+            kinds[axis] += ", log" if distributions[axis].log else ""
+        else:
+            labels = sorted({r.axes[axis] for r in scored if axis in r.axes})
+            distributions[axis], kinds[axis] = CategoricalDistribution(labels), f"categorical ({len(labels)})"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize")
+    for r in scored:
+        params = {a: (r.axes[a] if isinstance(d, CategoricalDistribution) else typed(r.axes[a]))
+                  for a, d in distributions.items() if a in r.axes}
+        study.add_trial(optuna.trial.create_trial(
+            params={a: float(v) if isinstance(distributions[a], FloatDistribution) else v for a, v in params.items()},
+            distributions={a: distributions[a] for a in params}, value=r.final_val_loss))
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
+    values = optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=True)
+    ordered = sorted(values.items(), key=lambda item: (-item[1], item[0]))
+    return Importance({a: round(v, 6) for a, v in ordered}, kinds, len(scored))
+
+
 # --- text -------------------------------------------------------------------------------------
 
 def _number(value, digits: int = 4) -> str:
@@ -159,6 +227,10 @@ def render_text(report: Report) -> str:
     for group in replicas(report):
         lines.append(f"replicas {group['group']}: {group['with_loss']} of {group['seeds']} seeds, mean "
                      f"{_number(group['mean'])}, std {_number(group['std'])}")
+    weights = importance(report)
+    lines.append(f"parameter importance (fANOVA, {weights.members} members): "
+                 + ", ".join(f"{a} {v:.3f}" for a, v in weights.values.items())
+                 if weights.values else f"parameter importance: not computed: {weights.note}")
     return "\n".join(lines)
 
 
@@ -191,7 +263,14 @@ def write(report: Report, out_dir: Path, project: Project) -> list[Path]:
     versus = metric_vs_axes_png(report) if report.axes else None
     if versus:
         put("metric_vs_axes.png", versus)
-    put("report.html", _html(report, groups, curves, versus, project))
+    weights = importance(report)
+    bars = None
+    if weights.values:
+        put("importance.csv", _csv([{"axis": a, "importance": f"{v:.6f}", "modelled_as": weights.kinds[a]}
+                                    for a, v in weights.values.items()]))
+        bars = importance_png(report, weights)
+        put("importance.png", bars)
+    put("report.html", _html(report, groups, curves, versus, project, weights, bars))
     return written
 
 
@@ -269,6 +348,23 @@ def metric_vs_axes_png(report: Report) -> bytes | None:
     return _png(figure)
 
 
+def importance_png(report: Report, weights: Importance) -> bytes:
+    axes_names = list(weights.values)[::-1]  # the largest at the top
+    figure = _figure(7, 1.2 + 0.45 * len(axes_names))
+    panel = figure.subplots()
+    values = [weights.values[a] for a in axes_names]
+    panel.barh(range(len(values)), values, color="#1f77b4")
+    panel.set_yticks(range(len(values)), [f"{a} ({weights.kinds[a]})" for a in axes_names])
+    for y, v in enumerate(values):
+        panel.text(v, y, f" {v:.3f}", va="center", fontsize=9)
+    panel.set_xlim(0, max(1.0, max(values) * 1.15))
+    panel.set_xlabel("importance (fANOVA, sums to 1)")
+    panel.grid(True, axis="x", alpha=0.3)
+    figure.suptitle(f"{report.name}: parameter importance for the final validation loss ({weights.members} members)")
+    figure.tight_layout()
+    return _png(figure)
+
+
 def _colors(n: int) -> list:
     from matplotlib import colormaps
 
@@ -276,7 +372,8 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | None, project: Project) -> str:
+def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | None, project: Project,
+          weights: Importance, bars: bytes | None) -> str:
     e = html.escape
     rows = table_rows(report)
     head = "".join(f"<th>{e(str(k))}</th>" for k in rows[0])
@@ -301,6 +398,16 @@ def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | Non
 
     plots = image(curves, "loss curves") + ("<h2>Metric against each axis</h2>" + image(versus, "metric vs axes")
                                             if versus else "")
+    if weights.values:
+        plots += ("<h2>Parameter importance</h2>"
+                  f"<p>fANOVA (Optuna) over {weights.members} completed members: the share of the final validation "
+                  "loss's variance each axis explains.</p><table><tr><th>axis</th><th>importance</th>"
+                  "<th>modelled as</th></tr>\n"
+                  + "".join(f"<tr><td>{e(a)}</td><td>{v:.3f}</td><td>{e(weights.kinds[a])}</td></tr>\n"
+                            for a, v in weights.values.items())
+                  + "</table>" + (image(bars, "parameter importance") if bars else ""))
+    else:
+        plots += f"<h2>Parameter importance</h2><p>Not computed: {e(weights.note)}.</p>"
     done = sum(r.status == "completed" for r in report.rows)
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
