@@ -139,7 +139,8 @@ def test_parameter_importance_with_enough_members(project, monkeypatch, capsys):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     page = (folder / "report.html").read_text()
     assert "<h2>Parameter importance</h2>" in page and base64.b64encode(png).decode() in page
-    assert f"<tr><td>lr</td><td>{weights['lr']:.3f}</td><td>float, log</td></tr>" in page
+    lr = weights["lr"]
+    assert f'<tr><td>lr</td><td class="n">{lr:.3f}</td><td>float, log</td></tr>' in page
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     assert cli(["report", "grid"], capsys)[0] == 0
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -22,6 +22,7 @@ import csv
 import html
 import io
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,24 +302,71 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
+# Curves drawn in colour and named in the legend: the best members by the metric; the others are
+# thin grey lines, so a 100-member sweep stays readable.
+LABELLED_CURVES = 10
+
+
 def loss_curves_png(report: Report) -> bytes:
-    figure = _figure(11, 4.5)
+    labelled = report.rows[:LABELLED_CURVES]
+    rest = report.rows[LABELLED_CURVES:]
+    legend_rows = len(labelled) + bool(rest)
+    ncol = 1 if legend_rows <= 4 else 2 if legend_rows <= 8 else 3
+    legend_height = 0.17 * -(-legend_rows // ncol) + 0.1
+    figure = _figure(11, 4.2 + legend_height)
     train, val = figure.subplots(1, 2)
-    colors = _colors(len(report.rows))
-    for row, color in zip(report.rows, colors):
-        if row.train_curve:
-            train.plot(*zip(*row.train_curve), color=color, linewidth=1.2, label=row.member)
-        if row.val_curve:
-            val.plot(*zip(*row.val_curve), color=color, linewidth=1.2, marker="o", markersize=3, label=row.member)
-    for axes, title in ((train, "training loss"), (val, "validation loss")):
+    colors = _colors(len(labelled))
+    # the others first, underneath
+    for row in rest:
+        for axes, curve in ((train, row.train_curve), (val, row.val_curve)):
+            if curve:
+                axes.plot(*zip(*curve), color="#bbbbbb", linewidth=0.7, zorder=1)
+    for row, color in zip(labelled, colors):
+        for axes, curve in ((train, row.train_curve), (val, row.val_curve)):
+            if curve:
+                # a curve of a few points gets markers (one point draws no line)
+                axes.plot(*zip(*curve), color=color, linewidth=1.3, marker="o" if len(curve) <= 30 else None,
+                          markersize=3, label=row.member if axes is val else None, zorder=2)
+    for axes, title, curves in ((train, "training loss", [r.train_curve for r in report.rows]),
+                                (val, "validation loss", [r.val_curve for r in report.rows])):
         axes.set_title(title)
         axes.set_xlabel("step")
         axes.grid(True, alpha=0.3)
-    if any(r.val_curve for r in report.rows):
-        val.legend(fontsize=7, loc="upper right", ncol=1 + len(report.rows) // 12)
-    figure.suptitle(f"{report.name}: loss curves ({len(report.rows)} members)")
-    figure.tight_layout()
+        limits = _zoomed(curves)
+        if limits:
+            axes.set_ylim(limits[0], limits[1])
+            axes.set_title(f"{title} (before step {limits[2]} it runs above the top)", fontsize=10)
+    handles, labels = val.get_legend_handles_labels()
+    if rest:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="#bbbbbb", linewidth=0.7))
+        labels.append(f"{len(rest)} more (grey)")
+    if handles:
+        figure.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    shown = f"the best {len(labelled)} of {len(report.rows)} named" if rest else f"{len(report.rows)} members"
+    figure.suptitle(f"{report.name}: loss curves ({shown}, by final validation loss)")
+    figure.tight_layout(rect=(0, legend_height / (4.2 + legend_height), 1, 1))
     return _png(figure)
+
+
+def _zoomed(curves: list[list[tuple[int, float]]]) -> tuple[float, float, int] | None:
+    """y limits that leave out the first tenth of training, where the loss falls from its
+    initial value (often 3x its final one) and flattens every difference after it; None when
+    the curves are short or the whole range is readable anyway."""
+    points = [(s, v) for c in curves for s, v in c if isinstance(v, (int, float)) and math.isfinite(v)]
+    if len(points) < 10:
+        return None
+    last = max(s for s, _ in points)
+    after = max(1, last // 10)
+    later = [v for s, v in points if s >= after]
+    if len({s for s, _ in points if s >= after}) < 5:
+        return None  # too few steps after the cut for a curve to show
+    low, high, top = min(v for _, v in points), max(later, default=0.0), max(v for _, v in points)
+    if not later or top - low <= 2 * (high - low):
+        return None
+    pad = 0.05 * (high - low or 1.0)
+    return low - pad, high + pad, after
 
 
 def metric_vs_axes_png(report: Report) -> bytes | None:
@@ -332,14 +380,21 @@ def metric_vs_axes_png(report: Report) -> bytes | None:
         labels = [r.axes.get(axis, "") for r in scored]
         values = [typed(label) for label in labels]
         if all(isinstance(v, (int, float)) for v in values):
-            panel.scatter(values, [r.final_val_loss for r in scored], color="#1f77b4")
+            panel.scatter(values, [r.final_val_loss for r in scored], color="#1f77b4", alpha=0.75)
             if min(values) > 0 and max(values) / min(values) >= 10:
                 panel.set_xscale("log")
+            distinct = sorted(set(values))
+            if len(distinct) <= 12:
+                # ticks at the values the sweep set, written as in the member names (3e-4, not 10^-3.5)
+                by_value = {typed(label): label for label in labels}
+                panel.set_xticks(distinct, [by_value[v] for v in distinct], fontsize=8)
+                panel.minorticks_off()
         else:
             order = sorted(set(labels))
             panel.scatter([order.index(label) for label in labels], [r.final_val_loss for r in scored],
-                          color="#1f77b4")
-            panel.set_xticks(range(len(order)), order, rotation=30, fontsize=8)
+                          color="#1f77b4", alpha=0.75)
+            panel.set_xticks(range(len(order)), order, rotation=30 if len(order) > 4 else 0, fontsize=8)
+            panel.set_xlim(-0.5, len(order) - 0.5)
         panel.set_xlabel(axis)
         panel.set_ylabel("final validation loss")
         panel.grid(True, alpha=0.3)
@@ -377,7 +432,7 @@ def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | Non
     e = html.escape
     rows = table_rows(report)
     head = "".join(f"<th>{e(str(k))}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r.values()) + "</tr>\n" for r in rows)
+    body = "".join("<tr>" + "".join(_cell(v) for v in r.values()) + "</tr>\n" for r in rows)
     best = report.best
     if best:
         manifest = project.relative(report.manifests[best.digest])
@@ -389,8 +444,8 @@ def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | Non
     if groups:
         columns = list(groups[0])
         replica_html = ("<h2>Seed replicas</h2><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>\n"
-                        + "".join("<tr>" + "".join(f"<td>{e(_number(g[c], 4) if isinstance(g[c], float) else str(g[c]))}"
-                                                   "</td>" for c in columns) + "</tr>\n" for g in groups)
+                        + "".join("<tr>" + "".join(_cell(_number(g[c], 4) if isinstance(g[c], float) else g[c])
+                                                   for c in columns) + "</tr>\n" for g in groups)
                         + "</table>")
 
     def image(png: bytes, alt: str) -> str:
@@ -403,7 +458,7 @@ def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | Non
                   f"<p>fANOVA (Optuna) over {weights.members} completed members: the share of the final validation "
                   "loss's variance each axis explains.</p><table><tr><th>axis</th><th>importance</th>"
                   "<th>modelled as</th></tr>\n"
-                  + "".join(f"<tr><td>{e(a)}</td><td>{v:.3f}</td><td>{e(weights.kinds[a])}</td></tr>\n"
+                  + "".join(f"<tr><td>{e(a)}</td>{_cell(f'{v:.3f}')}<td>{e(weights.kinds[a])}</td></tr>\n"
                             for a, v in weights.values.items())
                   + "</table>" + (image(bars, "parameter importance") if bars else ""))
     else:
@@ -414,11 +469,19 @@ def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | Non
         f"<title>expc report: {e(report.name)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#eee}"
+        "td.n{text-align:right;font-variant-numeric:tabular-nums}"
         "img{max-width:100%}</style></head><body>\n"
         f"<h1>Sweep {e(report.name)}</h1>\n"
         f"<p>{len(report.rows)} members, {done} completed; sorted by the final validation loss (lower is better).</p>\n"
         f"{best_text}\n<table><tr>{head}</tr>\n{body}</table>\n{replica_html}\n"
         f"<h2>Loss curves</h2>{plots}\n</body></html>\n")
+
+
+def _cell(value) -> str:
+    """A table cell; numbers align right, so their digits line up down a column."""
+    text = str(value)
+    numeric = isinstance(typed(text), (int, float))
+    return f'<td class="n">{html.escape(text)}</td>' if numeric else f"<td>{html.escape(text)}</td>"
 
 
 def _json(path: Path) -> dict:
