@@ -197,7 +197,7 @@ def _importance(report: Report) -> Importance:
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
     values = optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=True)
     ordered = sorted(values.items(), key=lambda item: (-item[1], item[0]))
-    return Importance({a: round(v, 6) for a, v in ordered}, kinds, len(scored))
+    return Importance({a: round(float(v), 6) for a, v in ordered}, kinds, len(scored))
 
 
 # --- text -------------------------------------------------------------------------------------
