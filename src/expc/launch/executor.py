@@ -59,6 +59,7 @@ class Member:
     rules: list = field(default_factory=list)  # early stopping (compile/stopping.py)
     records: list = field(default_factory=list)  # this launch's metrics.jsonl so far
     pruning: dict | None = None  # the decision that stopped it, once taken
+    resumed_at: int = 0  # the step this launch resumes from: records up to it were judged before
 
     @property
     def procs(self) -> int:
@@ -267,6 +268,7 @@ class Executor:
             m.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       env=env, cwd=find_project(m.path).root, start_new_session=True)
         m.follower = MetricsFollower(m.run_dir / "metrics.jsonl", time.time())
+        m.resumed_at = read_metadata(m.run_dir).get("step") or 0
         m.state = "running"
 
     def _poll(self, display) -> None:
@@ -317,6 +319,8 @@ class Executor:
 
         peers = self.peers(m)
         for end in range(new_from + 1, len(m.records) + 1):
+            if m.records[end - 1].get("step", 0) <= m.resumed_at and m.resumed_at:
+                continue  # a resumed member's history, read again: its rungs were passed then
             decision = first_stop(m.rules, m.records[:end], peers)
             if decision:
                 m.pruning = decision
