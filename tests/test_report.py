@@ -68,7 +68,7 @@ def test_report_orders_members_groups_replicas_and_lists_members_that_never_ran(
     assert "best: lr=2e-3,seed=1 (" in out
     assert "replicas lr=1e-3: 2 of 2 seeds, mean 3.3750, std 0.1768" in out
     assert ("parameter importance: not computed: it needs at least 8 completed members with a validation loss and "
-            "2 axes that vary among them; this sweep has 3 and 2") in out
+            "2 axes that vary among them; this sweep has 3 such members and 2 such axes") in out
     page = (folder / "report.html").read_text()
     assert "<h2>Seed replicas</h2>" in page and page.count("data:image/png;base64,") == 2
     assert "<h2>Parameter importance</h2><p>Not computed: it needs at least 8 completed members" in page

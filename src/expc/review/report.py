@@ -167,8 +167,9 @@ def _importance(report: Report) -> Importance:
     if len(scored) < IMPORTANCE_MIN_MEMBERS or len(varying) < IMPORTANCE_MIN_AXES:
         return Importance({}, {}, len(scored), (
             f"it needs at least {IMPORTANCE_MIN_MEMBERS} completed members with a validation "
-            f"loss and {IMPORTANCE_MIN_AXES} axes that vary among them; this sweep has {len(scored)} and "
-            f"{len(varying)}"))
+            f"loss and {IMPORTANCE_MIN_AXES} axes that vary among them; this sweep has {len(scored)} "
+            f"such member{'s' if len(scored) != 1 else ''} and {len(varying)} such "
+            f"{'axis' if len(varying) == 1 else 'axes'}"))
     import optuna
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
@@ -374,13 +375,13 @@ def metric_vs_axes_png(report: Report) -> bytes | None:
     scored = [r for r in report.rows if r.final_val_loss is not None]
     if not axes_names or not scored:
         return None
-    figure = _figure(4 * len(axes_names), 3.6)
+    figure = _figure(max(4 * len(axes_names), 6.5), 3.9)
     panels = figure.subplots(1, len(axes_names), squeeze=False)[0]
     for panel, axis in zip(panels, axes_names):
         labels = [r.axes.get(axis, "") for r in scored]
         values = [typed(label) for label in labels]
         if all(isinstance(v, (int, float)) for v in values):
-            panel.scatter(values, [r.final_val_loss for r in scored], color="#1f77b4", alpha=0.75)
+            _points(panel, values, scored)
             if min(values) > 0 and max(values) / min(values) >= 10:
                 panel.set_xscale("log")
             distinct = sorted(set(values))
@@ -391,16 +392,27 @@ def metric_vs_axes_png(report: Report) -> bytes | None:
                 panel.minorticks_off()
         else:
             order = sorted(set(labels))
-            panel.scatter([order.index(label) for label in labels], [r.final_val_loss for r in scored],
-                          color="#1f77b4", alpha=0.75)
+            _points(panel, [order.index(label) for label in labels], scored)
             panel.set_xticks(range(len(order)), order, rotation=30 if len(order) > 4 else 0, fontsize=8)
             panel.set_xlim(-0.5, len(order) - 0.5)
         panel.set_xlabel(axis)
         panel.set_ylabel("final validation loss")
         panel.grid(True, alpha=0.3)
-    figure.suptitle(f"{report.name}: final validation loss against each axis")
+    stopped = sum(r.status != "completed" for r in scored)
+    figure.suptitle(f"{report.name}: final validation loss against each axis"
+                    + (f"\nhollow: {stopped} not completed (pruned or stopped), at their value then" if stopped else ""),
+                    fontsize=11)
     figure.tight_layout()
     return _png(figure)
+
+
+def _points(panel, xs: list, rows: list[Row]) -> None:
+    """Completed members filled; pruned or stopped ones hollow: their loss is from an earlier step."""
+    for done in (True, False):
+        chosen = [(x, r.final_val_loss) for x, r in zip(xs, rows) if (r.status == "completed") == done]
+        if chosen:
+            panel.scatter(*zip(*chosen), facecolors="#1f77b4" if done else "none", edgecolors="#1f77b4",
+                          alpha=0.75 if done else 1.0)
 
 
 def importance_png(report: Report, weights: Importance) -> bytes:
