@@ -86,7 +86,8 @@ def main() -> int:
     for member, ds in decisions.items():
         for d in ds:
             values = [(r["step"], r["val_loss"]) for r in records[member] if "val_loss" in r]
-            at_rung = next((value for rung, _, value in rule.rungs(values, rule.resource([])) if rung == d["rung"]), None)
+            rungs = rule.rungs(values, rule.resource([]))
+            at_rung = next((value for rung, _, value in rungs if rung == d["rung"]), None)
             last = max(r["step"] for r in records[member])
             ok &= at_rung == d["value"] and d["step"] <= last <= d["step"] + 20
     print("decisions consistent with the run folders:", "yes" if ok else "NO")

@@ -202,4 +202,5 @@ def test_the_rules_are_in_the_build_preview_and_in_ls_manifests(project, monkeyp
                      "specs/plain.jsonnet[lr=1e-3]": "-", "specs/plain.jsonnet[lr=2e-3]": "-"}
     (project / "specs" / "asha.jsonnet").unlink()  # the index still lists its members; the rules are gone
     code, out, _ = cli("ls", "manifests")
-    assert code == 0 and ["specs/asha.jsonnet[lr=1e-3]", "-", "-", "?"] in [line.split()[1:] for line in out.splitlines()]
+    rows = [line.split()[1:] for line in out.splitlines()]
+    assert code == 0 and ["specs/asha.jsonnet[lr=1e-3]", "-", "-", "?"] in rows

@@ -272,7 +272,8 @@ def read_rules(spec: Path, project: Project, tla: dict | None = None) -> list:
                                          rule["min_early_stopping_rate"]))
             continue
         step = rule.get("at_step")
-        if not _count(step, 0) or not isinstance(rule.get("above"), (int, float)) or isinstance(rule.get("above"), bool):
+        above = rule.get("above")
+        if not _count(step, 0) or not isinstance(above, (int, float)) or isinstance(above, bool):
             raise ExpcError("above must be a number and at_step a whole number >= 0", at)
         out.append(Threshold(rule["metric"], float(rule["above"]), step))
     return out

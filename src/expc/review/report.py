@@ -400,7 +400,8 @@ def metric_vs_axes_png(report: Report) -> bytes | None:
         panel.grid(True, alpha=0.3)
     stopped = sum(r.status != "completed" for r in scored)
     figure.suptitle(f"{report.name}: final validation loss against each axis"
-                    + (f"\nhollow: {stopped} not completed (pruned or stopped), at their value then" if stopped else ""),
+                    + (f"\nhollow: {stopped} not completed (pruned or stopped), at their value then"
+                       if stopped else ""),
                     fontsize=11)
     figure.tight_layout()
     return _png(figure)
