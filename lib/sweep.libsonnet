@@ -223,6 +223,13 @@ local sample(axis, dist, u) =
   // Optuna's MedianPruner, its defaults: after `startup` completed members, stop one whose best
   // value so far is worse than their median at its latest step; steps before `warmup` not judged.
   median(metric='val_loss', startup=5, warmup=0):: { rule: 'median', metric: metric, startup: startup, warmup: warmup },
+  // Optuna's SuccessiveHalvingPruner (asynchronous successive halving), its defaults: rung k ends
+  // at step min_resource * reduction_factor^(min_early_stopping_rate + k); a member reaching it goes
+  // on only among the best 1/reduction_factor of the members there so far. 'auto': the completed
+  // members' last step / 100.
+  successive_halving(metric='val_loss', min_resource='auto', reduction_factor=4, min_early_stopping_rate=0)::
+    { rule: 'successive_halving', metric: metric, min_resource: min_resource, reduction_factor: reduction_factor,
+      min_early_stopping_rate: min_early_stopping_rate },
 
   // Several named variants of one base: sweep.variants(base, { small: {...}, large: {...} }).
   variants(base, mixins)::

@@ -159,10 +159,10 @@ def curve(*values, every: int = 100) -> list[dict]:
 
 
 def test_median_rule_is_optunas_median_pruner():
-    from expc.compile.stopping import Median
+    from expc.compile.stopping import Median, Peer
 
-    completed = [curve(5.0, 4.0, 3.0), curve(5.0, 4.2, 3.2), curve(5.0, 4.4, 3.4), curve(5.0, 4.6, 3.6),
-                 curve(5.0, 4.8, 3.8)]
+    completed = [Peer(c, completed=True) for c in (curve(5.0, 4.0, 3.0), curve(5.0, 4.2, 3.2), curve(5.0, 4.4, 3.4),
+                                                   curve(5.0, 4.6, 3.6), curve(5.0, 4.8, 3.8))]
     rule = Median()  # 5 startup trials, no warm-up
     # fewer than 5 completed: no decision at all
     assert rule.decide(curve(5.0, 9.0), completed[:4]) is None
@@ -178,6 +178,9 @@ def test_median_rule_is_optunas_median_pruner():
     # a step no completed member reported: no decision; before the warm-up: none either
     assert rule.decide(curve(5.0, 4.5, every=150), completed) is None
     assert Median(warmup=200).decide(curve(5.0, 9.0), completed) is None
+    # members still running are no comparison; a record without the metric decides nothing live
+    assert rule.decide(curve(5.0, 4.5), [Peer(p.records) for p in completed]) is None
+    assert rule.decide(curve(5.0, 4.5) + [{"step": 110, "loss": 3.0}], completed) is None
 
 
 def test_a_median_rule_in_a_spec(built, project):
@@ -256,3 +259,87 @@ def test_the_live_table_on_a_terminal(built, project):
     for cells in (["member", "status", "step", "loss", "eta"], ["lr=1e-3", "completed (cached)", "50/50", "4.2500"],
                   ["lr=2e-3", "running", "20/50", "3.5000", "0:01:05"]):
         assert any(all(c in line for c in cells) for line in text.splitlines()), (cells, text)
+
+
+def asha_sweep(project):
+    """A four-member sweep under successive halving (min_resource 10): three peers in their
+    folders (one completed, one running, one pruned earlier), the fourth queued."""
+    from expc.compile.stopping import SuccessiveHalving
+
+    (project / "specs" / "four.jsonnet").write_text(SPEC.replace("['1e-3', '2e-3']", "[1, 2, 3, 4]") % "cpu_laptop")
+    four = build([project / "specs" / "four.jsonnet"])
+    for m, status, values in zip(four[:3], ("completed", "running", "pruned"), ((4.0, 3.0), (4.1,), (4.2,))):
+        fake_run(project, m.digest, status)
+        (project / "runs" / m.digest / "metrics.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in curve(5.0, *values, every=10)))
+    names, sweep = sweep_names([str(m.path) for m in four], four)
+    executor = Executor(members_of([str(m.path) for m in four], names, None), 1, sweep)
+    for member in executor.members:
+        member.rules = [SuccessiveHalving(min_resource=10)]
+    executor.classify()
+    return executor
+
+
+def start_standing_in(member, records, resumed_at=0):
+    """The member "running": a real process in place of its `expc run`, and its metrics file."""
+    import subprocess
+
+    from expc.launch.run import MetricsFollower
+
+    (member.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    (member.run_dir / "metadata.json").write_text(json.dumps({"status": "running", "step": resumed_at}))
+    member.proc = subprocess.Popen(["sleep", "60"])
+    member.follower, member.state, member.resumed_at = MetricsFollower(member.run_dir / "metrics.jsonl", 0), \
+        "running", resumed_at
+    (member.run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_successive_halving_stops_a_running_member_against_every_other_members_folder(project, monkeypatch):
+    """The live path: a member (here a real process standing in for its `expc run`) writes two
+    records at once, the first completing rung 0 with a value worse than the members that
+    reached it before; the executor judges that record (not only the latest), sends SIGTERM and,
+    once the process is gone, records the decision and `pruned` in the member's folder."""
+    from expc.launch.executor import PlainLines
+
+    monkeypatch.chdir(project)
+    executor = asha_sweep(project)
+    member = executor.members[3]
+    assert member.state == "queued"
+    start_standing_in(member, curve(5.0, 4.3, 4.25, every=10))
+    display = PlainLines(executor)
+    executor._poll(display)
+    assert member.pruning["rung"] == 0 and member.proc.wait(timeout=10) == -15
+    executor._poll(display)
+    assert member.state == "pruned"
+    (decision,) = json.loads((member.run_dir / "early_stopping.json").read_text())
+    assert decision == {
+        "rule": "successive halving on val_loss (min_resource 10, reduction factor 4, min early-stopping rate 0)",
+        "rung": 0, "step": 10, "value": 4.3, "stop": True,
+        "comparison": "val_loss 4.3000 at step 10 > 4.0000: not among the best 1 of 4 members at rung 0 (step >= 10)",
+        "sweep": "four", "member": "lr=4"}
+    assert json.loads((member.run_dir / "metadata.json").read_text())["status"] == "pruned"
+
+
+def test_a_resumed_member_is_not_judged_again_on_the_rungs_it_passed(project, monkeypatch):
+    """Resumed at step 20, a member's file is read again from the top: the rung it passed at
+    step 10 (when it led) is not judged again against the members that arrived since; its
+    next rung, at step 40, is."""
+    from expc.launch.executor import PlainLines
+
+    monkeypatch.chdir(project)
+    executor = asha_sweep(project)
+    member = executor.members[3]
+    start_standing_in(member, curve(5.0, 4.3, 4.0, every=10), resumed_at=20)
+    display = PlainLines(executor)
+    executor._poll(display)
+    assert member.pruning is None and member.proc.poll() is None
+    completed = executor.members[0]
+    with open(completed.run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 40, "val_loss": 3.5}) + "\n")
+    with open(member.run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"step": 40, "val_loss": 3.9}) + "\n")
+    executor._poll(display)
+    # rung 1 (step 40): the completed member's 3.5 and this member's 3.9: the best 1 of 2 goes on
+    assert member.pruning["comparison"] == ("val_loss 3.9000 at step 40 > 3.5000: not among the best 1 of 2 members "
+                                            "at rung 1 (step >= 40)")
+    assert member.proc.wait(timeout=10) == -15

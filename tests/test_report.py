@@ -67,8 +67,12 @@ def test_report_orders_members_groups_replicas_and_lists_members_that_never_ran(
     assert float(groups[1]["std"]) == pytest.approx(statistics.stdev([3.5, 3.25]), abs=1e-6)
     assert "best: lr=2e-3,seed=1 (" in out
     assert "replicas lr=1e-3: 2 of 2 seeds, mean 3.3750, std 0.1768" in out
+    assert ("parameter importance: not computed: it needs at least 8 completed members with a validation loss and "
+            "2 axes that vary among them; this sweep has 3 such members and 2 such axes") in out
     page = (folder / "report.html").read_text()
     assert "<h2>Seed replicas</h2>" in page and page.count("data:image/png;base64,") == 2
+    assert "<h2>Parameter importance</h2><p>Not computed: it needs at least 8 completed members" in page
+    assert not (folder / "importance.csv").exists()
     assert f"manifests/{sweep['lr=2e-3,seed=1']}.json" in page
     # found by name too, the same files
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
@@ -82,3 +86,61 @@ def test_report_refusals(project, monkeypatch, capsys):
         "error: no sweep named 'nothing' in manifests/index.json (give the spec, or the name of a spec whose "
         "manifests were built)\n")
     assert cli(["report", "specs/none.jsonnet"], capsys)[2] == "error: no such spec: specs/none.jsonnet\n"
+
+
+GRID = """local expc = import 'expc.libsonnet';
+local base = expc.experiment + expc.presets.quick_test + {
+  hardware: expc.hardware.cpu_laptop, model: expc.models.gpt_debug, data: expc.data.synthetic(),
+  global_batch_size:: 4, micro_batch_size:: 2,
+};
+expc.sweep.grid(base, {
+  lr: ['1e-4', '3e-4', '1e-3', '3e-3'],
+  model: { plain: expc.models.gpt_debug, dropout: expc.models.gpt_debug { dropout: 0.1 } },
+  seed: [1, 2],
+})
+"""
+
+
+def test_parameter_importance_with_enough_members(project, monkeypatch, capsys):
+    """16 completed members whose loss depends mostly on the learning rate (a valley at 1e-3),
+    a little on the model variant and hardly on the seed: fANOVA ranks them so, the files hold
+    it, and a second report writes the same bytes."""
+    import base64
+    import math
+
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("EXPC_RUNS_DIR", raising=False)
+    (project / "specs" / "grid.jsonnet").write_text(GRID)
+    _, out, _ = cli(["build", "specs/grid.jsonnet", "--json"], capsys)
+    members = {row["member"]: row["digest"] for row in json.loads(out)}
+    assert len(members) == 16
+    for member, digest in members.items():
+        axes = dict(part.split("=") for part in member.split(","))
+        loss = 3.0 + abs(math.log10(float(axes["lr"])) + 3) + (0.15 if axes["model"] == "dropout" else 0.0) \
+            + 0.01 * int(axes["seed"])
+        folder = project / "runs" / digest
+        folder.mkdir(parents=True)
+        (folder / "metadata.json").write_text(json.dumps({"status": "completed", "step": 50, "duration_s": 9.0}))
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in [
+            {"step": 0, "val_loss": 5.5}, {"step": 50, "loss": loss + 0.3}, {"step": 50, "val_loss": round(loss, 6)}]))
+    code, out, err = cli(["report", "specs/grid.jsonnet"], capsys)
+    assert code == 0, err
+    folder = project / "reports" / "grid"
+    rows = list(csv.DictReader((folder / "importance.csv").open()))
+    assert [(r["axis"], r["modelled_as"]) for r in rows] == [("lr", "float, log"), ("model", "categorical (2)"),
+                                                               ("seed", "int")]
+    weights = {r["axis"]: float(r["importance"]) for r in rows}
+    assert sum(weights.values()) == pytest.approx(1.0, abs=1e-5)
+    assert weights["lr"] > 0.5 and weights["seed"] < 0.05, weights
+    line = next(li for li in out.splitlines() if li.startswith("parameter importance"))
+    assert line == (f"parameter importance (fANOVA, 16 members): lr {weights['lr']:.3f}, "
+                    f"model {weights['model']:.3f}, seed {weights['seed']:.3f}")
+    png = (folder / "importance.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (folder / "report.html").read_text()
+    assert "<h2>Parameter importance</h2>" in page and base64.b64encode(png).decode() in page
+    lr = weights["lr"]
+    assert f'<tr><td>lr</td><td class="n">{lr:.3f}</td><td>float, log</td></tr>' in page
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert cli(["report", "grid"], capsys)[0] == 0
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before

@@ -203,13 +203,33 @@ def empty_message(what: str, project: Project) -> str | None:
 def _manifests(project):
     from expc.compile.write import read_index
 
-    rows = []
+    rows, rules = [], {}
     for digest, entry in read_index(project)["manifests"].items():
         for source in entry["sources"]:
             rows.append({"digest": digest[:12], "spec": _label(source),
                          "tla": " ".join(f"{k}={_tla_text(v)}" for k, v in source.get("tla", {}).items()) or "-",
-                         "set": " ".join(source.get("set", [])) or "-"})
+                         "set": " ".join(source.get("set", [])) or "-",
+                         "early_stopping": _rules_text(project, source, rules) if "member" in source else "-"})
     return rows
+
+
+def _rules_text(project, source: dict, cache: dict) -> str:
+    """A sweep member's early-stopping rules, as the lib calls that declare them beside its
+    sweep: read from the spec as it is now, once per spec and --tla ('?' when it no longer
+    reads)."""
+    from expc.compile.stopping import read_rules
+
+    from .errors import ExpcError
+
+    key = (source["spec"], json.dumps(source.get("tla", {}), sort_keys=True))
+    if key not in cache:
+        spec = project.root / source["spec"]
+        try:
+            cache[key] = "; ".join(rule.call() for rule in read_rules(spec, project, source.get("tla"))) or "-" \
+                if spec.is_file() else "?"
+        except ExpcError:
+            cache[key] = "?"
+    return cache[key]
 
 
 def _label(source: dict) -> str:

@@ -59,6 +59,7 @@ class Member:
     rules: list = field(default_factory=list)  # early stopping (compile/stopping.py)
     records: list = field(default_factory=list)  # this launch's metrics.jsonl so far
     pruning: dict | None = None  # the decision that stopped it, once taken
+    resumed_at: int = 0  # the step this launch resumes from: records up to it were judged before
 
     @property
     def procs(self) -> int:
@@ -154,7 +155,8 @@ class Executor:
         # whenever a slot is free and nothing is queued (`expc search` proposes its next trial).
         self.feed, self._fed_out = feed, feed is None
         self.stop_requested = 0
-        self._completed: dict[str, list[dict]] = {}
+        self._histories: dict[str, tuple[tuple, list[dict]]] = {}  # digest -> (file stamp, records)
+        self._snapshot: list | None = None  # every member as a rule's peer, once per poll
 
     def _check_fits(self, m: Member) -> None:
         if m.on_gpu and not self.gpus:
@@ -181,7 +183,7 @@ class Executor:
             # pruned by an earlier sweep's rule: it goes on only if this sweep's rules let it
             from expc.compile.stopping import first_stop
 
-            m.state = "pruned" if first_stop(m.rules, read_records(m.run_dir), self.completed_records()) \
+            m.state = "pruned" if first_stop(m.rules, read_records(m.run_dir), self.peers(m), again=True) \
                 else "queued"
         elif status == "failed" and not self.retry_failed:
             m.state = "skipped"  # failed before: retried only when asked
@@ -295,9 +297,11 @@ class Executor:
             m.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       env=env, cwd=find_project(m.path).root, start_new_session=True)
         m.follower = MetricsFollower(m.run_dir / "metrics.jsonl", time.time())
+        m.resumed_at = read_metadata(m.run_dir).get("step") or 0
         m.state = "running"
 
     def _poll(self, display) -> None:
+        self._snapshot = None
         for m in self.members:
             if m.state == "busy":
                 if not locked(m.run_dir):
@@ -314,7 +318,7 @@ class Executor:
             if records:
                 m.records += records
                 display.progressed(m)
-                self._apply_rules(m, display)
+                self._apply_rules(m, display, len(m.records) - len(records))
             code = m.proc.poll()
             if code is None:
                 continue
@@ -334,27 +338,53 @@ class Executor:
             m.eta = ""
             display.changed(m)
 
-    def _apply_rules(self, m: Member, display) -> None:
+    def _apply_rules(self, m: Member, display, new_from: int) -> None:
         """A rule that says stop: SIGTERM to the member's `expc run`, which stops every rank
-        after a checkpoint; the decision is recorded once it has exited."""
+        after a checkpoint; the decision is recorded once it has exited. Each new record is
+        judged in turn, as Optuna's pruners judge each report."""
         if not m.rules or m.pruning:
             return
         from expc.compile.stopping import first_stop
 
-        decision = first_stop(m.rules, m.records, self.completed_records())
-        if decision:
-            m.pruning = decision
-            m.stop_sent = True
-            m.proc.send_signal(signal.SIGTERM)
-            display.changed(m)
+        peers = self.peers(m)
+        for end in range(new_from + 1, len(m.records) + 1):
+            if m.records[end - 1].get("step", 0) <= m.resumed_at and m.resumed_at:
+                continue  # a resumed member's history, read again: its rungs were passed then
+            decision = first_stop(m.rules, m.records[:end], peers)
+            if decision:
+                m.pruning = decision
+                m.stop_sent = True
+                m.proc.send_signal(signal.SIGTERM)
+                display.changed(m)
+                return
 
-    def completed_records(self) -> list[list[dict]]:
-        """The metrics of this sweep's completed members (what the median rule compares with),
-        read once per member."""
-        if not any(hasattr(rule, "startup") for m in self.members for rule in m.rules):
+    def peers(self, m: Member) -> list:
+        """The sweep's other members as their run folders show them now: what the median and
+        successive halving compare with (a member's metrics.jsonl is read again only once it
+        changed). A pruned member's history ends at the decision that stopped it."""
+        if not any(rule.uses_peers for rule in m.rules):
             return []
-        return [self._completed.setdefault(m.digest, read_records(m.run_dir)) for m in self.members
-                if m.state in ("completed", "cached") or read_metadata(m.run_dir).get("status") == "completed"]
+        if self._snapshot is None:
+            from expc.compile.stopping import Peer
+
+            self._snapshot = []
+            for other in self.members:
+                status = read_metadata(other.run_dir).get("status")
+                stopped_by = other.pruning or (last_decision(other.run_dir) if status == "pruned" else None)
+                self._snapshot.append((other, Peer(self._history(other), status == "completed", stopped_by)))
+        return [peer for other, peer in self._snapshot if other is not m]
+
+    def _history(self, m: Member) -> list[dict]:
+        path = m.run_dir / "metrics.jsonl"
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return []
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        cached = self._histories.get(m.digest)
+        if cached is None or cached[0] != stamp:
+            cached = self._histories[m.digest] = (stamp, read_records(m.run_dir))
+        return cached[1]
 
     def outcome(self) -> int:
         """0 when every member completed (or was cached); 130 when stopped; 1 with a failure."""
@@ -379,8 +409,20 @@ class Executor:
 
 
 def read_records(run_dir: Path) -> list[dict]:
+    """A member's metrics.jsonl; a running member's last line may be half-written: left out."""
     path = run_dir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    text = path.read_text() if path.is_file() else ""
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line]
+
+
+def last_decision(run_dir: Path) -> dict | None:
+    """The latest early-stopping decision in a member's folder (the one that pruned it)."""
+    try:
+        history = json.loads((run_dir / "early_stopping.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return history[-1] if isinstance(history, list) and history and isinstance(history[-1], dict) else None
 
 
 def record_pruning(m: Member, sweep: str | None) -> None:

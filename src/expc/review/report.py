@@ -6,12 +6,14 @@
                steps, tokens (steps x tokens per step), training time, status
     files      reports/<name>/: results.csv, loss_curves.png (every member's training and
                validation loss), metric_vs_axes.png (final validation loss against each axis),
-               replicas.csv (seed replicas: mean and spread) and report.html, one file with the
-               plots embedded
+               replicas.csv (seed replicas: mean and spread), importance.csv and importance.png
+               (fANOVA parameter importance, with enough completed members and varying axes) and
+               report.html, one file with the plots embedded
 
 The metric is the final validation loss, lower is better; members without one sort last. The
-files depend on nothing but the runs: no dates, PNGs without matplotlib's version stamp, so the
-same runs give the same bytes. matplotlib is imported here, inside the plotting functions only.
+files depend on nothing but the runs: no dates, PNGs without matplotlib's version stamp, the
+importance's random forest seeded, so the same runs give the same bytes. matplotlib and optuna
+are imported here, inside the functions that need them only.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import csv
 import html
 import io
 import json
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +34,11 @@ from expc.project import Project
 
 METRIC = "final_val_loss"
 SEED_AXIS = "seed"
+# Parameter importance is computed from this many completed members and axes that vary among
+# them: below that, a random forest over the axes fits noise (see docs/sweeps.md).
+IMPORTANCE_MIN_MEMBERS = 8
+IMPORTANCE_MIN_AXES = 2
+IMPORTANCE_SEED = 0
 
 
 @dataclass
@@ -54,6 +62,7 @@ class Report:
     rows: list[Row]  # sorted by the metric
     axes: list[str]
     manifests: dict[str, Path]  # digest -> manifest path (where one is written)
+    weights: Importance | None = None  # parameter importance, computed once (importance())
 
     @property
     def best(self) -> Row | None:
@@ -131,6 +140,67 @@ def replicas(report: Report) -> list[dict]:
     return out
 
 
+@dataclass
+class Importance:
+    """fANOVA importance of each axis for the final validation loss, largest first (they sum to
+    1); empty, with `note` saying why, when the sweep has too few members or axes for it."""
+    values: dict[str, float]
+    kinds: dict[str, str]  # axis -> how it was modelled: 'float, log', 'int', 'categorical (3)'
+    members: int
+    note: str = ""
+
+
+def importance(report: Report) -> Importance:
+    """Optuna's fANOVA (FanovaImportanceEvaluator, a fixed seed: the same runs give the same
+    numbers) on an in-memory study with one trial per completed member: the axis values as its
+    parameters, its final validation loss as the value. A numeric axis is a float or int range,
+    on a log scale where its values span 10x or more (as metric_vs_axes.png draws it); any other
+    is categorical. Optuna is imported here only."""
+    if report.weights is None:
+        report.weights = _importance(report)
+    return report.weights
+
+
+def _importance(report: Report) -> Importance:
+    scored = [r for r in report.rows if r.status == "completed" and r.final_val_loss is not None]
+    varying = [a for a in report.axes if a != "sample" and len({r.axes.get(a) for r in scored}) > 1]
+    if len(scored) < IMPORTANCE_MIN_MEMBERS or len(varying) < IMPORTANCE_MIN_AXES:
+        return Importance({}, {}, len(scored), (
+            f"it needs at least {IMPORTANCE_MIN_MEMBERS} completed members with a validation "
+            f"loss and {IMPORTANCE_MIN_AXES} axes that vary among them; this sweep has {len(scored)} "
+            f"such member{'s' if len(scored) != 1 else ''} and {len(varying)} such "
+            f"{'axis' if len(varying) == 1 else 'axes'}"))
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    distributions, kinds = {}, {}
+    for axis in varying:
+        values = [typed(r.axes[axis]) for r in scored if axis in r.axes]
+        if all(isinstance(v, (int, float)) for v in values):
+            low, high = min(values), max(values)
+            log = low > 0 and high / low >= 10
+            if all(isinstance(v, int) for v in values):
+                distributions[axis], kinds[axis] = IntDistribution(low, high, log=log and low >= 1), "int"
+            else:
+                distributions[axis], kinds[axis] = FloatDistribution(float(low), float(high), log=log), "float"
+            kinds[axis] += ", log" if distributions[axis].log else ""
+        else:
+            labels = sorted({r.axes[axis] for r in scored if axis in r.axes})
+            distributions[axis], kinds[axis] = CategoricalDistribution(labels), f"categorical ({len(labels)})"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="minimize")
+    for r in scored:
+        params = {a: (r.axes[a] if isinstance(d, CategoricalDistribution) else typed(r.axes[a]))
+                  for a, d in distributions.items() if a in r.axes}
+        study.add_trial(optuna.trial.create_trial(
+            params={a: float(v) if isinstance(distributions[a], FloatDistribution) else v for a, v in params.items()},
+            distributions={a: distributions[a] for a in params}, value=r.final_val_loss))
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
+    values = optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=True)
+    ordered = sorted(values.items(), key=lambda item: (-item[1], item[0]))
+    return Importance({a: round(float(v), 6) for a, v in ordered}, kinds, len(scored))
+
+
 # --- text -------------------------------------------------------------------------------------
 
 def _number(value, digits: int = 4) -> str:
@@ -159,6 +229,10 @@ def render_text(report: Report) -> str:
     for group in replicas(report):
         lines.append(f"replicas {group['group']}: {group['with_loss']} of {group['seeds']} seeds, mean "
                      f"{_number(group['mean'])}, std {_number(group['std'])}")
+    weights = importance(report)
+    lines.append(f"parameter importance (fANOVA, {weights.members} members): "
+                 + ", ".join(f"{a} {v:.3f}" for a, v in weights.values.items())
+                 if weights.values else f"parameter importance: not computed: {weights.note}")
     return "\n".join(lines)
 
 
@@ -191,7 +265,14 @@ def write(report: Report, out_dir: Path, project: Project) -> list[Path]:
     versus = metric_vs_axes_png(report) if report.axes else None
     if versus:
         put("metric_vs_axes.png", versus)
-    put("report.html", _html(report, groups, curves, versus, project))
+    weights = importance(report)
+    bars = None
+    if weights.values:
+        put("importance.csv", _csv([{"axis": a, "importance": f"{v:.6f}", "modelled_as": weights.kinds[a]}
+                                    for a, v in weights.values.items()]))
+        bars = importance_png(report, weights)
+        put("importance.png", bars)
+    put("report.html", _html(report, groups, curves, versus, project, weights, bars))
     return written
 
 
@@ -222,24 +303,71 @@ def _png(figure) -> bytes:
     return buffer.getvalue()
 
 
+# Curves drawn in colour and named in the legend: the best members by the metric; the others are
+# thin grey lines, so a 100-member sweep stays readable.
+LABELLED_CURVES = 10
+
+
 def loss_curves_png(report: Report) -> bytes:
-    figure = _figure(11, 4.5)
+    labelled = report.rows[:LABELLED_CURVES]
+    rest = report.rows[LABELLED_CURVES:]
+    legend_rows = len(labelled) + bool(rest)
+    ncol = 1 if legend_rows <= 4 else 2 if legend_rows <= 8 else 3
+    legend_height = 0.17 * -(-legend_rows // ncol) + 0.1
+    figure = _figure(11, 4.2 + legend_height)
     train, val = figure.subplots(1, 2)
-    colors = _colors(len(report.rows))
-    for row, color in zip(report.rows, colors):
-        if row.train_curve:
-            train.plot(*zip(*row.train_curve), color=color, linewidth=1.2, label=row.member)
-        if row.val_curve:
-            val.plot(*zip(*row.val_curve), color=color, linewidth=1.2, marker="o", markersize=3, label=row.member)
-    for axes, title in ((train, "training loss"), (val, "validation loss")):
+    colors = _colors(len(labelled))
+    # the others first, underneath
+    for row in rest:
+        for axes, curve in ((train, row.train_curve), (val, row.val_curve)):
+            if curve:
+                axes.plot(*zip(*curve), color="#bbbbbb", linewidth=0.7, zorder=1)
+    for row, color in zip(labelled, colors):
+        for axes, curve in ((train, row.train_curve), (val, row.val_curve)):
+            if curve:
+                # a curve of a few points gets markers (one point draws no line)
+                axes.plot(*zip(*curve), color=color, linewidth=1.3, marker="o" if len(curve) <= 30 else None,
+                          markersize=3, label=row.member if axes is val else None, zorder=2)
+    for axes, title, curves in ((train, "training loss", [r.train_curve for r in report.rows]),
+                                (val, "validation loss", [r.val_curve for r in report.rows])):
         axes.set_title(title)
         axes.set_xlabel("step")
         axes.grid(True, alpha=0.3)
-    if any(r.val_curve for r in report.rows):
-        val.legend(fontsize=7, loc="upper right", ncol=1 + len(report.rows) // 12)
-    figure.suptitle(f"{report.name}: loss curves ({len(report.rows)} members)")
-    figure.tight_layout()
+        limits = _zoomed(curves)
+        if limits:
+            axes.set_ylim(limits[0], limits[1])
+            axes.set_title(f"{title} (before step {limits[2]} it runs above the top)", fontsize=10)
+    handles, labels = val.get_legend_handles_labels()
+    if rest:
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], color="#bbbbbb", linewidth=0.7))
+        labels.append(f"{len(rest)} more (grey)")
+    if handles:
+        figure.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    shown = f"the best {len(labelled)} of {len(report.rows)} named" if rest else f"{len(report.rows)} members"
+    figure.suptitle(f"{report.name}: loss curves ({shown}, by final validation loss)")
+    figure.tight_layout(rect=(0, legend_height / (4.2 + legend_height), 1, 1))
     return _png(figure)
+
+
+def _zoomed(curves: list[list[tuple[int, float]]]) -> tuple[float, float, int] | None:
+    """y limits that leave out the first tenth of training, where the loss falls from its
+    initial value (often 3x its final one) and flattens every difference after it; None when
+    the curves are short or the whole range is readable anyway."""
+    points = [(s, v) for c in curves for s, v in c if isinstance(v, (int, float)) and math.isfinite(v)]
+    if len(points) < 10:
+        return None
+    last = max(s for s, _ in points)
+    after = max(1, last // 10)
+    later = [v for s, v in points if s >= after]
+    if len({s for s, _ in points if s >= after}) < 5:
+        return None  # too few steps after the cut for a curve to show
+    low, high, top = min(v for _, v in points), max(later, default=0.0), max(v for _, v in points)
+    if not later or top - low <= 2 * (high - low):
+        return None
+    pad = 0.05 * (high - low or 1.0)
+    return low - pad, high + pad, after
 
 
 def metric_vs_axes_png(report: Report) -> bytes | None:
@@ -247,24 +375,60 @@ def metric_vs_axes_png(report: Report) -> bytes | None:
     scored = [r for r in report.rows if r.final_val_loss is not None]
     if not axes_names or not scored:
         return None
-    figure = _figure(4 * len(axes_names), 3.6)
+    figure = _figure(max(4 * len(axes_names), 6.5), 3.9)
     panels = figure.subplots(1, len(axes_names), squeeze=False)[0]
     for panel, axis in zip(panels, axes_names):
         labels = [r.axes.get(axis, "") for r in scored]
         values = [typed(label) for label in labels]
         if all(isinstance(v, (int, float)) for v in values):
-            panel.scatter(values, [r.final_val_loss for r in scored], color="#1f77b4")
+            _points(panel, values, scored)
             if min(values) > 0 and max(values) / min(values) >= 10:
                 panel.set_xscale("log")
+            distinct = sorted(set(values))
+            if len(distinct) <= 12:
+                # ticks at the values the sweep set, written as in the member names (3e-4, not 10^-3.5)
+                by_value = {typed(label): label for label in labels}
+                panel.set_xticks(distinct, [by_value[v] for v in distinct], fontsize=8)
+                panel.minorticks_off()
         else:
             order = sorted(set(labels))
-            panel.scatter([order.index(label) for label in labels], [r.final_val_loss for r in scored],
-                          color="#1f77b4")
-            panel.set_xticks(range(len(order)), order, rotation=30, fontsize=8)
+            _points(panel, [order.index(label) for label in labels], scored)
+            panel.set_xticks(range(len(order)), order, rotation=30 if len(order) > 4 else 0, fontsize=8)
+            panel.set_xlim(-0.5, len(order) - 0.5)
         panel.set_xlabel(axis)
         panel.set_ylabel("final validation loss")
         panel.grid(True, alpha=0.3)
-    figure.suptitle(f"{report.name}: final validation loss against each axis")
+    stopped = sum(r.status != "completed" for r in scored)
+    figure.suptitle(f"{report.name}: final validation loss against each axis"
+                    + (f"\nhollow: {stopped} not completed (pruned or stopped), at their value then"
+                       if stopped else ""),
+                    fontsize=11)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def _points(panel, xs: list, rows: list[Row]) -> None:
+    """Completed members filled; pruned or stopped ones hollow: their loss is from an earlier step."""
+    for done in (True, False):
+        chosen = [(x, r.final_val_loss) for x, r in zip(xs, rows) if (r.status == "completed") == done]
+        if chosen:
+            panel.scatter(*zip(*chosen), facecolors="#1f77b4" if done else "none", edgecolors="#1f77b4",
+                          alpha=0.75 if done else 1.0)
+
+
+def importance_png(report: Report, weights: Importance) -> bytes:
+    axes_names = list(weights.values)[::-1]  # the largest at the top
+    figure = _figure(7, 1.2 + 0.45 * len(axes_names))
+    panel = figure.subplots()
+    values = [weights.values[a] for a in axes_names]
+    panel.barh(range(len(values)), values, color="#1f77b4")
+    panel.set_yticks(range(len(values)), [f"{a} ({weights.kinds[a]})" for a in axes_names])
+    for y, v in enumerate(values):
+        panel.text(v, y, f" {v:.3f}", va="center", fontsize=9)
+    panel.set_xlim(0, max(1.0, max(values) * 1.15))
+    panel.set_xlabel("importance (fANOVA, sums to 1)")
+    panel.grid(True, axis="x", alpha=0.3)
+    figure.suptitle(f"{report.name}: parameter importance for the final validation loss ({weights.members} members)")
     figure.tight_layout()
     return _png(figure)
 
@@ -276,11 +440,12 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | None, project: Project) -> str:
+def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | None, project: Project,
+          weights: Importance, bars: bytes | None) -> str:
     e = html.escape
     rows = table_rows(report)
     head = "".join(f"<th>{e(str(k))}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{e(str(v))}</td>" for v in r.values()) + "</tr>\n" for r in rows)
+    body = "".join("<tr>" + "".join(_cell(v) for v in r.values()) + "</tr>\n" for r in rows)
     best = report.best
     if best:
         manifest = project.relative(report.manifests[best.digest])
@@ -292,8 +457,8 @@ def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | Non
     if groups:
         columns = list(groups[0])
         replica_html = ("<h2>Seed replicas</h2><table><tr>" + "".join(f"<th>{e(c)}</th>" for c in columns) + "</tr>\n"
-                        + "".join("<tr>" + "".join(f"<td>{e(_number(g[c], 4) if isinstance(g[c], float) else str(g[c]))}"
-                                                   "</td>" for c in columns) + "</tr>\n" for g in groups)
+                        + "".join("<tr>" + "".join(_cell(_number(g[c], 4) if isinstance(g[c], float) else g[c])
+                                                   for c in columns) + "</tr>\n" for g in groups)
                         + "</table>")
 
     def image(png: bytes, alt: str) -> str:
@@ -301,17 +466,35 @@ def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | Non
 
     plots = image(curves, "loss curves") + ("<h2>Metric against each axis</h2>" + image(versus, "metric vs axes")
                                             if versus else "")
+    if weights.values:
+        plots += ("<h2>Parameter importance</h2>"
+                  f"<p>fANOVA (Optuna) over {weights.members} completed members: the share of the final validation "
+                  "loss's variance each axis explains.</p><table><tr><th>axis</th><th>importance</th>"
+                  "<th>modelled as</th></tr>\n"
+                  + "".join(f"<tr><td>{e(a)}</td>{_cell(f'{v:.3f}')}<td>{e(weights.kinds[a])}</td></tr>\n"
+                            for a, v in weights.values.items())
+                  + "</table>" + (image(bars, "parameter importance") if bars else ""))
+    else:
+        plots += f"<h2>Parameter importance</h2><p>Not computed: {e(weights.note)}.</p>"
     done = sum(r.status == "completed" for r in report.rows)
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<title>expc report: {e(report.name)}</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#eee}"
+        "td.n{text-align:right;font-variant-numeric:tabular-nums}"
         "img{max-width:100%}</style></head><body>\n"
         f"<h1>Sweep {e(report.name)}</h1>\n"
         f"<p>{len(report.rows)} members, {done} completed; sorted by the final validation loss (lower is better).</p>\n"
         f"{best_text}\n<table><tr>{head}</tr>\n{body}</table>\n{replica_html}\n"
         f"<h2>Loss curves</h2>{plots}\n</body></html>\n")
+
+
+def _cell(value) -> str:
+    """A table cell; numbers align right, so their digits line up down a column."""
+    text = str(value)
+    numeric = isinstance(typed(text), (int, float))
+    return f'<td class="n">{html.escape(text)}</td>' if numeric else f"<td>{html.escape(text)}</td>"
 
 
 def _json(path: Path) -> dict:

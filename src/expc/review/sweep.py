@@ -4,6 +4,8 @@ digest is the same run), and the device-hours of the rest.
 
 The cost is `expc plan`'s: the one estimator (expc.estimate.device_hours) at the MFU an earlier
 run of the same model on the same hardware measured, else the default (plan.measured_mfu).
+The early-stopping rules beside the sweep (compile/stopping.py) are shown as the lib calls that
+declare them, so they are reviewed with the members.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ class SweepPreview:
     completed: int
     remaining_device_hours: float
     mfu_sources: list[str] = field(default_factory=list)
+    early_stopping: list[str] = field(default_factory=list)  # the rules beside the sweep, as the lib calls
 
     @property
     def count(self) -> int:
@@ -45,6 +48,8 @@ def previews(manifests, project: Project) -> list[SweepPreview]:
     for m in manifests:
         if m.name:
             by_spec.setdefault(m.spec, []).append(m)
+    from expc.compile.stopping import read_rules
+
     mfu_cache: dict[tuple, object] = {}
     out = []
     for spec, members in by_spec.items():
@@ -62,8 +67,9 @@ def previews(manifests, project: Project) -> list[SweepPreview]:
             hours += estimate.device_hours(m.data, mfu.value)
             if mfu.source not in sources:
                 sources.append(mfu.source)
+        rules = read_rules(project.root / spec, project, members[0].tla)
         out.append(SweepPreview(spec, [m.name for m in members], axes_table([m.name for m in members]),
-                                completed, hours, sources))
+                                completed, hours, sources, [rule.call() for rule in rules]))
     return out
 
 
@@ -85,6 +91,9 @@ def render(preview: SweepPreview, runs_shown: str) -> str:
                      f"device-hours estimated (MFU: {mfu}; `expc plan` has the details)")
     else:
         lines.append("  to run: nothing (every member has a completed run)")
+    if preview.early_stopping:
+        lines.append("  early stopping (`expc run --parallel` applies it):")
+        lines += [f"    expc.sweep.{call}" for call in preview.early_stopping]
     return "\n".join(lines)
 
 
