@@ -208,8 +208,9 @@ def test_failed_pruned_and_unfinished_trials_are_read_from_their_run_folders(two
     (SPACE, "direction='min'", "specs/s.jsonnet: search.direction must be 'minimize' or 'maximize', got 'min'"),
     (SPACE, "trials=0", "specs/s.jsonnet: search.trials must be a whole number >= 1, got 0"),
     (SPACE, "early_stopping=[{ rule: 'halving' }]",
-     "specs/s.jsonnet: search.early_stopping[0]: a rule is expc.sweep.threshold(metric, above, at_step) or "
-     "expc.sweep.median(metric, startup, warmup)"),
+     "specs/s.jsonnet: search.early_stopping[0]: a rule is expc.sweep.threshold(metric, above, at_step), "
+     "expc.sweep.median(metric, startup, warmup) or expc.sweep.successive_halving(metric, min_resource, "
+     "reduction_factor, min_early_stopping_rate)"),
 ])
 def test_declaration_errors(project, monkeypatch, space, options, message):
     write_spec(project, space, options)
