@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (BIN, SPEC, build_spec, expc, final_weights, finish, kill_group, make_project, start,
+from .conftest import (BIN, SPEC, build_spec, expc, final_weights, kill_group, make_project, start,
                        train_records, wait_for)
 
 PORTS = itertools.count(29880)  # this file's own range, 29880-29919
