@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from .errors import ExpcError
+from .errors import ExpcError, disk_error
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -624,6 +624,12 @@ def main(argv=None) -> None:
     except ExpcError as err:
         click.echo(f"error: {err.render()}", err=True)
         sys.exit(err.exit_status)
+    except OSError as err:
+        refused = disk_error(err)  # a full or read-only disk: the path and what happened, no traceback
+        if refused is None:
+            raise
+        click.echo(f"error: {refused.render()}", err=True)
+        sys.exit(1)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)

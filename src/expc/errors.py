@@ -55,6 +55,22 @@ class ExpcError(Exception):
         return self.render()
 
 
+def disk_error(err: BaseException) -> ExpcError | None:
+    """An OSError saying the file system refused (full, read-only, over quota, no permission)
+    -> an ExpcError naming the file: the operator can fix it, so it is no bug and needs no
+    traceback. None for anything else."""
+    import errno
+
+    refused = (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM)
+    if not isinstance(err, OSError) or err.errno not in refused:
+        return None
+    hint = {errno.ENOSPC: "; free some space there and run the command again",
+            errno.EDQUOT: "; free some space there and run the command again",
+            errno.EROFS: "; nothing can be written there until it is mounted read-write"}.get(err.errno, "")
+    where = f"{err.filename}: " if err.filename else ""
+    return ExpcError(f"{where}{err.strerror}{hint}")
+
+
 def json_path(parts) -> str:
     """A JSON path for display: ('model', 'layers', 0) -> $.model.layers[0]."""
     out = "$"

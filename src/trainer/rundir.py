@@ -5,7 +5,8 @@
     metadata.json     the git commit and dirty flag of the project holding the manifest, hosts,
                       versions (expc's among them), start/end, duration, status
     metrics.jsonl     one JSON object per logged step (and per evaluation)
-    checkpoints/      DeepSpeed checkpoints (the last `keep_checkpoints`), with RNG states per rank
+    checkpoints/      DeepSpeed checkpoints (the last `keep_checkpoints`), with RNG states per rank;
+                      `step_<N>.partial/` while one is written, renamed to `step_<N>/` when whole
     logs/             one log per rank (written by the launcher)
     sample.txt        text sampled from the trained model (text corpora)
     wandb/            the W&B run (offline unless an API key is configured)
@@ -25,12 +26,21 @@ from pathlib import Path
 
 STATUSES = ("running", "completed", "failed", "preempted")
 TAG = re.compile(r"^step_(\d+)$")
+PARTIAL = ".partial"  # a checkpoint being written; never read
 
 
 def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as err:  # a full disk: no half-written temp file left, and the file named
+        if tmp.exists():  # (on a read-only file system even unlinking a missing file fails)
+            tmp.unlink()
+        raise OSError(err.errno, err.strerror, str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_metadata(run_dir: Path) -> dict:
@@ -101,8 +111,11 @@ class Metrics:
         self.file = open(path, "a", encoding="utf-8")
 
     def write(self, record: dict) -> None:
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+        try:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
+        except OSError as err:  # a full disk: say which file
+            raise OSError(err.errno, err.strerror, str(self.path)) from None
 
     def close(self) -> None:
         self.file.close()
@@ -142,23 +155,69 @@ def restore_rng_state(state: dict) -> None:
 def save_checkpoint(engine, checkpoints: Path, step: int, rank: int, client_state: dict, keep: int,
                     frozen_base: bool = False) -> None:
     """Every rank calls this together. DeepSpeed saves model, optimizer, scheduler and its step;
-    RNG states are ours (dropout must continue the same stream). The `complete` marker is written
-    last, after a barrier, so a kill -9 mid-save leaves the previous checkpoint as the latest.
+    RNG states are ours (dropout must continue the same stream). The checkpoint is written to
+    `step_<N>.partial/`; once every rank is done, rank 0 flushes it to disk, marks it `complete`,
+    renames it to `step_<N>/` and only then points `latest` at it. A kill -9 (or a full disk)
+    at any moment leaves the previous checkpoint as the newest one a resume trusts.
     With a frozen base (an adapter) only the trained weights are saved: the base is its pinned
     files, and a checkpoint of a 1.5B base would otherwise be gigabytes."""
     import torch
     import torch.distributed as dist
 
+    from expc.errors import ExpcError
+
     tag = f"step_{step:08d}"
-    engine.save_checkpoint(str(checkpoints), tag=tag, client_state=client_state,
-                           exclude_frozen_parameters=frozen_base)
-    torch.save(rng_state(), checkpoints / tag / f"rng_rank{rank:05d}.pt")
+    partial = checkpoints / f"{tag}{PARTIAL}"
+    if rank == 0:  # what a save cut short left behind (one `expc run` per digest holds the lock)
+        for stale in checkpoints.glob(f"*{PARTIAL}"):
+            shutil.rmtree(stale, ignore_errors=True)
+    dist.barrier()
+    try:
+        # save_latest=False: DeepSpeed would point `latest` at the tag before the other ranks finish
+        engine.save_checkpoint(str(checkpoints), tag=partial.name, client_state=client_state, save_latest=False,
+                               exclude_frozen_parameters=frozen_base)
+        torch.save(rng_state(), partial / f"rng_rank{rank:05d}.pt")
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as a RuntimeError
+        shutil.rmtree(partial, ignore_errors=True)  # frees the space, so the failure can be recorded
+        raise ExpcError(f"could not save the checkpoint of step {step} to {partial}{free_space_note(checkpoints)}: "
+                        f"{err}; the checkpoints saved before it are kept") from None
     dist.barrier()
     if rank == 0:
-        (checkpoints / tag / "complete").write_text(f"{step}\n")
+        (partial / "complete").write_text(f"{step}\n")
+        sync_tree(partial)
+        os.replace(partial, checkpoints / tag)
+        write_atomic(checkpoints / "latest", tag)  # DeepSpeed's pointer, for its own tools (zero_to_fp32)
+        sync_tree(checkpoints, files=False)
         for old in checkpoint_tags(checkpoints)[:-keep]:
             shutil.rmtree(checkpoints / old, ignore_errors=True)
     dist.barrier()
+
+
+def sync_tree(folder: Path, files: bool = True) -> None:
+    """fsync every file under `folder` (when `files`), then the folders themselves, so a
+    rename that follows cannot reach the disk before the data it names."""
+    for dirpath, _, filenames in os.walk(folder):
+        for name in filenames if files else ():
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not files:
+            break
+
+
+def free_space_note(folder: Path) -> str:
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    return f" ({free / 2**20:.1f} MiB free on that file system)"
 
 
 def load_checkpoint(engine, checkpoints: Path, rank: int, frozen_base: bool = False) -> dict:

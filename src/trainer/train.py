@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from expc.compile.canonical import load_manifest
-from expc.errors import ExpcError
+from expc.errors import ExpcError, disk_error
 
 log = logging.getLogger("trainer")
 
@@ -60,11 +60,16 @@ def main(argv=None) -> int:
     try:
         return train(manifest, digest, Path(args.manifest), run_dir.resolve())
     except BaseException as err:
+        err = disk_error(err) or err  # a full or read-only disk is the operator's to fix, not a bug
         if rank == "0" and (run_dir / "metadata.json").is_file():
             from .rundir import update_metadata
 
-            update_metadata(run_dir, status="failed", error=f"{type(err).__name__}: {err}"[:2000],
-                            end=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            try:
+                update_metadata(run_dir, status="failed", error=f"{type(err).__name__}: {err}"[:2000],
+                                end=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            except OSError as unrecorded:  # the same full disk: say so, and keep the real error
+                print(f"error: could not record the failure in {run_dir / 'metadata.json'}: {unrecorded}",
+                      file=sys.stderr, flush=True)
         if isinstance(err, ExpcError):
             print(f"error: {err.render()}", file=sys.stderr, flush=True)
             return 1

@@ -3,7 +3,7 @@ runs are made once per session and many tests read the same run directories.
 
 Every launch goes through the real `deepspeed` launcher (through `expc run`, or the plain command
 its plan prints) on CPU with a debug-size GPT on synthetic data. Master ports come from
-29500-29599, a fresh one per launch.
+29520 on (or $EXPC_TEST_PORT on), a fresh one per launch.
 """
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-PORTS = itertools.count(29520)
+# EXPC_TEST_PORT moves the range, for two checkouts testing side by side on one machine
+PORTS = itertools.count(int(os.environ.get("EXPC_TEST_PORT", 29520)))
 LAUNCH_TIMEOUT = 240
 
 # A debug-size experiment; the ZeRO stage and the step count are filled in per test.
@@ -37,10 +38,10 @@ expc.experiment + expc.zero.stage({stage}) + {{
   deepspeed+: {monitor},
   train+: {{
     max_steps: {max_steps},
-    log_interval: 5,
+    log_interval: {log_interval},
     eval_interval: {eval_interval},
     eval_iters: 2,
-    checkpoint_interval: 10,
+    checkpoint_interval: {checkpoint_interval},
     keep_checkpoints: 2,
     sample_tokens: {sample_tokens},
   }},
@@ -63,7 +64,8 @@ def make_project(folder: Path) -> Path:
 
 def build_spec(project: Path, name: str, stage: int = 2, max_steps: int = 20, dropout: float = 0.1,
                monitors: bool = False, hardware: str = "cpu_laptop",
-               data: str = "{ source: 'synthetic', val_fraction: 0.1 }", sample_tokens: int = 0) -> Path:
+               data: str = "{ source: 'synthetic', val_fraction: 0.1 }", sample_tokens: int = 0,
+               log_interval: int = 5, checkpoint_interval: int = 10) -> Path:
     """Write specs/<name>.jsonnet and compile it; return the manifest's path. With monitors,
     DeepSpeed's own CSV and TensorBoard monitors write under monitor/<name>/ and
     tensorboard/<name>/ in the project."""
@@ -75,7 +77,8 @@ def build_spec(project: Path, name: str, stage: int = 2, max_steps: int = 20, dr
                if monitors else "{}")
     spec.write_text(SPEC.format(stage=stage, max_steps=max_steps, dropout=dropout, monitor=monitor,
                                 eval_interval=max_steps // 2, hardware=hardware, data=data,
-                                sample_tokens=sample_tokens))
+                                sample_tokens=sample_tokens, log_interval=log_interval,
+                                checkpoint_interval=checkpoint_interval))
     (manifest,) = build([spec])
     return project / "manifests" / f"{manifest.digest}.json"
 
@@ -92,6 +95,34 @@ def kill_group(proc: subprocess.Popen, timeout: float = 30) -> None:
             time.sleep(0.1)
         except ProcessLookupError:
             return
+
+
+def kill_while_saving(proc: subprocess.Popen, checkpoints: Path, after_step: int) -> dict:
+    """kill -9 a plain launch's whole group in the middle of writing a checkpoint newer than
+    `after_step`: poll for its `.partial` folder, freeze the group (SIGSTOP) the moment it
+    appears, and kill if the folder is still there; if the save finished meanwhile, let the
+    run go on to its next checkpoint. Returns what was on disk at the kill."""
+    from trainer.rundir import PARTIAL, latest_step
+
+    missed = 0
+    while True:
+        wait_for(lambda: latest_step(checkpoints) >= after_step, proc, what=f"the checkpoint of step {after_step}")
+        partials = []
+        while not partials:  # a save takes some tens of milliseconds here: poll fast
+            if proc.poll() is not None:
+                pytest.fail(f"the launch ended before a checkpoint write could be caught ({missed} missed)")
+            partials = [e.name for e in os.scandir(checkpoints) if e.name.endswith(PARTIAL)]
+            time.sleep(0.001)
+        os.killpg(proc.pid, signal.SIGSTOP)
+        partial = checkpoints / partials[0]
+        if partial.is_dir():
+            seen = {"partial": partial.name, "written": sorted(p.name for p in partial.iterdir()),
+                    "latest_step": latest_step(checkpoints), "missed": missed,
+                    "latest": (checkpoints / "latest").read_text()}
+            kill_group(proc)
+            return seen
+        missed += 1  # it was renamed into place between the poll and the stop
+        os.killpg(proc.pid, signal.SIGCONT)
 
 
 @dataclass
@@ -171,11 +202,16 @@ STAGE_STEPS = 60
 
 @pytest.fixture(scope="session")
 def stage_runs(tmp_path_factory) -> dict[int, StageRun]:
-    """The same experiment at ZeRO stages 0-3, each trained once through `expc run`."""
+    """The same experiment at ZeRO stages 0-3, each trained once through `expc run`; two at a
+    time, as two digests on two ports (which is also the test that concurrent runs of different
+    digests both complete)."""
     project = make_project(tmp_path_factory.mktemp("stages"))
     runs = {}
-    for stage in (0, 1, 2, 3):
-        manifest = build_spec(project, f"stage{stage}", stage=stage, max_steps=STAGE_STEPS, monitors=stage == 1)
-        result = expc_run(manifest, cwd=project)
-        runs[stage] = StageRun(stage, manifest, project / "runs" / manifest.stem, result)
+    for pair in ((0, 1), (2, 3)):
+        started = {}
+        for stage in pair:
+            manifest = build_spec(project, f"stage{stage}", stage=stage, max_steps=STAGE_STEPS, monitors=stage == 1)
+            started[stage] = manifest, start([BIN / "expc", "run", manifest, "--master-port", next(PORTS)], project)
+        for stage, (manifest, proc) in started.items():
+            runs[stage] = StageRun(stage, manifest, project / "runs" / manifest.stem, finish(proc))
     return runs

@@ -4,20 +4,23 @@ matter).
 
   ZeRO 2: Ctrl-C to `expc run` (every rank saves, status preempted, exit 130), then kill -9 of a
           plain `deepspeed` launch after a checkpoint (no chance to save), then `expc run`.
-  ZeRO 1: SIGTERM to `expc run`, as a preempting scheduler sends it (saved, preempted, exit 0),
+  ZeRO 1: two `expc run`s started together (one trains, the other refuses), SIGTERM to the one
+          training, as a preempting scheduler sends it (saved, preempted, exit 0), then `expc run`.
+  ZeRO 0: kill -9 of a plain `deepspeed` launch while it writes a checkpoint after its first,
           then `expc run`.
-  ZeRO 0: kill -9 of a plain `deepspeed` launch after its first checkpoint, then `expc run`.
 """
 from __future__ import annotations
 
 import json
+import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
 
 from .conftest import (PORTS, STAGE_STEPS, BIN, build_spec, expc_run, final_weights, finish, kill_group,
-                       make_project, start, train_records, wait_for)
+                       kill_while_saving, make_project, start, train_records, wait_for)
 
 
 def metadata(run_dir: Path) -> dict:
@@ -72,33 +75,43 @@ def interrupted_run(tmp_path_factory, stage_runs):
 
 @pytest.fixture(scope="module")
 def sigterm_run(tmp_path_factory, stage_runs):
-    """ZeRO 1: SIGTERM to `expc run` after the first checkpoint, then `expc run` again."""
+    """ZeRO 1: two `expc run`s of the digest started together (one trains, the other refuses),
+    then SIGTERM to the one training after its first checkpoint, then `expc run` again."""
     from trainer.rundir import latest_step
 
     project = make_project(tmp_path_factory.mktemp("sigterm"))
     manifest = same_experiment(project, 1, stage_runs)
     run_dir = project / "runs" / manifest.stem
-    proc = start([BIN / "expc", "run", manifest, "--master-port", next(PORTS)], project)
+    both = [start([BIN / "expc", "run", manifest, "--master-port", next(PORTS)], project) for _ in range(2)]
+    while all(p.poll() is None for p in both):
+        time.sleep(0.05)
+    refused = next(p for p in both if p.poll() is not None)
+    proc = next(p for p in both if p is not refused)
+    seen = {"refused": finish(refused)}
     wait_for(lambda: latest_step(run_dir / "checkpoints") >= 10, proc, what="the first checkpoint")
+    signalled = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     stopped = finish(proc)
-    seen = {"sigterm": stopped, "after_sigterm": metadata(run_dir), "saved": latest_step(run_dir / "checkpoints")}
+    seen["stop_seconds"] = time.monotonic() - signalled
+    print(f"SIGTERM to `expc run` -> every rank saved and exited: {seen['stop_seconds']:.1f} s")
+    seen.update(sigterm=stopped, after_sigterm=metadata(run_dir), saved=latest_step(run_dir / "checkpoints"))
     seen["resume"] = expc_run(manifest, cwd=project)
     return manifest, run_dir, seen
 
 
 @pytest.fixture(scope="module")
 def killed_run(tmp_path_factory, stage_runs):
-    """ZeRO 0: kill -9 of a plain launch after its first checkpoint, then `expc run`."""
+    """ZeRO 0: kill -9 of a plain launch while it writes a checkpoint after its first, then
+    `expc run`."""
     from trainer.rundir import latest_step
 
     project = make_project(tmp_path_factory.mktemp("kill9"))
     manifest = same_experiment(project, 0, stage_runs)
     run_dir = project / "runs" / manifest.stem
     proc = plain_launch(manifest, run_dir)
-    wait_for(lambda: latest_step(run_dir / "checkpoints") >= 10, proc, what="the first checkpoint")
-    kill_group(proc)
-    seen = {"killed_at": latest_step(run_dir / "checkpoints"), "after_kill": metadata(run_dir)}
+    seen = {"at_kill": kill_while_saving(proc, run_dir / "checkpoints", after_step=10)}
+    print(f"kill -9 inside a checkpoint write: {seen['at_kill']}")
+    seen.update(killed_at=latest_step(run_dir / "checkpoints"), after_kill=metadata(run_dir))
     seen["resume"] = expc_run(manifest, cwd=project)
     return manifest, run_dir, seen
 
@@ -156,10 +169,39 @@ def test_sigterm_to_expc_run_saves_and_exits_0_as_preempted(sigterm_run):
                                              f"runs/{manifest.stem}/")
 
 
-def test_kill_9_at_zero_0_leaves_a_resumable_run(killed_run):
+def test_two_expc_runs_of_one_digest_one_trains_the_other_refuses(sigterm_run):
+    manifest, run_dir, seen = sigterm_run
+    refused = seen["refused"]
+    assert refused.returncode == 1 and refused.stdout == ""  # no "training ..." line: it started nothing
+    holder = (run_dir / ".lock").read_text().strip()  # the resume's pid now; the first holder's before
+    assert holder.isdigit()
+    # (the holder writes its pid just after taking the lock: a refusal in between names nobody)
+    assert re.fullmatch(re.escape(f"error: {manifest.stem[:12]} is being run by another `expc run` on this machine")
+                        + r"( \(process \d+\))?" + re.escape(
+                            f"; nothing was started. Wait for it to finish (its progress is in "
+                            f"runs/{manifest.stem}/metrics.jsonl) or stop it, then run this again\n"),
+                        refused.stderr), refused.stderr
+    # exactly one launch trained: the SIGTERMed one and the resume wrote rank logs, the refused none
+    launches = {p.name.split("_rank")[0] for p in (run_dir / "logs").glob("*_rank*.log")}
+    assert len(launches) == 2
+
+
+def test_sigterm_stops_within_30_s(sigterm_run):
+    _, _, seen = sigterm_run
+    assert seen["stop_seconds"] < 30  # the contract; the figure itself is in docs/reliability.md
+
+
+def test_kill_9_while_writing_a_checkpoint_keeps_the_previous_one(killed_run):
     manifest, run_dir, seen = killed_run
+    at_kill = seen["at_kill"]
+    # caught mid-write: the new checkpoint is still a .partial folder, `latest` names the previous one
+    previous = f"step_{at_kill['latest_step']:08d}"
+    assert at_kill["partial"].endswith(".partial") and at_kill["partial"] > previous
+    assert at_kill["latest"] == previous and seen["killed_at"] == at_kill["latest_step"] >= 10
     assert seen["after_kill"]["status"] == "running"
-    assert 10 <= seen["killed_at"] < STAGE_STEPS
+    assert seen["killed_at"] < STAGE_STEPS
+    # the resume cleared the partial folder when it saved
+    assert not list((run_dir / "checkpoints").glob("*.partial"))
     resume = seen["resume"]
     assert resume.returncode == 0, resume.stderr[-3000:]
     assert resume.stdout.splitlines()[0] == (f"resuming {manifest.stem[:12]} from step {seen['killed_at']} of "

@@ -112,11 +112,15 @@ def write_atomic(path: Path, text: str) -> None:
     global _temp_counter
     _temp_counter += 1
     tmp = path.parent / f".{path.name}.{os.getpid()}.{_temp_counter}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
+    except OSError as err:  # a full or read-only disk: name the file being written, not the temporary
+        if tmp.exists():  # (on a read-only file system even unlinking a missing file fails)
+            tmp.unlink()
+        raise OSError(err.errno, err.strerror, str(path)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

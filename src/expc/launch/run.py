@@ -150,16 +150,16 @@ def run(request: RunRequest) -> int:
     if node and request.rerun:
         raise ExpcError("--rerun goes to node 0 only: it moves the previous attempt aside, for every node")
     shown = project.relative(run_dir)
-    meta = read_metadata(run_dir)
-    if meta.get("status") == "completed" and not request.rerun:
-        click.echo(f"{digest[:12]} is already completed (step {meta.get('step')}): results in {shown}/")
-        click.echo("nothing to do; `expc run --rerun` trains it again as a fresh attempt")
+    if already_completed(read_metadata(run_dir), digest, shown, request.rerun):
         return 0
     run_dir.mkdir(parents=True, exist_ok=True)
     if multinode and plan.launcher == "slurm":
         write_plan(plan, run_dir)
         return submit(plan, digest, project)
-    with run_lock(run_dir, digest, node):
+    with run_lock(run_dir, digest, node, shown):
+        meta = read_metadata(run_dir)  # again, under the lock: another `expc run` may just have finished it
+        if already_completed(meta, digest, shown, request.rerun):
+            return 0
         if request.rerun and meta:
             attempt = archive_attempt(run_dir)
             click.echo(f"{digest[:12]}: previous attempt moved to {shown}/attempts/{attempt}/")
@@ -181,6 +181,14 @@ def run(request: RunRequest) -> int:
             click.echo(f"training {digest[:12]}: {plan.world_size} processes{where}, {max_steps} steps: {shown}/")
         log_name = f"launcher-node{node}.log" if placement.node_rank is not None else "launcher.log"
         return launch(plan, run_dir, digest, max_steps, step, project, log_name)
+
+
+def already_completed(meta: dict, digest: str, shown: str, rerun: bool) -> bool:
+    if meta.get("status") != "completed" or rerun:
+        return False
+    click.echo(f"{digest[:12]} is already completed (step {meta.get('step')}): results in {shown}/")
+    click.echo("nothing to do; `expc run --rerun` trains it again as a fresh attempt")
+    return True
 
 
 def check_inputs(manifest: dict, root: Path, dry_run: bool, warn: bool = True) -> None:
@@ -279,19 +287,30 @@ def latest_checkpoint_step(run_dir: Path) -> int:
 
 class run_lock:
     """One `expc run` per digest at a time: two launches writing the same checkpoints would
-    corrupt each other. The lock is released by the kernel if expc dies."""
+    corrupt each other. The lock is released by the kernel if expc dies; the holder writes its
+    process id into the lock file, so the one refused can say who holds it."""
 
-    def __init__(self, run_dir: Path, digest: str, node: int = 0):
+    def __init__(self, run_dir: Path, digest: str, node: int = 0, shown: str | None = None):
         # Each node of a per-node launch holds its own lock (on one machine, in tests, they meet).
         self.path, self.digest = run_dir / (f".lock-node{node}" if node else ".lock"), digest
+        self.shown = shown or str(run_dir)
 
     def __enter__(self):
         self.file = open(self.path, "a+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip()
             self.file.close()
-            raise ExpcError(f"{self.digest[:12]} is being run by another `expc run` on this machine") from None
+            by = f" (process {holder})" if holder.isdigit() else ""
+            raise ExpcError(f"{self.digest[:12]} is being run by another `expc run` on this machine{by}; "
+                            f"nothing was started. Wait for it to finish (its progress is in "
+                            f"{self.shown}/metrics.jsonl) or stop it, then run this again") from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{os.getpid()}\n")
+        self.file.flush()
         return self
 
     def __exit__(self, *exc):
@@ -444,8 +463,11 @@ def record_failure(run_dir: Path, returncode: int, log: Path | None, tail: str) 
     rank = f"rank {log.stem.rsplit('rank', 1)[1]}" if log else "a rank"
     error = f"{rank} failed (launcher exit status {returncode})" + (f"; last lines of logs/{log.name}:\n{tail}"
                                                                     if log else "; no rank log was written")
-    update_metadata(run_dir, status="failed", error=error[-2000:],
-                    end=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    try:
+        update_metadata(run_dir, status="failed", error=error[-2000:],
+                        end=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    except OSError as err:  # a full disk, most likely what failed the run too
+        click.echo(f"warning: could not record the failure in {run_dir / 'metadata.json'}: {err}", err=True)
 
 
 def summary(run_dir: Path) -> str:
