@@ -48,6 +48,9 @@ def main(argv=None) -> int:
         # Before anything joins a collective: a file whose content does not match its name is
         # refused on every rank.
         manifest, digest = load_manifest(args.manifest)
+        from expc.compile.validate import check_loaded
+
+        check_loaded(manifest, args.manifest)
         if args.run_dir:
             run_dir = Path(args.run_dir)
         else:
