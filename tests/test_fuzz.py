@@ -34,7 +34,7 @@ MANIFESTS = [m for m in MANIFESTS if m.name != "index.json"]
 _COMMON = {"deadline": None, "derandomize": False, "database": None,
            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                      HealthCheck.data_too_large]}
-FAST = settings(max_examples=150, **_COMMON)
+FAST = settings(max_examples=100, **_COMMON)
 SLOW = settings(max_examples=10_000, **_COMMON)
 
 
