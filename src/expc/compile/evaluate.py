@@ -2,7 +2,7 @@
 
 Evaluation is hermetic. Imports resolve from the importing file's own folder, then from the
 project's `lib/`; anything that lands outside those folders (an absolute path, `..`, a symlink) is
-refused. No environment variable reaches the spec: `std.extVar` has nothing, and the only inputs
+refused, and so is a spec that is itself a link out of its project. No environment variable reaches the spec: `std.extVar` has nothing, and the only inputs
 besides files are declared top-level arguments (`--tla name=value`).
 """
 from __future__ import annotations
@@ -358,7 +358,6 @@ def _link_target(candidate: Path, real: Path, project: Project) -> str:
         root = project.root.resolve()
         if not target.is_relative_to(root):
             return str(target)
-        return str(target.relative_to(root)) if not real.is_relative_to(root) else project.relative(real)
     return project.relative(real)
 
 
