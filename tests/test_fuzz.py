@@ -177,8 +177,8 @@ def mutated(data, path, how, replacement):
     return data
 
 
-MUTATION = st.tuples(st.sampled_from(MANIFESTS), st.integers(0, 10**9), st.sampled_from(["replace", "delete", "rename"]),
-                     JSON, st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255), st.booleans()), max_size=4))
+MUTATION = st.tuples(st.sampled_from(MANIFESTS), st.integers(0, 10**9),
+                     st.sampled_from(["replace", "delete", "rename"]), JSON, st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255), st.booleans()), max_size=4))
 
 
 def loader_and_verifier(case, tmp_path):
@@ -241,7 +241,8 @@ NUMBER_TEXT = st.one_of(FLOATS.map(repr), st.integers().map(str), st.sampled_fro
     ["1e400", "-1e400", "inf", "nan", "NaN", "Infinity", "1e-400", "0x10", "1_000", "٣", "²", "1" * 5000,
      "\"\\ud800\"", "[\"\\udfff\"]"]))
 VALUE_TEXT = st.one_of(st.text(max_size=20), NUMBER_TEXT, JSON.map(json.dumps),
-                       st.integers(1, 5000).map(lambda n: "[" * n), st.integers(1, 5000).map(lambda n: "[" * n + "]" * n),
+                       st.integers(1, 5000).map(lambda n: "[" * n),
+                       st.integers(1, 5000).map(lambda n: "[" * n + "]" * n),
                        st.tuples(NUMBER_TEXT, NUMBER_TEXT, NUMBER_TEXT).map(lambda t: f"range({t[0]},{t[1]},{t[2]})"),
                        st.tuples(NUMBER_TEXT, NUMBER_TEXT).map(lambda t: f"range({t[0]}, {t[1]})"),
                        st.lists(NUMBER_TEXT, max_size=4).map(",".join))

@@ -153,11 +153,12 @@ def pinned(project, monkeypatch):
     corpus.write_bytes(bytes(data))
     os.utime(corpus, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert os.stat(corpus).st_mtime_ns == before.st_mtime_ns and os.stat(corpus).st_size == before.st_size
-    now = canonical_corpus_digest(project, corpus)
+    now = corpus_digest_now(corpus)
     return f"manifests/{manifest.digest}.json", manifest.data["data"]["sha256"], now
 
 
-def canonical_corpus_digest(project, corpus):
+def corpus_digest_now(corpus):
+    """The one-file corpus digest as pins.corpus_digest forms it: "name NUL sha256 LF", hashed."""
     import hashlib
 
     line = f"{corpus.name}\0{hashlib.sha256(corpus.read_bytes()).hexdigest()}\n"
