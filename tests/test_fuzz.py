@@ -178,7 +178,8 @@ def mutated(data, path, how, replacement):
 
 
 MUTATION = st.tuples(st.sampled_from(MANIFESTS), st.integers(0, 10**9),
-                     st.sampled_from(["replace", "delete", "rename"]), JSON, st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255), st.booleans()), max_size=4))
+                     st.sampled_from(["replace", "delete", "rename"]), JSON,
+                     st.lists(st.tuples(st.integers(0, 10**9), st.integers(0, 255), st.booleans()), max_size=4))
 
 
 def loader_and_verifier(case, tmp_path):

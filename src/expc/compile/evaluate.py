@@ -3,8 +3,8 @@
 Evaluation is hermetic. Imports resolve from the importing file's own folder, then from the
 project's `lib/`; anything that lands outside those folders (an absolute path, `..`, a symlink) is
 refused, and so is a spec that is itself a link out of its project. No environment variable
-reaches the spec: `std.extVar` has nothing, and the only inputs
-besides files are declared top-level arguments (`--tla name=value`).
+reaches the spec: `std.extVar` has nothing, and the only inputs besides files are declared
+top-level arguments (`--tla name=value`).
 """
 from __future__ import annotations
 
