@@ -202,9 +202,11 @@ def _range_labels(text: str, item: str) -> list[str]:
     if not match or step == 0:
         raise ExpcError(f"--sweep {item!r}: expected range(start, stop) or range(start, stop, step), "
                         "with numbers and a step that is not 0")
-    count = max(0, math.ceil((stop - start) / step - 1e-9))
+    steps = (stop - start) / step  # finite numbers, yet 1e80 / 1e-230 is infinity
+    count = max(0, math.ceil(steps - 1e-9)) if math.isfinite(steps) else math.inf
     if count == 0 or count > 100000:
-        raise ExpcError(f"--sweep {item!r}: the range has {count} values")
+        shown = "more than 100000" if count > 100000 else count
+        raise ExpcError(f"--sweep {item!r}: the range has {shown} values (1 to 100000 are allowed)")
     whole = all(x == int(x) for x in (start, step))
     values = [start + i * step for i in range(count)]
     return [str(int(v)) if whole else repr(round(v, 12)) for v in values]
