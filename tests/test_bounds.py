@@ -29,11 +29,11 @@ HOSTILE = {
 BOUNDS = {"memory": {"EXPC_EVAL_MEMORY_GIB": "0.5"}, "time": {"EXPC_EVAL_SECONDS": "2"},
           "output": {"EXPC_EVAL_OUTPUT_MIB": "1"}}
 MESSAGES = {
-    "memory": "error: evaluating the spec used more than 0.5 GiB of memory (the bound) and was stopped; a spec "
+    "memory": "error: specs/memory.jsonnet: evaluating the spec used more than 0.5 GiB of memory (the bound) and was stopped; a spec "
               "that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8\n",
-    "time": "error: evaluating the spec ran past 2 s (the bound) and was stopped; a spec that needs longer can "
+    "time": "error: specs/time.jsonnet: evaluating the spec ran past 2 s (the bound) and was stopped; a spec that needs longer can "
             "raise it with EXPC_EVAL_SECONDS=900\n",
-    "output": "error: the spec's result is over 1 MiB (the bound); a sweep that big can raise it with "
+    "output": "error: specs/output.jsonnet: the spec's result is over 1 MiB (the bound); a sweep that big can raise it with "
               "EXPC_EVAL_OUTPUT_MIB=4096\n",
 }
 

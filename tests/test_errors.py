@@ -1,7 +1,9 @@
 """Golden errors: one folder per bad spec under tests/cases/errors/<case>/.
 
-    spec.jsonnet   copied to specs/<case>.jsonnet in a scratch project
+    spec.jsonnet   copied to specs/<case>.jsonnet in a scratch project (a symbolic link is copied
+                   as the link)
     args.txt       optional: more CLI arguments after the spec path
+    env.txt        optional: NAME=VALUE lines set in the environment (small evaluation bounds)
     files/         optional: more files (and relative symlinks) copied into the project root; a
                    spec that names 'assets/...' gets the repository's assets/ (the tiny base model)
     expected.txt   the exact stderr of `expc build specs/<case>.jsonnet ARGS`
@@ -33,11 +35,14 @@ def test_error(case, project, golden, capsys, monkeypatch):
     folder = CASES / case
     if (folder / "files").is_dir():
         shutil.copytree(folder / "files", project, symlinks=True, dirs_exist_ok=True)
-    shutil.copy(folder / "spec.jsonnet", project / "specs" / f"{case}.jsonnet")
+    shutil.copy(folder / "spec.jsonnet", project / "specs" / f"{case}.jsonnet", follow_symlinks=False)
     if "'assets/" in (folder / "spec.jsonnet").read_text():
         (project / "assets").symlink_to(ROOT / "assets")  # the committed tiny base model and rows
     args_file = folder / "args.txt"
     extra = shlex.split(args_file.read_text()) if args_file.exists() else []
+    env_file = folder / "env.txt"
+    for line in env_file.read_text().splitlines() if env_file.exists() else []:
+        monkeypatch.setenv(*line.split("=", 1))
     monkeypatch.chdir(project)
 
     code, out, err = run_cli(["build", f"specs/{case}.jsonnet", *extra], capsys)

@@ -36,7 +36,9 @@ def test_records_imports_in_first_read_order(proj):
 def test_no_environment_reaches_the_spec(proj, monkeypatch):
     monkeypatch.setenv("HOME_SECRET", "x")
     path = spec(proj, "std.extVar('HOME_SECRET')")
-    assert error_of(proj, path) == "specs/s.jsonnet:1:1: Undefined external variable: HOME_SECRET"
+    assert error_of(proj, path) == ("specs/s.jsonnet:1:1: Undefined external variable: HOME_SECRET; expc passes no "
+                                    "external variables (nothing from the environment reaches a spec): declare a "
+                                    "top-level argument, `function(name=default)`, and give it with --tla name=value")
 
 
 def test_top_level_arguments(proj):

@@ -48,3 +48,39 @@ def test_every_spec_compiles_to_the_recorded_digests(recorded, tmp_path, name):
     built = {(r["spec"], r["member"], "{}", json.dumps(r["set"])): r["digest"] for r in json.loads(out.stdout)}
     plain = {key: digest for key, digest in digests.items() if key[2] == "{}" and key[3] == "[]"}
     assert plain and {key: built.get(key) for key in plain} == plain
+
+
+SPECS = sorted((ROOT / "specs").glob("*.jsonnet"))
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.name)
+def test_the_cpp_binding_gives_go_jsonnets_digests(spec):
+    """The C++ Jsonnet binding (`_jsonnet`, the `jsonnet` wheel), a second reference beside
+    go-jsonnet: the same members, digests and files read on every committed spec."""
+    pytest.importorskip("_jsonnet", reason="the jsonnet wheel is part of the test extras")
+    from expc.compile import compile_spec
+
+    def compiled(engine):
+        return [(m.member, m.digest, m.imports) for m in compile_spec(spec, engine=engine)]
+
+    assert compiled("jsonnet") == compiled("gojsonnet")
+
+
+def test_the_cpp_binding_is_held_to_the_same_hermetic_imports(project):
+    """The import callback, not the engine, decides what a spec may read."""
+    pytest.importorskip("_jsonnet", reason="the jsonnet wheel is part of the test extras")
+    from expc.compile.evaluate import evaluate
+    from expc.errors import ExpcError
+    from expc.project import Project
+
+    (project / "up.libsonnet").write_text("{}")
+    for text, message in [
+        ("{ a: importstr '/etc/passwd' }", "specs/escape.jsonnet:1:6: import '/etc/passwd': absolute paths are "
+                                           "refused; import relative to lib/ or the spec's folder"),
+        ("import '../up.libsonnet'", "specs/escape.jsonnet:1:1: import '../up.libsonnet' resolves to up.libsonnet, "
+                                     "outside lib/ and the spec's folder"),
+    ]:
+        (project / "specs" / "escape.jsonnet").write_text(text)
+        with pytest.raises(ExpcError) as info:
+            evaluate(project / "specs" / "escape.jsonnet", Project(project), engine="jsonnet")
+        assert info.value.render() == message

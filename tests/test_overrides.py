@@ -219,7 +219,11 @@ def test_a_section_takes_a_preset_by_name(one):
     ("lrr=1,2", '--sweep lrr=1,2: no lrr in the experiment (did you mean "lr"?)'),
     ("lr=1e-3,1e-3", "--sweep 'lr=1e-3,1e-3': a value is given twice"),
     ("lr", "--sweep 'lr': expected path=value,value,..., e.g. lr=1e-4,3e-4 or train.max_steps=range(100,400,100)"),
-    ("train.max_steps=range(5,1)", "--sweep 'train.max_steps=range(5,1)': the range has 0 values"),
+    ("train.max_steps=range(5,1)", "--sweep 'train.max_steps=range(5,1)': the range has 0 values "
+                                   "(1 to 100000 are allowed)"),
+    # found by tests/test_fuzz.py: finite bounds whose count is not (an OverflowError before)
+    ("lr=range(0,1e80,1e-230)", "--sweep 'lr=range(0,1e80,1e-230)': the range has more than 100000 values "
+                                "(1 to 100000 are allowed)"),
     ("train.max_steps=range(a,b)", "--sweep 'train.max_steps=range(a,b)': expected range(start, stop) or "
                                    "range(start, stop, step), with numbers and a step that is not 0"),
 ])

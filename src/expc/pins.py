@@ -1,11 +1,12 @@
 """Files pinned by content: the sha256 of every file a run reads (a base model's folder, data
 files), hashed once and cached, and checked again before a run.
 
-The cache maps a file's resolved path, size and mtime (in nanoseconds) to its sha256, in
+The cache maps a file's resolved path, size, mtime and ctime (in nanoseconds) to its sha256, in
 `$XDG_CACHE_HOME/expc/sha256.json` (default ~/.cache/expc/): a rebuild stats each file and rehashes
 only what changed, so pinning a multi-gigabyte base costs a stat per file after the first build.
-A file rewritten in place within the same nanosecond, at the same size, would be missed; nothing
-else is.
+The ctime is there because the mtime can be set back (`touch -r`, `os.utime`, a copy that keeps
+times) and the ctime cannot: any write or time change moves it. A file rewritten in place within
+the same nanosecond, at the same size, would be missed; nothing else is.
 
     sha256_file(path)          the hex digest, through the cache
     pinned_files(manifest)     every (label, path, sha256) a manifest pins
@@ -31,7 +32,7 @@ MAX_ENTRIES = 20000
 
 
 class HashCache:
-    """(resolved path, size, mtime_ns) -> sha256, loaded once per process and saved on change."""
+    """(resolved path, size, mtime_ns, ctime_ns) -> sha256, loaded once per process and saved on change."""
 
     def __init__(self, file: Path | None = None):
         self.file = file or cache_dir() / "sha256.json"
@@ -50,10 +51,10 @@ class HashCache:
     def sha256(self, path: Path) -> str:
         path = path.resolve()
         stat = path.stat()
-        key, stamp = str(path), [stat.st_size, stat.st_mtime_ns]
+        key, stamp = str(path), [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
         entry = self.entries.get(key)
-        if entry and entry[:2] == stamp:
-            return entry[2]
+        if entry and entry[:3] == stamp:  # an entry of the older (size, mtime) form never matches
+            return entry[3]
         digest = _hash(path)
         self.entries[key] = [*stamp, digest]
         self._dirty = True

@@ -1,7 +1,8 @@
 """Where things live: the project root, its lib/, specs/, manifests/ and runs/ folders.
 
 The root is found from a spec the way git finds a repository: the nearest ancestor folder that
-holds a `lib/` folder (or, for a spec outside any such folder, the spec's own folder).
+holds `lib/` and `specs/` folders, else one whose `lib/` holds .libsonnet or .cue files (or, for a
+spec outside any such folder, the spec's own folder).
 
 The runs folder alone may live elsewhere (a scratch disk, a shared file system): `--runs-dir` on
 the commands that read or write runs, else the EXPC_RUNS_DIR environment variable, else
@@ -68,9 +69,18 @@ def find_project(start: Path | str | None = None) -> Project:
         if (folder / "lib").is_dir() and (folder / "specs").is_dir():
             return Project(folder)
     for folder in (here, *here.parents):
-        if (folder / "lib").is_dir():
+        if _holds_a_lib(folder / "lib"):
             return Project(folder)
     return Project(here)
+
+
+def _holds_a_lib(folder: Path) -> bool:
+    """A `lib/` with Jsonnet or CUE files in it: the system's /lib (beside a spec kept outside
+    any project) is not a project's lib, and must not become importable."""
+    try:
+        return folder.is_dir() and any(p.suffix in (".libsonnet", ".cue") for p in folder.iterdir())
+    except OSError:
+        return False
 
 
 def find_manifest(ref: str, project: Project | None = None) -> Path:

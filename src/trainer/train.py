@@ -48,6 +48,14 @@ def main(argv=None) -> int:
         # Before anything joins a collective: a file whose content does not match its name is
         # refused on every rank.
         manifest, digest = load_manifest(args.manifest)
+        from expc.compile.validate import check_loaded
+        from expc.pins import verify
+
+        check_loaded(manifest, args.manifest)
+        # Every file the manifest pins (a base model's weights, data) is the one it was built
+        # with, checked on every rank before torch is loaded. expc run starts every rank in the
+        # project root, where the manifest's paths start.
+        verify(manifest, Path.cwd())
         if args.run_dir:
             run_dir = Path(args.run_dir)
         else:
@@ -118,7 +126,6 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
     import torch.distributed as dist
 
     from expc.estimate import flops_per_token
-    from expc.pins import verify
     from expc.project import find_project
 
     from . import data, rundir
@@ -127,10 +134,7 @@ def train(manifest: dict, digest: str, manifest_path: Path, run_dir: Path) -> in
     from .ranks import adopt_launcher_ranks
     from .tracking import start_tracking
 
-    # Every file the manifest pins (a base model's weights, data) is the one it was built with,
-    # checked on every rank before anything is loaded.
-    root = Path.cwd()  # expc run starts every rank in the project root; manifest paths start there
-    verify(manifest, root)
+    root = Path.cwd()  # pinned files verified in main(), from here
 
     # ---- process group -------------------------------------------------------------------
     if hardware["accelerator"] == "cpu":

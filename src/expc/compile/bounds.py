@@ -58,8 +58,9 @@ def in_child() -> bool:
     return os.environ.get(_IN_CHILD) == "1"
 
 
-def run(function, *args, **kwargs):
-    """function(*args, **kwargs) in a bounded child; its result, or its ExpcError, raised here."""
+def run(function, *args, where: str | None = None, **kwargs):
+    """function(*args, **kwargs) in a bounded child; its result, or its ExpcError, raised here.
+    A bound's error is located at `where` (the spec)."""
     bounds = Bounds.from_environment()
     with tempfile.TemporaryDirectory(prefix="expc-eval-") as scratch:
         result_file, stderr = Path(scratch) / "result.pickle", Path(scratch) / "stderr"
@@ -80,10 +81,12 @@ def run(function, *args, **kwargs):
                                                                  os.getcwd()))
             process.start()
             outcome = _watch(process.pid, process, result_file, bounds, process.sentinel)
-        return _result(outcome, result_file, bounds)
+        return _result(outcome, result_file, bounds, where)
 
 
 _CONTEXT = None
+# A child's exit status when a signal other than an out-of-memory abort ended it: an engine bug.
+CRASH_SIGNALS = {-11: "SIGSEGV", -7: "SIGBUS", -4: "SIGILL"}
 
 
 def _may_fork() -> bool:
@@ -200,21 +203,25 @@ def _kill(pid: int, process) -> None:
         os.waitpid(pid, 0)
 
 
-def _result(outcome: tuple, result_file: Path, bounds: Bounds):
+def _result(outcome: tuple, result_file: Path, bounds: Bounds, where: str | None = None):
     kind, figure = outcome
     if kind == "memory":
         raise ExpcError(f"evaluating the spec used more than {bounds.memory_gib:g} GiB of memory (the bound) and "
-                        "was stopped; a spec that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8")
+                        "was stopped; a spec that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8", where)
     if kind == "time":
         raise ExpcError(f"evaluating the spec ran past {bounds.seconds:g} s (the bound) and was stopped; a spec that "
-                        "needs longer can raise it with EXPC_EVAL_SECONDS=900")
+                        "needs longer can raise it with EXPC_EVAL_SECONDS=900", where)
+    if not result_file.exists() and figure in CRASH_SIGNALS:
+        # rjsonnet overflows its stack on a value nested some 100,000 deep (go-jsonnet stops at 500).
+        raise ExpcError(f"the Jsonnet engine crashed evaluating the spec ({CRASH_SIGNALS[figure]}), most likely "
+                        "on a recursion or a value nested too deep for its stack", where)
     if not result_file.exists():
         # Killed from within: go's runtime aborts when the address-space backstop is hit.
         raise ExpcError(f"evaluating the spec ran out of memory (bound: {bounds.memory_gib:g} GiB, exit status "
-                        f"{figure}); a spec that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8")
+                        f"{figure}); a spec that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8", where)
     if kind == "output" or result_file.stat().st_size > bounds.output_mib * 2 ** 20:
         raise ExpcError(f"the spec's result is over {bounds.output_mib:g} MiB (the bound); a sweep that big can "
-                        "raise it with EXPC_EVAL_OUTPUT_MIB=4096")
+                        "raise it with EXPC_EVAL_OUTPUT_MIB=4096", where)
     status, value = pickle.loads(result_file.read_bytes())
     if status == "ok":
         return value

@@ -29,7 +29,15 @@ def canonicalize(document):
     problems: list[Problem] = []
 
     def walk(value, path):
-        if isinstance(value, bool) or value is None or isinstance(value, str):
+        if isinstance(value, str):
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:  # a lone surrogate, from "\ud800" in JSON text
+                    problems.append(Problem(f"the string {value!r} holds a lone surrogate, which is not text "
+                                            "(UTF-8 cannot hold it)", json_path(path)))
+            return value
+        if isinstance(value, bool) or value is None:
             return value
         if isinstance(value, int):
             if abs(value) > MAX_SAFE_INTEGER:
@@ -40,7 +48,12 @@ def canonicalize(document):
             if not math.isfinite(value):
                 problems.append(Problem(f"{value} is not a finite number", json_path(path)))
                 return value
-            return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+            rounded = float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+            if not math.isfinite(rounded):  # within 5e292 of the largest double, rounding up overflows
+                problems.append(Problem(f"{value!r} is too large to store: rounded to {SIGNIFICANT_DIGITS} significant "
+                                        "digits it is beyond the largest 64-bit float (about 1.79769313486231e308)",
+                                        json_path(path)))
+            return rounded
         if isinstance(value, dict):
             return {k: walk(v, (*path, k)) for k, v in value.items()}
         if isinstance(value, list):
@@ -136,12 +149,30 @@ def _pretty(value, indent: str) -> str:
 
 
 def parse_manifest_text(text: str, where: str):
-    """Parse a manifest body; refuse NaN/Infinity that Python's json would otherwise accept."""
+    """Parse a manifest body; refuse NaN/Infinity that Python's json would otherwise accept, a
+    number too big for a double (1e400 would read as infinity), a key given twice (a reader of
+    the file would see the first, the digest covers the last) and nesting too deep to read."""
     def refuse(token):
         raise ExpcError(f"{token} is not valid JSON", where)
 
+    def finite(token):
+        value = float(token)
+        if not math.isfinite(value):
+            raise ExpcError(f"{token} is too large for a 64-bit float", where)
+        return value
+
+    def unique(pairs):
+        seen = {}
+        for key, value in pairs:
+            if key in seen:
+                raise ExpcError(f"key {key!r} appears twice in one object", where)
+            seen[key] = value
+        return seen
+
     try:
-        return json.loads(text, parse_constant=refuse)
+        return json.loads(text, parse_constant=refuse, parse_float=finite, object_pairs_hook=unique)
+    except RecursionError:
+        raise ExpcError("not a manifest: nested too deep to read", where) from None
     except ValueError as err:
         raise ExpcError(f"not valid JSON: {err}", where) from None
 
@@ -156,8 +187,20 @@ def load_manifest(path: Path | str):
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ExpcError(f"no such manifest: {path}") from None
+    except UnicodeDecodeError as err:
+        raise ExpcError(f"not a manifest: byte {err.start} is not UTF-8", str(path)) from None
+    except OSError as err:
+        raise ExpcError(f"cannot read the manifest: {err.strerror or err}", str(path)) from None
     data = parse_manifest_text(text, str(path))
-    actual = digest(data)
+    # What is returned is the parse of the hashed bytes, not of the file: `10.0` hashes as `10`
+    # (one JSON number), so an edit to `10.0` must not hand a reader a float the build never made.
+    try:
+        hashed = canonical_bytes(data)
+    except UnicodeEncodeError:
+        raise ExpcError("not a manifest: a string holds a lone surrogate (such as \\ud800), which is not text",
+                        str(path)) from None
+    actual = hashlib.sha256(hashed).hexdigest()
+    data = json.loads(hashed)
     if path.stem != actual:
         raise ExpcError(
             f"content does not match its name: the file hashes to {actual[:12]}, its name says "

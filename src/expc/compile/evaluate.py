@@ -2,8 +2,9 @@
 
 Evaluation is hermetic. Imports resolve from the importing file's own folder, then from the
 project's `lib/`; anything that lands outside those folders (an absolute path, `..`, a symlink) is
-refused. No environment variable reaches the spec: `std.extVar` has nothing, and the only inputs
-besides files are declared top-level arguments (`--tla name=value`).
+refused, and so is a spec that is itself a link out of its project. No environment variable
+reaches the spec: `std.extVar` has nothing, and the only inputs besides files are declared
+top-level arguments (`--tla name=value`).
 """
 from __future__ import annotations
 
@@ -75,8 +76,10 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
                                         separator=GRID_SEPARATOR))
     from . import bounds
 
+    _check_spec_inside(Path(spec))
     if bounded and not bounds.in_child():  # in a child process bounded in memory, time and output (bounds.py)
-        return bounds.run(evaluate, spec, project, tla, engine, overrides, check_knobs, grid)
+        return bounds.run(evaluate, spec, project, tla, engine, overrides, check_knobs, grid,
+                          where=project.relative(spec))
     evaluate_file = _engine(engine)
     overrides, grid = list(overrides), list(grid)
     # One override per `--sweep` axis is enough to check its path.
@@ -92,23 +95,31 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
 
     def resolve_import(importer_dir: str, rel: str):
         folder = Path(importer_dir or spec.parent)
+        shown = _shown_import(rel)
         if os.path.isabs(rel):
-            raise _refuse(refusals, folder, rel, f"import {rel!r}: absolute paths are refused; "
+            raise _refuse(refusals, folder, rel, f"import {shown}: absolute paths are refused; "
                           "import relative to lib/ or the spec's folder")
         for base in (folder, roots[1]):
             candidate = base / rel
-            if candidate.is_file():
+            try:
+                if not candidate.is_file():
+                    continue
                 real = candidate.resolve()
-                if not any(real.is_relative_to(root) for root in roots):
-                    raise _refuse(refusals, folder, rel, f"import {rel!r} resolves to "
-                                  f"{project.relative(real)}, outside lib/ and the spec's folder")
-                # Listed once: go-jsonnet asks again from each importing folder (a lib imported by
-                # a spec and by another lib). The spec itself (the --tla probe imports it) is not.
-                if real not in read:
-                    read.append(real)
-                    imports.append(project.relative(real))
-                return str(candidate), real.read_bytes()
-        raise _refuse(refusals, folder, rel, f"import {rel!r}: not found in the importing file's folder or lib/")
+                inside = any(real.is_relative_to(root) for root in roots)
+                content = real.read_bytes() if inside else b""
+            except (OSError, ValueError, RuntimeError) as err:  # too long a name, a link loop, no permission
+                reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+                raise _refuse(refusals, folder, rel, f"import {shown}: cannot be read ({reason})") from None
+            if not inside:
+                raise _refuse(refusals, folder, rel, f"import {shown} resolves to "
+                              f"{_link_target(candidate, real, project)}, outside lib/ and the spec's folder")
+            # Listed once: go-jsonnet asks again from each importing folder (a lib imported by
+            # a spec and by another lib). The spec itself (the --tla probe imports it) is not.
+            if real not in read:
+                read.append(real)
+                imports.append(project.relative(real))
+            return str(candidate), content
+        raise _refuse(refusals, folder, rel, f"import {shown}: not found in the importing file's folder or lib/")
 
     tla_codes = {k: json.dumps(v) for k, v in (tla or {}).items()}
     try:
@@ -129,7 +140,7 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
                            r"during TLA call", trace)
         if unknown:
             raise _unknown_tla(unknown[1] or unknown[2], spec, project) from None
-        error = jsonnet_error(trace, project)
+        error = _located(jsonnet_error(trace, project), spec, project)
         error = _failing_members(spec, project, tla_codes, trace, resolve_import, overrides, grid) or error
         raise _blame_arguments(error, spec, project, tla or {}, overrides, resolve_import, grid) from None
     document = json.loads(text)
@@ -138,6 +149,29 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
         knob_info = json.loads(_snippet(spec, "<knobs>", knobs.snippet(value_code(spec, tla_codes, overrides, grid)),
                                         resolve_import))
     return Evaluation(document, imports, knob_info)
+
+
+def _check_spec_inside(spec: Path) -> None:
+    """A spec under a project's specs/ whose real file lies outside the project (a symbolic
+    link) is refused: its real folder would become importable, and the project it is built in
+    would be the one around the outside file, not this one."""
+    given = Path(os.path.abspath(spec))
+    home = next((f for f in given.parents if (f / "lib").is_dir() and (f / "specs").is_dir()), None)
+    if home is None or not given.is_file():
+        return
+    real = given.resolve()
+    if not real.is_relative_to(home.resolve()):
+        raise ExpcError(f"the spec is a symbolic link to {real}, outside the project; a spec is built from "
+                        "inside its project: copy it in (or build it where it lives)", str(given.relative_to(home)))
+
+
+def _located(error: ExpcError, spec: Path, project: Project) -> ExpcError:
+    """An error go-jsonnet gives without a frame (one raised while writing out the result, such
+    as a value nested too deep) is the spec's: located at its file."""
+    if all(p.location for p in error.problems):
+        return error
+    where = project.relative(spec)
+    return ExpcError([p if p.location else Problem(p.message, where, p.origin) for p in error.problems])
 
 
 def value_code(spec: Path, tla_codes: dict, overrides: list[Override] = (), grid=()) -> str:
@@ -288,6 +322,12 @@ def _engine(name: str):
         import _gojsonnet
 
         return _gojsonnet.evaluate_file
+    if name == "jsonnet":
+        # The C++ binding (the `jsonnet` wheel): not a command-line choice, only a second
+        # reference that tests hold to go-jsonnet's digests. Same callback contract (bytes).
+        import _jsonnet
+
+        return _jsonnet.evaluate_file
     if name != "rjsonnet":
         raise ExpcError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     try:
@@ -303,6 +343,23 @@ def _engine(name: str):
             return found, content.decode("utf-8")
         return rjsonnet.evaluate_file(path, import_callback=text_callback, **options)
     return evaluate_file
+
+
+def _shown_import(rel: str) -> str:
+    """An import's text for a message: quoted, and cut short when it is absurdly long."""
+    return repr(rel if len(rel) <= 120 else rel[:100] + "...")
+
+
+def _link_target(candidate: Path, real: Path, project: Project) -> str:
+    """Where an import that leaves the project leads, as a reader can check it: a symbolic
+    link's own target when that already lies outside (`/proc/self/environ`, not the
+    `/proc/4242/environ` it resolves to in this process), else the resolved path."""
+    if candidate.is_symlink():
+        target = Path(os.path.normpath(candidate.parent / os.readlink(candidate)))
+        root = project.root.resolve()
+        if not target.is_relative_to(root):
+            return str(target)
+    return project.relative(real)
 
 
 @dataclass(frozen=True)
@@ -329,7 +386,8 @@ def _refusal_problem(refusal: _Refusal, trace: str, read: list[Path], project: P
     the location is the import's text, outside comments, in a file of the importing folder that
     this evaluation read: the spec first, then its imports in the order they were read.
     """
-    quoted = re.compile(r"import(?:str|bin)?\s*(['\"])" + re.escape(refusal.rel) + r"\1")
+    # The binding cuts an import's text at a NUL: what follows it up to the quote is matched too.
+    quoted = re.compile(r"import(?:str|bin)?\s*(['\"])" + re.escape(refusal.rel) + r"(?:\\u0000[^'\"\n]*)?\1")
     frame = _LOCATION.search(trace)
     if frame:
         path = Path(frame["file"])
@@ -385,6 +443,10 @@ def _check_takes_arguments(spec, tla_codes, resolve_import, project):
                         "(make it a function: `function(lr=3e-4) ...`)")
 
 
+_STACK_HINT = ("max stack frames exceeded: go-jsonnet allows 500 nested calls; this is an endless (or very "
+               "deep) recursion, an import cycle, or a value nested that deep")
+
+
 def jsonnet_error(text: str, project: Project) -> ExpcError:
     """A go-jsonnet error message -> ExpcError located at the innermost frame.
 
@@ -399,7 +461,7 @@ def jsonnet_error(text: str, project: Project) -> ExpcError:
     head = head.replace("importer error: ", "")
     frames = [m for ln in lines for m in [_LOCATION.search(ln)] if m]
     if not frames:
-        return ExpcError(head.strip())
+        return ExpcError(_STACK_HINT if head.strip() == "max stack frames exceeded." else head.strip())
     first = frames[0]
     location = f"{first['file']}:{first['line']}:{first['col']}"
     # A static (parse) error has its location at the start of the first line (after "RUNTIME
@@ -408,6 +470,14 @@ def jsonnet_error(text: str, project: Project) -> ExpcError:
     message = (head[at_start.end():].lstrip(" -0123456789:)(") if at_start else head).strip()
     if message == "Overflow":
         message = "overflow: the result is not a finite number (JSON has no Infinity or NaN)"
+    if message == "max stack frames exceeded.":
+        message = _STACK_HINT
+    if message == "Unexpected type null, expected function" and "std.native" in _text_at(first, project, whole=True):
+        message += ("; std.native gives null here: expc registers no native functions, so a spec reads nothing "
+                    "but its files")
+    if message.startswith("Undefined external variable: "):
+        message += ("; expc passes no external variables (nothing from the environment reaches a spec): declare "
+                    "a top-level argument, `function(name=default)`, and give it with --tla name=value")
     missing = re.fullmatch(r"Field does not exist: (\S+)", message)
     if missing:
         end = re.match(r"-(\d+)", first.string[first.end():])  # a one-line range: the whole `a.b.name`
@@ -418,6 +488,20 @@ def jsonnet_error(text: str, project: Project) -> ExpcError:
         c = callers[-1]
         message += f"\n  called from {c['file']}:{c['line']}:{c['col']}"
     return ExpcError([Problem(message, location)])
+
+
+def _text_at(frame, project: Project, whole: bool = False) -> str:
+    """The source text from a frame's line and column to the end of that line, or (`whole`) the
+    frame's whole file without comments; "" if unreadable."""
+    path = Path(frame["file"]) if Path(frame["file"]).is_absolute() else project.root / frame["file"]
+    try:
+        text = blank_comments(path.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return ""
+    if whole:
+        return text
+    lines, line = text.splitlines(), int(frame["line"])
+    return lines[line - 1][int(frame["col"]) - 1:] if 0 < line <= len(lines) else ""
 
 
 def _missing_field_hint(name: str, file: str, line: int, col: int, end: int | None, project: Project) -> str:

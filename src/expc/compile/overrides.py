@@ -96,12 +96,26 @@ def parse_value(text: str, what: str):
         return value
 
     try:
-        return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
+        value = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float)
+    except RecursionError:
+        raise ExpcError(f"{what}: the value nests too deep to read") from None
     except ValueError:
         if text.strip()[:1] in ("[", "{"):
             raise ExpcError(f"{what}: the value is not JSON; write it as JSON, e.g. {_as_json(text)} "
                             "(quote it for the shell)") from None
-        return text
+        value = text
+    if not _is_unicode(value):
+        raise ExpcError(f"{what}: the value holds a lone surrogate (such as \\ud800), which is not text")
+    return value
+
+
+def _is_unicode(value) -> bool:
+    """No lone surrogate anywhere (JSON's `"\\ud800"` parses to one; UTF-8 cannot hold it)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _as_json(text: str) -> str:
@@ -183,12 +197,16 @@ def _range_labels(text: str, item: str) -> list[str]:
         start, stop, step = (float(match[1]), float(match[2]), float(match[3] or 1)) if match else (0, 0, 0)
     except ValueError:
         match = None
+    if match and not all(math.isfinite(x) for x in (start, stop, step)):  # 1e400 reads as infinity, nan as nan
+        match = None
     if not match or step == 0:
         raise ExpcError(f"--sweep {item!r}: expected range(start, stop) or range(start, stop, step), "
                         "with numbers and a step that is not 0")
-    count = max(0, math.ceil((stop - start) / step - 1e-9))
+    steps = (stop - start) / step  # finite numbers, yet 1e80 / 1e-230 is infinity
+    count = max(0, math.ceil(steps - 1e-9)) if math.isfinite(steps) else math.inf
     if count == 0 or count > 100000:
-        raise ExpcError(f"--sweep {item!r}: the range has {count} values")
+        shown = "more than 100000" if count > 100000 else count
+        raise ExpcError(f"--sweep {item!r}: the range has {shown} values (1 to 100000 are allowed)")
     whole = all(x == int(x) for x in (start, step))
     values = [start + i * step for i in range(count)]
     return [str(int(v)) if whole else repr(round(v, 12)) for v in values]

@@ -40,6 +40,16 @@ def validate(document, origin=None, fit_check: bool = True) -> None:
         raise ExpcError(problems)
 
 
+def check_loaded(manifest, where: str) -> None:
+    """A manifest read back from its file, its digest already checked, must still have the
+    shape the compiler writes. A hand-made file named by its own digest passes the digest check;
+    without this its missing or mistyped fields would reach the trainer as a KeyError."""
+    problems = schema_problems(manifest)
+    if problems:
+        raise ExpcError([Problem(p.message, p.location) for p in problems],
+                        context=f"{where}, which is named by its digest but is not a manifest expc builds")
+
+
 def schema_problems(document) -> list[Problem]:
     """Every JSON Schema problem, as messages a user can act on, sorted by JSON path."""
     return sorted(_problems(document, _validator(), manifest_schema(), []), key=lambda p: p.location or "")

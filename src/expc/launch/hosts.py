@@ -49,6 +49,10 @@ def read_hostfile(path: Path | str) -> Hostfile:
         raise ExpcError(f"no such hostfile: {path}") from None
     except IsADirectoryError:
         raise ExpcError(f"{path} is a folder, not a hostfile") from None
+    except UnicodeDecodeError as err:
+        raise ExpcError(f"byte {err.start} is not UTF-8: a hostfile is text", str(path)) from None
+    except OSError as err:
+        raise ExpcError(f"cannot read the hostfile: {err.strerror or err}", str(path)) from None
     hosts: list[Host] = []
     seen: dict[str, int] = {}
     problems: list[Problem] = []
@@ -65,7 +69,8 @@ def read_hostfile(path: Path | str) -> Hostfile:
         if not HOST_NAME.match(name):
             problems.append(Problem(f'"{name}" is not a host name or address', where))
             continue
-        if not slots.isdigit() or int(slots) < 1:
+        # Not isdigit(), to which "²" is a digit; and a size int() reads at once.
+        if not re.fullmatch(r"[0-9]{1,9}", slots) or int(slots) < 1:
             problems.append(Problem(f'slots must be a whole number of at least 1, got "slots={slots}"', where))
             continue
         if name in seen:

@@ -24,6 +24,7 @@ from pathlib import Path
 import click
 
 from expc.compile.canonical import load_manifest
+from expc.compile.validate import check_loaded
 from expc.errors import ExpcError
 from expc.pins import check
 from expc.project import find_manifest, find_project
@@ -116,6 +117,7 @@ def run_all(refs, dry_run: bool = False, rerun: bool = False, master_port: int =
     for ref in refs:
         path = find_manifest(ref)
         manifest, digest = load_manifest(path)
+        check_loaded(manifest, str(path))
         check_inputs(manifest, find_project(path).root, dry_run, warn=False)  # run() warns, once
         run_dirs.append(find_project(path).with_runs(runs_dir).runs / digest)
     for ref, run_dir in zip(refs, run_dirs):
@@ -132,6 +134,7 @@ def run(request: RunRequest) -> int:
     """Returns the exit status for the CLI; raises ExpcError for user mistakes and failed runs."""
     path = find_manifest(request.ref)
     manifest, digest = load_manifest(path)  # refuses a file whose content does not match its name
+    check_loaded(manifest, str(path))  # and one named by its digest that no build wrote
     project = find_project(path).with_runs(request.runs_dir)
     # Every file it pins (base model, data) still has its pinned bytes: a stat per file through
     # the hash cache, so this is cheap, and a changed input stops here rather than on every rank.

@@ -1,0 +1,2 @@
+local b = import 'cycle_b.libsonnet';
+{ experiment: b.experiment }

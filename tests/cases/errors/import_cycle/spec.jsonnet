@@ -1,0 +1,2 @@
+local a = import 'cycle_a.libsonnet';
+a.experiment

@@ -1,0 +1,2 @@
+local leak = import 'leak.libsonnet';
+leak
