@@ -256,3 +256,22 @@ def test_the_declaration_is_in_no_manifest(project, monkeypatch):
     with_search = cli_run(["build", "specs/s.jsonnet", "--tla", "lr=0.001"], project).stdout
     without = cli_run(["build", "specs/bare.jsonnet", "--tla", "lr=0.001"], project).stdout
     assert with_search == without and with_search.startswith("manifests/")
+
+
+def test_report_of_a_search_lists_its_trials_by_the_declared_metric_and_direction(project, monkeypatch):
+    from expc.review.report import collect, render_text
+
+    monkeypatch.chdir(project)
+    write_spec(project, options="trials=6, seed=3, startup_trials=2, direction='maximize', metric='loss'")
+    with pytest.raises(Exception, match="search s has no trials yet: `expc search specs/s.jsonnet` runs them"):
+        collect("specs/s.jsonnet", Project(project))
+    proposed = run_trials(project, 3, lambda p, d, tla: fake_result(p, d, tla, metric="loss"))
+    for target in ("specs/s.jsonnet", "s"):  # the spec, or the search's name as the index records it
+        report = collect(target, Project(project))
+        assert report.kind == "search" and report.axes == ["lr", "steps"]  # the trial number is no axis
+        values = {int(r.axes["trial"]): r.value for r in report.rows}
+        assert values == {t["trial"]: score(t["tla"]) for t in proposed}
+        assert [r.value for r in report.rows] == sorted(values.values(), reverse=True)  # maximize: highest first
+        best = report.rows[0]
+        assert render_text(report).splitlines()[4] == (
+            f"best: {best.member} ({best.digest[:12]}), final training loss {best.value:.4f}")

@@ -68,9 +68,31 @@ class Declaration:
     def distributions(self) -> dict:
         return {d.name: d.optuna() for d in self.space}
 
+    def member_name(self, number: int, tla: dict) -> str:
+        """Trial `number`'s name, as the executor's table, W&B and `expc report` show it:
+        `trial=3,lora_rank=8,lr=0.00312` (the axes read back by expc.axes)."""
+        return ",".join([f"trial={number}"] + [f"{d.name}={label(tla.get(d.name))}" for d in self.space])
+
+
+def label(value) -> str:
+    """A trial's value as its name shows it: 3e-4 -> '3e-4', 8 -> '8', 'cpu' -> 'cpu'."""
+    if isinstance(value, float):
+        text = f"{value:g}"
+        mantissa, e, exponent = text.partition("e")
+        return mantissa + (f"e{int(exponent)}" if e else "")
+    return json.dumps(value) if not isinstance(value, str) else value
+
 
 def read_declaration(spec: Path, project: Project) -> Declaration:
     """The spec's search, evaluated with its default arguments, every field checked."""
+    declaration = declared_search(spec, project, required=True)
+    assert declaration is not None
+    return declaration
+
+
+def declared_search(spec: Path, project: Project, required: bool = False) -> Declaration | None:
+    """The spec's search, or None where it declares none (a sweep, a plain experiment); with
+    `required`, that is an error saying how to declare one."""
     import _gojsonnet
 
     from .evaluate import jsonnet_error
@@ -99,6 +121,8 @@ def read_declaration(spec: Path, project: Project) -> Declaration:
         probe = json.loads(_gojsonnet.evaluate_snippet(str(spec.parent / "<search>"), snippet, import_callback=resolve))
     except RuntimeError as err:
         raise jsonnet_error(str(err), project) from None
+    if not required and (probe["kind"] != "experiment" or probe["search"] is None):
+        return None
     if probe["kind"] != "experiment":
         raise ExpcError(f"a search runs one experiment per trial; the spec returns {probe['kind']} "
                         "(declare the search on one experiment: expc.search.declare(experiment, space, ...))", where)

@@ -19,7 +19,6 @@ trials were pending, not only on the seed.
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,15 +44,6 @@ class Trial:
 def trial_seed(seed: int, number: int) -> int:
     """The sampler's seed for one proposal: the declaration's seed and the trial number, mixed."""
     return int.from_bytes(hashlib.sha256(f"expc-search:{seed}:{number}".encode()).digest()[:4], "big")
-
-
-def label(value) -> str:
-    """A trial's value as its name shows it: 3e-4 -> '3e-4', 8 -> '8', 'cpu' -> 'cpu'."""
-    if isinstance(value, float):
-        text = f"{value:g}"
-        mantissa, e, exponent = text.partition("e")
-        return mantissa + (f"e{int(exponent)}" if e else "")
-    return json.dumps(value) if not isinstance(value, str) else value
 
 
 class Search:
@@ -142,7 +132,7 @@ class Search:
         return {d.name: d.tidy(asked.params[d.name]) for d in self.declaration.space}
 
     def member_name(self, number: int, tla: dict) -> str:
-        return ",".join([f"trial={number}"] + [f"{d.name}={label(tla.get(d.name))}" for d in self.declaration.space])
+        return self.declaration.member_name(number, tla)
 
     def write_trial(self, number: int, params: dict):
         """Compile trial `number` (the spec with `params` as its top-level arguments), write its

@@ -10,7 +10,8 @@
                (fANOVA parameter importance, with enough completed members and varying axes) and
                report.html, one file with the plots embedded
 
-The metric is the final validation loss, lower is better; members without one sort last. The
+The metric is the final validation loss, lower is better (a search's: its declared metric and
+direction, its members the trials the index records); members without one sort last. The
 files depend on nothing but the runs: no dates, PNGs without matplotlib's version stamp, the
 importance's random forest seeded, so the same runs give the same bytes. matplotlib and optuna
 are imported here, inside the functions that need them only.
@@ -29,10 +30,10 @@ from pathlib import Path
 
 from expc import estimate
 from expc.axes import axes_table, axis_values, replica_group, typed
+from expc.compile.search import Declaration
 from expc.errors import ExpcError
 from expc.project import Project
 
-METRIC = "final_val_loss"
 SEED_AXIS = "seed"
 # Parameter importance is computed from this many completed members and axes that vary among
 # them: below that, a random forest over the axes fits noise (see docs/sweeps.md).
@@ -54,6 +55,7 @@ class Row:
     train_s: float | None = None
     train_curve: list[tuple[int, float]] = field(default_factory=list)
     val_curve: list[tuple[int, float]] = field(default_factory=list)
+    value: float | None = None  # the report's metric: its last record (the final validation loss)
 
 
 @dataclass
@@ -63,28 +65,44 @@ class Report:
     axes: list[str]
     manifests: dict[str, Path]  # digest -> manifest path (where one is written)
     weights: Importance | None = None  # parameter importance, computed once (importance())
+    metric: str = "val_loss"  # a search's declared metric and direction; a sweep's are these
+    direction: str = "minimize"
+    kind: str = "sweep"  # or "search": its members are the trials the index records
 
     @property
     def best(self) -> Row | None:
-        return self.rows[0] if self.rows and self.rows[0].final_val_loss is not None else None
+        return self.rows[0] if self.rows and self.rows[0].value is not None else None
+
+    @property
+    def metric_words(self) -> str:
+        return "final validation loss" if self.metric == "val_loss" else "final training loss"
 
 
-def sweep_members(target: str, project: Project) -> tuple[str, list[tuple[str, str, dict]]]:
-    """(the sweep's name, [(member, digest, manifest)]) of a spec or a sweep's name."""
+def sweep_members(target: str, project: Project) -> tuple[str, list[tuple[str, str, dict]], Declaration | None]:
+    """(the sweep's name, [(member, digest, manifest)], the search it declares or None) of a spec
+    or a sweep's name. A spec that declares a search (`expc search`) reports its trials."""
     from expc.compile import canonical
+    from expc.compile.search import declared_search
 
     if target.endswith(".jsonnet"):
         from expc.compile import compile_spec
 
         if not Path(target).is_file():
             raise ExpcError(f"no such spec: {target}")
+        search = declared_search(Path(target), project)
+        if search is not None:
+            return search.name, trials(search, project), search
         manifests = compile_spec(target, project)
-        return Path(target).stem, [(m.name or m.short, m.digest, m.data) for m in manifests]
+        return Path(target).stem, [(m.name or m.short, m.digest, m.data) for m in manifests], None
     from expc.compile.write import read_index
 
     members = []
     for digest, entry in read_index(project)["manifests"].items():
         for source in entry["sources"]:
+            if target in source.get("search", {}) and (project.root / source["spec"]).is_file():
+                search = declared_search(project.root / source["spec"], project)
+                if search is not None and search.name == target:
+                    return search.name, trials(search, project), search
             if target in (source["spec"], Path(source["spec"]).stem):
                 path = project.manifests / f"{digest}.json"
                 if path.is_file():
@@ -93,11 +111,33 @@ def sweep_members(target: str, project: Project) -> tuple[str, list[tuple[str, s
     if not members:
         raise ExpcError(f"no sweep named {target!r} in {project.relative(project.manifests)}/index.json "
                         "(give the spec, or the name of a spec whose manifests were built)")
-    return target, sorted(members)
+    return target, sorted(members), None
+
+
+def trials(search: Declaration, project: Project) -> list[tuple[str, str, dict]]:
+    """A search's trials as members, by trial number: every manifest the index records as one."""
+    from expc.compile import canonical
+    from expc.compile.write import read_index
+
+    found = {}
+    for digest, entry in read_index(project)["manifests"].items():
+        for source in entry["sources"]:
+            if source["spec"] != search.spec:
+                continue
+            for number in source.get("search", {}).get(search.name, []):
+                path = project.manifests / f"{digest}.json"
+                if path.is_file():
+                    found[number] = (search.member_name(number, source.get("tla", {})), digest,
+                                     canonical.load_manifest(path)[0])
+    if not found:
+        raise ExpcError(f"search {search.name} has no trials yet: `expc search {search.spec}` runs them "
+                        "(`--propose K` writes the next K without running)", search.spec)
+    return [found[n] for n in sorted(found)]
 
 
 def collect(target: str, project: Project) -> Report:
-    name, members = sweep_members(target, project)
+    name, members, search = sweep_members(target, project)
+    metric, direction = (search.metric, search.direction) if search else ("val_loss", "minimize")
     rows = []
     for member, digest, manifest in members:
         folder = project.runs / digest
@@ -111,14 +151,23 @@ def collect(target: str, project: Project) -> Report:
         if row.val_curve:
             row.final_val_loss = row.val_curve[-1][1]
             row.best_val_loss = min(v for _, v in row.val_curve)
+        curve = row.val_curve if metric == "val_loss" else row.train_curve
+        row.value = curve[-1][1] if curve else None
         if row.train_curve or meta.get("step") is not None:
             row.steps = meta.get("step", row.train_curve[-1][0] if row.train_curve else None)
             row.tokens = row.steps * estimate.tokens_per_step(manifest) if row.steps is not None else None
         row.train_s = meta.get("duration_s")
         rows.append(row)
-    rows.sort(key=lambda r: (r.final_val_loss is None, r.final_val_loss or 0.0, r.member))
+    sign = 1 if direction == "minimize" else -1
+    if search:  # trials in number order where their values tie (or are missing)
+        rows.sort(key=lambda r: (r.value is None, sign * (r.value or 0.0), int(r.axes.get("trial", 0))))
+    else:
+        rows.sort(key=lambda r: (r.value is None, sign * (r.value or 0.0), r.member))
     table = axes_table([r.member for r in rows]) or {}
-    return Report(name, rows, list(table), {d: project.manifests / f"{d}.json" for _, d, _ in members})
+    if search:
+        table.pop("trial", None)  # a trial's number names it; it is no parameter
+    return Report(name, rows, list(table), {d: project.manifests / f"{d}.json" for _, d, _ in members},
+                  metric=metric, direction=direction, kind="search" if search else "sweep")
 
 
 def replicas(report: Report) -> list[dict]:
@@ -131,7 +180,7 @@ def replicas(report: Report) -> list[dict]:
         groups.setdefault(replica_group(row.member, SEED_AXIS) or "(all)", []).append(row)
     out = []
     for group, rows in groups.items():
-        values = [r.final_val_loss for r in rows if r.final_val_loss is not None]
+        values = [r.value for r in rows if r.value is not None]
         out.append({"group": group, "seeds": len(rows), "with_loss": len(values),
                     "mean": statistics.fmean(values) if values else None,
                     "std": statistics.stdev(values) if len(values) > 1 else (0.0 if values else None),
@@ -162,7 +211,7 @@ def importance(report: Report) -> Importance:
 
 
 def _importance(report: Report) -> Importance:
-    scored = [r for r in report.rows if r.status == "completed" and r.final_val_loss is not None]
+    scored = [r for r in report.rows if r.status == "completed" and r.value is not None]
     varying = [a for a in report.axes if a != "sample" and len({r.axes.get(a) for r in scored}) > 1]
     if len(scored) < IMPORTANCE_MIN_MEMBERS or len(varying) < IMPORTANCE_MIN_AXES:
         return Importance({}, {}, len(scored), (
@@ -188,13 +237,13 @@ def _importance(report: Report) -> Importance:
             labels = sorted({r.axes[axis] for r in scored if axis in r.axes})
             distributions[axis], kinds[axis] = CategoricalDistribution(labels), f"categorical ({len(labels)})"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="minimize")
+    study = optuna.create_study(direction=report.direction)
     for r in scored:
         params = {a: (r.axes[a] if isinstance(d, CategoricalDistribution) else typed(r.axes[a]))
                   for a, d in distributions.items() if a in r.axes}
         study.add_trial(optuna.trial.create_trial(
             params={a: float(v) if isinstance(distributions[a], FloatDistribution) else v for a, v in params.items()},
-            distributions={a: distributions[a] for a in params}, value=r.final_val_loss))
+            distributions={a: distributions[a] for a in params}, value=r.value))
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=IMPORTANCE_SEED)
     values = optuna.importance.get_param_importances(study, evaluator=evaluator, normalize=True)
     ordered = sorted(values.items(), key=lambda item: (-item[1], item[0]))
@@ -224,8 +273,8 @@ def render_text(report: Report) -> str:
     lines = ["  ".join(k.ljust(w) for k, w in widths.items()).rstrip()]
     lines += ["  ".join(str(r[k]).ljust(w) for k, w in widths.items()).rstrip() for r in rows]
     best = report.best
-    lines.append(f"best: {best.member} ({best.digest[:12]}), final validation loss {best.final_val_loss:.4f}"
-                 if best else "best: none yet (no member has a validation loss)")
+    lines.append(f"best: {best.member} ({best.digest[:12]}), {report.metric_words} {best.value:.4f}"
+                 if best else f"best: none yet (no member has a {report.metric_words[6:]})")
     for group in replicas(report):
         lines.append(f"replicas {group['group']}: {group['with_loss']} of {group['seeds']} seeds, mean "
                      f"{_number(group['mean'])}, std {_number(group['std'])}")
@@ -346,7 +395,7 @@ def loss_curves_png(report: Report) -> bytes:
     if handles:
         figure.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     shown = f"the best {len(labelled)} of {len(report.rows)} named" if rest else f"{len(report.rows)} members"
-    figure.suptitle(f"{report.name}: loss curves ({shown}, by final validation loss)")
+    figure.suptitle(f"{report.name}: loss curves ({shown}, by {report.metric_words})")
     figure.tight_layout(rect=(0, legend_height / (4.2 + legend_height), 1, 1))
     return _png(figure)
 
@@ -372,7 +421,7 @@ def _zoomed(curves: list[list[tuple[int, float]]]) -> tuple[float, float, int] |
 
 def metric_vs_axes_png(report: Report) -> bytes | None:
     axes_names = [a for a in report.axes if a != "sample"]  # a random sample's index is no parameter
-    scored = [r for r in report.rows if r.final_val_loss is not None]
+    scored = [r for r in report.rows if r.value is not None]
     if not axes_names or not scored:
         return None
     figure = _figure(max(4 * len(axes_names), 6.5), 3.9)
@@ -396,10 +445,10 @@ def metric_vs_axes_png(report: Report) -> bytes | None:
             panel.set_xticks(range(len(order)), order, rotation=30 if len(order) > 4 else 0, fontsize=8)
             panel.set_xlim(-0.5, len(order) - 0.5)
         panel.set_xlabel(axis)
-        panel.set_ylabel("final validation loss")
+        panel.set_ylabel(report.metric_words)
         panel.grid(True, alpha=0.3)
     stopped = sum(r.status != "completed" for r in scored)
-    figure.suptitle(f"{report.name}: final validation loss against each axis"
+    figure.suptitle(f"{report.name}: {report.metric_words} against each axis"
                     + (f"\nhollow: {stopped} not completed (pruned or stopped), at their value then"
                        if stopped else ""),
                     fontsize=11)
@@ -410,7 +459,7 @@ def metric_vs_axes_png(report: Report) -> bytes | None:
 def _points(panel, xs: list, rows: list[Row]) -> None:
     """Completed members filled; pruned or stopped ones hollow: their loss is from an earlier step."""
     for done in (True, False):
-        chosen = [(x, r.final_val_loss) for x, r in zip(xs, rows) if (r.status == "completed") == done]
+        chosen = [(x, r.value) for x, r in zip(xs, rows) if (r.status == "completed") == done]
         if chosen:
             panel.scatter(*zip(*chosen), facecolors="#1f77b4" if done else "none", edgecolors="#1f77b4",
                           alpha=0.75 if done else 1.0)
@@ -428,7 +477,7 @@ def importance_png(report: Report, weights: Importance) -> bytes:
     panel.set_xlim(0, max(1.0, max(values) * 1.15))
     panel.set_xlabel("importance (fANOVA, sums to 1)")
     panel.grid(True, axis="x", alpha=0.3)
-    figure.suptitle(f"{report.name}: parameter importance for the final validation loss ({weights.members} members)")
+    figure.suptitle(f"{report.name}: parameter importance for the {report.metric_words} ({weights.members} members)")
     figure.tight_layout()
     return _png(figure)
 
@@ -447,12 +496,13 @@ def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | Non
     head = "".join(f"<th>{e(str(k))}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(_cell(v) for v in r.values()) + "</tr>\n" for r in rows)
     best = report.best
+    member = "trial" if report.kind == "search" else "member"
     if best:
         manifest = project.relative(report.manifests[best.digest])
-        best_text = (f"<p><b>Best member:</b> {e(best.member)} (final validation loss "
-                     f"{best.final_val_loss:.4f}), manifest <code>{e(manifest)}</code></p>")
+        best_text = (f"<p><b>Best {member}:</b> {e(best.member)} ({report.metric_words} "
+                     f"{best.value:.4f}), manifest <code>{e(manifest)}</code></p>")
     else:
-        best_text = "<p><b>Best member:</b> none yet: no member has a validation loss.</p>"
+        best_text = f"<p><b>Best {member}:</b> none yet: no {member} has a {report.metric_words[6:]}.</p>"
     replica_html = ""
     if groups:
         columns = list(groups[0])
@@ -468,8 +518,8 @@ def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | Non
                                             if versus else "")
     if weights.values:
         plots += ("<h2>Parameter importance</h2>"
-                  f"<p>fANOVA (Optuna) over {weights.members} completed members: the share of the final validation "
-                  "loss's variance each axis explains.</p><table><tr><th>axis</th><th>importance</th>"
+                  f"<p>fANOVA (Optuna) over {weights.members} completed members: the share of the "
+                  f"{report.metric_words}'s variance each axis explains.</p><table><tr><th>axis</th><th>importance</th>"
                   "<th>modelled as</th></tr>\n"
                   + "".join(f"<tr><td>{e(a)}</td>{_cell(f'{v:.3f}')}<td>{e(weights.kinds[a])}</td></tr>\n"
                             for a, v in weights.values.items())
@@ -484,8 +534,9 @@ def _html(report: Report, groups: list[dict], curves: bytes, versus: bytes | Non
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#eee}"
         "td.n{text-align:right;font-variant-numeric:tabular-nums}"
         "img{max-width:100%}</style></head><body>\n"
-        f"<h1>Sweep {e(report.name)}</h1>\n"
-        f"<p>{len(report.rows)} members, {done} completed; sorted by the final validation loss (lower is better).</p>\n"
+        f"<h1>{report.kind.capitalize()} {e(report.name)}</h1>\n"
+        f"<p>{len(report.rows)} {member}s, {done} completed; sorted by the {report.metric_words} "
+        f"({'lower' if report.direction == 'minimize' else 'higher'} is better).</p>\n"
         f"{best_text}\n<table><tr>{head}</tr>\n{body}</table>\n{replica_html}\n"
         f"<h2>Loss curves</h2>{plots}\n</body></html>\n")
 
