@@ -2,6 +2,10 @@
 
     spec.jsonnet   copied to specs/<case>.jsonnet in a scratch project (a symbolic link is copied
                    as the link)
+    links.txt      optional: `PATH -> TARGET` lines, symbolic links made in the project before the
+                   build (links out of the project, to /etc or /proc, are made here rather than
+                   committed, so no tool that walks the repository follows them); PATH may be the
+                   spec itself, specs/<case>.jsonnet, in place of spec.jsonnet
     args.txt       optional: more CLI arguments after the spec path
     env.txt        optional: NAME=VALUE lines set in the environment (small evaluation bounds)
     files/         optional: more files (and relative symlinks) copied into the project root; a
@@ -35,8 +39,14 @@ def test_error(case, project, golden, capsys, monkeypatch):
     folder = CASES / case
     if (folder / "files").is_dir():
         shutil.copytree(folder / "files", project, symlinks=True, dirs_exist_ok=True)
-    shutil.copy(folder / "spec.jsonnet", project / "specs" / f"{case}.jsonnet", follow_symlinks=False)
-    if "'assets/" in (folder / "spec.jsonnet").read_text():
+    links = folder / "links.txt"
+    for line in links.read_text().splitlines() if links.exists() else []:
+        path, target = (part.strip() for part in line.split("->"))
+        (project / path).parent.mkdir(parents=True, exist_ok=True)
+        (project / path).symlink_to(target)
+    if (folder / "spec.jsonnet").exists():
+        shutil.copy(folder / "spec.jsonnet", project / "specs" / f"{case}.jsonnet", follow_symlinks=False)
+    if "'assets/" in (project / "specs" / f"{case}.jsonnet").read_text():
         (project / "assets").symlink_to(ROOT / "assets")  # the committed tiny base model and rows
     args_file = folder / "args.txt"
     extra = shlex.split(args_file.read_text()) if args_file.exists() else []
