@@ -275,3 +275,12 @@ def test_report_of_a_search_lists_its_trials_by_the_declared_metric_and_directio
         best = report.rows[0]
         assert render_text(report).splitlines()[4] == (
             f"best: {best.member} ({best.digest[:12]}), final training loss {best.value:.4f}")
+
+
+def test_the_declaration_is_read_under_the_specs_import_rules(project, monkeypatch):
+    monkeypatch.chdir(project)
+    write_spec(project, space="{ lr: std.parseJson(importstr '/etc/passwd') }")
+    assert error_of(["search", "specs/s.jsonnet", "--propose", "1"]) == (
+        "specs/s.jsonnet:14:31: import '/etc/passwd': absolute paths are refused; "
+        "import relative to lib/ or the spec's folder")
+    assert not (project / "manifests").exists()

@@ -88,38 +88,8 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
     if not Path(spec).is_file():
         raise ExpcError(f"no such spec: {spec}")
     spec = Path(spec).resolve()
-    roots = [spec.parent, project.lib.resolve()]
-    imports: list[str] = []
-    read: list[Path] = [spec]  # every file evaluated so far: one of them holds a refused import
-    refusals: list[_Refusal] = []
-
-    def resolve_import(importer_dir: str, rel: str):
-        folder = Path(importer_dir or spec.parent)
-        shown = _shown_import(rel)
-        if os.path.isabs(rel):
-            raise _refuse(refusals, folder, rel, f"import {shown}: absolute paths are refused; "
-                          "import relative to lib/ or the spec's folder")
-        for base in (folder, roots[1]):
-            candidate = base / rel
-            try:
-                if not candidate.is_file():
-                    continue
-                real = candidate.resolve()
-                inside = any(real.is_relative_to(root) for root in roots)
-                content = real.read_bytes() if inside else b""
-            except (OSError, ValueError, RuntimeError) as err:  # too long a name, a link loop, no permission
-                reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-                raise _refuse(refusals, folder, rel, f"import {shown}: cannot be read ({reason})") from None
-            if not inside:
-                raise _refuse(refusals, folder, rel, f"import {shown} resolves to "
-                              f"{_link_target(candidate, real, project)}, outside lib/ and the spec's folder")
-            # Listed once: go-jsonnet asks again from each importing folder (a lib imported by
-            # a spec and by another lib). The spec itself (the --tla probe imports it) is not.
-            if real not in read:
-                read.append(real)
-                imports.append(project.relative(real))
-            return str(candidate), content
-        raise _refuse(refusals, folder, rel, f"import {shown}: not found in the importing file's folder or lib/")
+    resolve_import = Importer(spec, project)
+    read, imports, refusals = resolve_import.read, resolve_import.imports, resolve_import.refusals
 
     tla_codes = {k: json.dumps(v) for k, v in (tla or {}).items()}
     try:
@@ -149,6 +119,75 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
         knob_info = json.loads(_snippet(spec, "<knobs>", knobs.snippet(value_code(spec, tla_codes, overrides, grid)),
                                         resolve_import))
     return Evaluation(document, imports, knob_info)
+
+
+class Importer:
+    """The import callback of one evaluation: a file is read only from lib/ or the spec's folder
+    (after links are resolved); every file read is listed, and a refused import is kept so the
+    error can be located at the line that asked for it."""
+
+    def __init__(self, spec: Path, project: Project):
+        self.spec, self.project = spec, project
+        self.roots = [spec.parent, project.lib.resolve()]
+        self.imports: list[str] = []
+        self.read: list[Path] = [spec]  # every file evaluated so far: one of them holds a refused import
+        self.refusals: list[_Refusal] = []
+
+    def __call__(self, importer_dir: str, rel: str):
+        spec, project, roots, read, imports, refusals = (self.spec, self.project, self.roots, self.read,
+                                                          self.imports, self.refusals)
+        folder = Path(importer_dir or spec.parent)
+        shown = _shown_import(rel)
+        if os.path.isabs(rel):
+            raise _refuse(refusals, folder, rel, f"import {shown}: absolute paths are refused; "
+                          "import relative to lib/ or the spec's folder")
+        for base in (folder, roots[1]):
+            candidate = base / rel
+            try:
+                if not candidate.is_file():
+                    continue
+                real = candidate.resolve()
+                inside = any(real.is_relative_to(root) for root in roots)
+                content = real.read_bytes() if inside else b""
+            except (OSError, ValueError, RuntimeError) as err:  # too long a name, a link loop, no permission
+                reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+                raise _refuse(refusals, folder, rel, f"import {shown}: cannot be read ({reason})") from None
+            if not inside:
+                raise _refuse(refusals, folder, rel, f"import {shown} resolves to "
+                              f"{_link_target(candidate, real, project)}, outside lib/ and the spec's folder")
+            # Listed once: go-jsonnet asks again from each importing folder (a lib imported by
+            # a spec and by another lib). The spec itself (the --tla probe imports it) is not.
+            if real not in read:
+                read.append(real)
+                imports.append(project.relative(real))
+            return str(candidate), content
+        raise _refuse(refusals, folder, rel, f"import {shown}: not found in the importing file's folder or lib/")
+
+
+def evaluate_snippet(spec: Path, project: Project, label: str, code: str) -> str:
+    """`code` (which imports the spec by its file name) evaluated beside the spec, under the
+    spec's own import rules and within the evaluation bounds: for what a build does not
+    evaluate, the hidden fields beside a sweep or an experiment (a search's declaration,
+    early-stopping rules). A Jsonnet error is an ExpcError located as a build's would be."""
+    from . import bounds
+
+    spec = Path(spec).resolve()
+    if not bounds.in_child():
+        return bounds.run(_evaluate_snippet, spec, project, label, code, where=project.relative(spec))
+    return _evaluate_snippet(spec, project, label, code)
+
+
+def _evaluate_snippet(spec: Path, project: Project, label: str, code: str) -> str:
+    _check_spec_inside(spec)
+    resolve_import = Importer(spec, project)
+    try:
+        return _snippet(spec, label, code, resolve_import, max_trace=20)
+    except (RuntimeError, UnicodeDecodeError) as err:
+        trace = err.object.decode("utf-8", "replace") if isinstance(err, UnicodeDecodeError) else str(err)
+        if resolve_import.refusals:
+            raise ExpcError([_refusal_problem(resolve_import.refusals[0], trace, resolve_import.read,
+                                              project)]) from None
+        raise _located(jsonnet_error(trace, project), spec, project) from None
 
 
 def _check_spec_inside(spec: Path) -> None:

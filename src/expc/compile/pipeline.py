@@ -283,7 +283,14 @@ def build(specs, tla: dict | None = None, sets=(), project: Project | None = Non
     manifests, problems = [], []
     for spec in specs:
         try:
-            manifests += compile_spec(spec, project, tla, sets, engine, sweeps)
+            compiled = compile_spec(spec, project, tla, sets, engine, sweeps)
+            if any(m.member for m in compiled):
+                # A sweep's early-stopping rules are a hidden field no member evaluates: read
+                # (and checked) here, so a bad rule stops the build before anything is written.
+                from .stopping import read_rules
+
+                read_rules(spec, project, tla)
+            manifests += compiled
         except ExpcError as err:
             problems += err.problems
     if problems:

@@ -93,9 +93,7 @@ def read_declaration(spec: Path, project: Project) -> Declaration:
 def declared_search(spec: Path, project: Project, required: bool = False) -> Declaration | None:
     """The spec's search, or None where it declares none (a sweep, a plain experiment); with
     `required`, that is an error saying how to declare one."""
-    import _gojsonnet
-
-    from .evaluate import jsonnet_error
+    from .evaluate import evaluate_snippet
 
     spec = Path(spec).resolve()
     where = project.relative(spec)
@@ -103,24 +101,14 @@ def declared_search(spec: Path, project: Project, required: bool = False) -> Dec
         raise ExpcError(f"no such spec: {where}")
     if spec.suffix != ".jsonnet":
         raise ExpcError("a search is declared in a Jsonnet spec (expc.search.declare); CUE specs have none", where)
-    lib = project.lib.resolve()
-
-    def resolve(importer_dir: str, rel: str):
-        for base in (Path(importer_dir or spec.parent), lib):
-            if (base / rel).is_file():
-                return str(base / rel), (base / rel).read_bytes()
-        raise RuntimeError(f"import {rel!r} not found")
-
     snippet = (f"local spec = import {json.dumps(spec.name)};\n"
                "local result = if std.isFunction(spec) then spec() else spec;\n"
                "{ is_function: std.isFunction(spec),\n"
                "  kind: if !std.isObject(result) then std.type(result)\n"
                "        else if std.objectHas(result, 'schema') then 'experiment' else 'sweep',\n"
                "  search: if std.isObject(result) then std.get(result, 'search', null, true) else null }\n")
-    try:
-        probe = json.loads(_gojsonnet.evaluate_snippet(str(spec.parent / "<search>"), snippet, import_callback=resolve))
-    except RuntimeError as err:
-        raise jsonnet_error(str(err), project) from None
+    # under the spec's own import rules and bounds: the declaration is a hidden field no build evaluates
+    probe = json.loads(evaluate_snippet(spec, project, "<search>", snippet))
     if not required and (probe["kind"] != "experiment" or probe["search"] is None):
         return None
     if probe["kind"] != "experiment":

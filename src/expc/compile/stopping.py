@@ -221,26 +221,15 @@ def read_rules(spec: Path, project: Project, tla: dict | None = None) -> list:
     spec = Path(spec).resolve()
     if spec.suffix != ".jsonnet":
         return []
-    import _gojsonnet
-
-    lib = project.lib.resolve()
-
-    def resolve(importer_dir: str, rel: str):
-        for base in (Path(importer_dir or spec.parent), lib):
-            if (base / rel).is_file():
-                return str(base / rel), (base / rel).read_bytes()
-        raise RuntimeError(f"import {rel!r} not found")
+    from .evaluate import evaluate_snippet
 
     args = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted((tla or {}).items()))
     snippet = (f"local spec = import {json.dumps(spec.name)};\n"
                f"local result = if std.isFunction(spec) then spec({args}) else spec;\n"
                "if std.isObject(result) then std.get(result, 'early_stopping', [], true) else []\n")
+    # under the spec's own import rules and bounds: a hidden field no build evaluated
+    rules = json.loads(evaluate_snippet(spec, project, "<early_stopping>", snippet))
     where = project.relative(spec)
-    try:
-        rules = json.loads(_gojsonnet.evaluate_snippet(str(spec.parent / "<early_stopping>"), snippet,
-                                                       import_callback=resolve))
-    except RuntimeError as err:
-        raise ExpcError(f"reading early_stopping: {str(err).splitlines()[0]}", where) from None
     return parse_rules(rules, where)
 
 
