@@ -7,7 +7,7 @@
     pin          (pin.py)        every file the run reads pinned by sha256 (base model, data)
     validate     (validate.py)   JSON Schema + semantic rules, every problem at once
     canonicalize (canonical.py)  rounded floats -> RFC 8785 bytes -> sha256 digest
-    write        (write.py)      manifests/<digest>.json + manifests/index.json, atomically
+    write        (write.py)      manifests/<digest>.json + manifests/index/<spec>.jsonl, atomically
 """
 from __future__ import annotations
 
