@@ -120,7 +120,8 @@ def main() -> None:
     if args.profile:
         profile(args.profile)
         return
-    print("| members | wall s | CPU s | wall ms/member | CPU ms/member | peak MB | index bytes | later one-spec build, s |")
+    print("| members | wall s | CPU s | wall ms/member | CPU ms/member | peak MB | index bytes "
+          "| later one-spec build, s |")
     print("|---|---|---|---|---|---|---|---|")
     for size in [int(s) for s in args.sizes.split(",")]:
         print(row(size), flush=True)
