@@ -1,14 +1,18 @@
 """Build time, peak memory and index size of big sweeps, and what a later one-spec build pays.
 
-    .venv/bin/python bench/big_sweeps.py [--sizes 1000,10000] [--profile N]
+    .venv/bin/python bench/big_sweeps.py [--sizes 1000,10000] [--index 10000,100000] [--profile N]
 
 For each size N, a scratch project (this lib, specs/tiny.jsonnet) gets
 `expc.sweep.grid(tiny, { seed: std.range(1, N) })` as specs/big.jsonnet, built by `expc build`
 in a fresh process. Figures per row: wall and CPU seconds (the build and its evaluation child),
-milliseconds a member, the peak resident memory of the build's process tree (sampled every
-20 ms, the build and its evaluation child summed), the index's bytes on disk, and the wall time
+milliseconds a member, the peak memory of the build's process tree (proportional set size,
+sampled every 20 ms, the build and its evaluation child summed), the index's bytes on disk, and the wall time
 of `expc build specs/tiny.jsonnet` afterwards in the same project, the best of three (what every
 later build pays for an index that big).
+
+--index N,... measures the index alone: record N sources of one spec (tiny manifests), then
+record one manifest of another spec, the best of five; with the single manifests/index.json of
+earlier versions that second write read and rewrote the whole index.
 
 --profile N builds an N-member sweep in this process under cProfile, evaluation in process
 (EXPC_IN_BOUNDED_EVALUATION=1, so the profiler sees it), and prints the seconds a member spent
@@ -51,7 +55,9 @@ def measured(command: list[str], cwd: Path) -> tuple[float, float, float]:
     while process.poll() is None:
         try:
             tree = [watched, *watched.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            # PSS, not RSS: the evaluation child is a fork, and RSS would count the pages it
+            # shares with the build twice
+            peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
         except psutil.Error:
             pass
         time.sleep(0.02)
@@ -78,6 +84,26 @@ def row(members: int) -> str:
         later = min(measured([str(EXPC), "build", "specs/tiny.jsonnet"], project)[0] for _ in range(3))
         return (f"| {members:,} | {wall:.1f} | {cpu:.1f} | {1000 * wall / members:.2f} | {1000 * cpu / members:.2f} "
                 f"| {peak:.0f} | {index_bytes(project):,} | {later:.2f} |")
+
+
+def index_cost(members: int) -> str:
+    from expc.compile import Manifest
+    from expc.compile.write import write
+    from expc.project import Project
+
+    imports = ["lib/expc.libsonnet", "lib/sweep.libsonnet", "specs/tiny.jsonnet", "lib/experiment.libsonnet"]
+    with tempfile.TemporaryDirectory(prefix="expc-index-") as folder:
+        project = Project(Path(folder))
+        sweep = [Manifest({"seed": i}, f"{i:064x}", "specs/big.jsonnet", f"seed={i}", {}, [], imports)
+                 for i in range(members)]
+        write(sweep, project)
+        one = Manifest({"seed": 0}, "f" * 64, "specs/tiny.jsonnet", None, {}, [], imports)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            write([one], project)
+            times.append(time.perf_counter() - start)
+        return f"| {members:,} | {index_bytes(project.root):,} | {1000 * min(times):.1f} |"
 
 
 def profile(members: int) -> None:
@@ -116,7 +142,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated member counts")
     parser.add_argument("--profile", type=int, metavar="N", help="profile an N-member build instead")
+    parser.add_argument("--index", metavar="N,...", help="measure the index alone, at these sizes")
     args = parser.parse_args()
+    if args.index:
+        print("| sources in the index | index bytes | then writing one other spec's manifest, ms |")
+        print("|---|---|---|")
+        for size in [int(s) for s in args.index.split(",")]:
+            print(index_cost(size), flush=True)
+        return
     if args.profile:
         profile(args.profile)
         return
