@@ -128,7 +128,8 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
         names = _member_names(spec, tla_codes, overrides, grid, resolve_import)
         if names is not None and len(names) > chunk_above:
             return Evaluation(None, imports, {}, members=names)
-        del imports[:], read[1:]  # the full evaluation lists its imports in its own order
+        # The full evaluation lists its imports in its own order, and reports its own refusals.
+        del imports[:], read[1:], refusals[:]
     try:
         if tla_codes:
             _check_takes_arguments(spec, tla_codes, resolve_import, project)
