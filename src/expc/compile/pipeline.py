@@ -136,7 +136,10 @@ def _evaluations(spec: Path, project: Project, tla: dict, sets: list, engine: st
 
 def _compile_members(evaluation, spec, project, tla, sets, spec_name, points, point_sets, manifests, failures,
                      origins, pinned, explain, fit_check) -> None:
-    for member, document in split(evaluation.document, spec_name):
+    members = split(evaluation.document, spec_name)
+    evaluation.document = None  # each member's document is let go once it is compiled
+    for index in range(len(members)):
+        (member, document), members[index] = members[index], None
         spec_member, member_sets = member, list(sets)
         if points:
             spec_member, _, point = member.rpartition(GRID_SEPARATOR) if GRID_SEPARATOR in member \
