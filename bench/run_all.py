@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parent
 BENCHMARKS = {
     "compile_vs_hydra": ([], ["--repeats", "3", "--sweep-repeats", "1"]),
     "check_speed": ([], []),
+    "big_sweeps": ([], ["--sizes", "1000"]),
     "cue_speed": ([], ["--repeats", "1"]),
     "provenance_cost": ([], []),
     "trainer_step_rate": ([], ["--repeats", "1"]),

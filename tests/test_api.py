@@ -10,6 +10,8 @@ import sys
 import pytest
 
 import expc
+from expc.compile.write import read_index
+from expc.project import Project
 
 
 def test_import_expc_loads_only_the_error_type():
@@ -32,7 +34,7 @@ def test_build_writes_as_expc_build_does(proj):
     for m in manifests:
         assert m.path == proj / "manifests" / f"{m.digest}.json"
         assert json.loads(m.path.read_text()) == m.data and m.data["train"]["max_steps"] == 12
-    index = json.loads((proj / "manifests" / "index.json").read_text())["manifests"]
+    index = read_index(Project(proj))["manifests"]
     assert sorted(index) == sorted(m.digest for m in manifests)
 
 

@@ -9,6 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from expc.cli import cli
+from expc.compile.write import read_index
+from expc.project import Project
 
 CASES = Path(__file__).parent / "cases" / "diff"
 
@@ -81,15 +83,16 @@ def test_orphaned_manifest_and_index_entry_are_pruned(repo):
     assert result.output == (
         f"orphaned: manifests/{digest}.json: no spec produces this manifest\n"
         "  fix: `expc check --prune` removes it (or restore the spec that built it)\n"
-        f"index: manifests/index.json: records specs/exp.jsonnet -> {digest[:12]}, but that spec no "
+        f"index: manifests/index/specs/exp.jsonnet.jsonl: records specs/exp.jsonnet -> {digest[:12]}, but that spec no "
         "longer exists\n"
         "  fix: `expc check --prune` drops the entry\n"
         "2 problem(s); 1 spec(s) compiled\n")
     pruned = run(["check", "--prune"])
     assert (pruned.return_value, pruned.output) == (
         0, f"removed manifests/{digest}.json\nok: 1 spec(s), 2 manifest(s) up to date\n")
-    index = json.loads((repo / "manifests" / "index.json").read_text())
+    index = read_index(Project(repo))
     assert digest not in index["manifests"] and len(index["manifests"]) == 2
+    assert not (repo / "manifests" / "index" / "specs" / "exp.jsonnet.jsonl").exists()  # no source left
 
 
 def test_manifest_that_does_not_rehash(repo):
@@ -115,16 +118,14 @@ def test_reformatted_manifest_is_caught(repo):
 
 
 def test_index_that_disagrees(repo):
-    index_path = repo / "manifests" / "index.json"
-    index = json.loads(index_path.read_text())
     digest = repo.digests[("specs/exp.jsonnet", None)]
-    del index["manifests"][digest]
-    index_path.write_text(json.dumps(index))
+    index_path = repo / "manifests" / "index" / "specs" / "exp.jsonnet.jsonl"
+    index_path.write_text(index_path.read_text().splitlines()[0] + "\n")  # the header, no source
     result = run(["check"])
     assert result.return_value == 1
     assert result.output == (
-        f"index: manifests/index.json: specs/exp.jsonnet compiles to {digest[:12]}, but the index has no "
-        "entry for it\n"
+        f"index: manifests/index/specs/exp.jsonnet.jsonl: specs/exp.jsonnet compiles to {digest[:12]}, but the "
+        "index has no entry for it\n"
         "  fix: `expc build specs/exp.jsonnet`\n"
         "1 problem(s); 2 spec(s) compiled\n")
     run(["build", "specs/exp.jsonnet"])

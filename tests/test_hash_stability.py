@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from expc.compile.write import read_index
+from expc.project import Project
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -19,7 +22,7 @@ def recorded(tmp_path_factory):
     root = tmp_path_factory.mktemp("stable")
     for folder in ("lib", "specs", "manifests", "assets", "scripts"):
         shutil.copytree(ROOT / folder, root / folder, symlinks=True)
-    index = json.loads((root / "manifests" / "index.json").read_text())["manifests"]
+    index = read_index(Project(root))["manifests"]
     digests = {}
     for digest, entry in index.items():
         for s in entry["sources"]:

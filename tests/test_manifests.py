@@ -3,7 +3,7 @@
     spec.jsonnet   copied to specs/<case>.jsonnet in a scratch project
     args.txt       optional: more CLI arguments after the spec path (--set, --tla)
     expected.txt   the exact stdout of `expc build`, then every manifest file's bytes under a
-                   `== path ==` header, then manifests/index.json
+                   `== path ==` header, then the spec's index file (manifests/index/specs/<case>.jsonnet.jsonl)
 
 `pytest --update-golden` rewrites expected.txt. A second build must print the same paths and
 change no file (identical manifests are skipped).
@@ -43,7 +43,8 @@ def test_manifest(case, project, golden, capsys, monkeypatch):
 
     paths = out.splitlines()
     files = sorted((project / "manifests").glob("*.json"))
-    assert sorted(paths) == sorted(f"manifests/{p.name}" for p in files if p.name != "index.json")
+    assert sorted(paths) == sorted(f"manifests/{p.name}" for p in files)
+    files += sorted((project / "manifests" / "index").rglob("*.jsonl"))
     for path in paths:
         load_manifest(project / path)  # content hashes to its name
     text = out + "".join(f"== {p.relative_to(project)} ==\n{p.read_text(encoding='utf-8')}" for p in files)
@@ -51,5 +52,5 @@ def test_manifest(case, project, golden, capsys, monkeypatch):
 
     before = {p: p.stat().st_mtime_ns for p in files}
     assert build([f"specs/{case}.jsonnet", *extra], capsys) == out
-    assert {p: p.stat().st_mtime_ns for p in files if p.name != "index.json"} == \
-           {p: t for p, t in before.items() if p.name != "index.json"}
+    assert {p: p.stat().st_mtime_ns for p in files if p.suffix == ".json"} == \
+           {p: t for p, t in before.items() if p.suffix == ".json"}

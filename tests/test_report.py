@@ -83,7 +83,7 @@ def test_report_orders_members_groups_replicas_and_lists_members_that_never_ran(
 def test_report_refusals(project, monkeypatch, capsys):
     monkeypatch.chdir(project)
     assert cli(["report", "nothing"], capsys)[2] == (
-        "error: no sweep named 'nothing' in manifests/index.json (give the spec, or the name of a spec whose "
+        "error: no sweep named 'nothing' in the index (manifests/index/) (give the spec, or the name of a spec whose "
         "manifests were built)\n")
     assert cli(["report", "specs/none.jsonnet"], capsys)[2] == "error: no such spec: specs/none.jsonnet\n"
 

@@ -12,6 +12,8 @@ import pytest
 
 from expc.cli import main
 from expc.compile.canonical import load_manifest
+from expc.compile.write import read_index
+from expc.project import Project
 
 
 def expc(args, capsys):
@@ -48,7 +50,7 @@ def test_run_of_a_sweep_spec_runs_every_member_in_order(proj, capsys):
     code, out, _ = expc(["run", "specs/two.jsonnet", "--dry-run"], capsys)
     built = [line for line in out.splitlines() if line.startswith("manifests/")]
     assert code == 0 and len(built) == 2
-    index = json.loads((proj / "manifests" / "index.json").read_text())["manifests"]
+    index = read_index(Project(proj))["manifests"]
     assert [index[Path(p).stem]["sources"][0]["member"] for p in built] == ["a", "b"]
     assert [c[c.index("--module") + 2] for c in commands(out)] == [str(proj / p) for p in built]
 
@@ -59,7 +61,7 @@ def test_set_and_tla_shape_the_spec_run(proj, capsys):
     assert code == 0
     data, _ = load_manifest(proj / out.splitlines()[0])
     assert data["train"]["max_steps"] == 12
-    source = json.loads((proj / "manifests" / "index.json").read_text())["manifests"][Path(out.splitlines()[0]).stem]
+    source = read_index(Project(proj))["manifests"][Path(out.splitlines()[0]).stem]
     assert source["sources"][0]["set"] == ["train.max_steps=12"] and source["sources"][0]["tla"] == {"lr": 1e-3}
 
 

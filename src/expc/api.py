@@ -50,7 +50,7 @@ def build(spec, tla: dict | None = None, set=(), write: bool = True, engine: str
 def load(manifest_or_digest):
     """A manifest file or a unique digest prefix -> its Manifest, digest verified (a file whose
     content does not hash to its name is refused). Its source (spec, member, tla, set) comes from
-    manifests/index.json; `.spec` is None when the index does not know it."""
+    the index (manifests/index/); `.spec` is None when the index does not know it."""
     from expc.compile import Manifest
     from expc.compile.canonical import load_manifest
     from expc.compile.write import read_index

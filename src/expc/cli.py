@@ -601,7 +601,7 @@ def explain(target, json_path, member, tla, sets, as_json):
     """Who set a value: the file, line and field of the Jsonnet that produced JSON_PATH in a
     manifest, the knobs it read, and the definitions it overrode. Without JSON_PATH: every leaf.
 
-    TARGET is a manifest (or digest prefix; its spec comes from manifests/index.json) or a spec.
+    TARGET is a manifest (or digest prefix; its spec comes from the index, manifests/index/) or a spec.
 
     \b
     Example:

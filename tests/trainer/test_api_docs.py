@@ -49,7 +49,7 @@ def test_api_page_examples_run(tmp_path, monkeypatch, capsys):
     assert meta["git"]["commit"] == git(project, "rev-parse", "HEAD")
     # dirty: what the page built is not committed; the run's own folder is no change
     assert (meta["git"]["dirty"], sorted(meta["git"]["changed"])) == (
-        True, [f"manifests/{run_dir.name}.json", "manifests/index.json"])
+        True, [f"manifests/{run_dir.name}.json", "manifests/index/specs/tiny.jsonnet.jsonl"])
     last = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][-1]
     with pytest.raises(SystemExit):
         main(["ls", "runs", "--json"])

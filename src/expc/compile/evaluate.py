@@ -32,6 +32,9 @@ class Evaluation:
     document: object
     imports: list[str] = field(default_factory=list)  # project-relative, in first-read order
     knobs: dict = field(default_factory=dict)  # member ("" for one experiment) -> knobs.snippet's info
+    # A sweep too big to evaluate at once (more than `chunk_above` members): its member names, in
+    # order, and no document; evaluate(members=...) then gives the members a chunk at a time.
+    members: list[str] | None = None
 
 
 def parse_tla(items: list[str] | tuple[str, ...]) -> dict[str, object]:
@@ -52,7 +55,8 @@ ENGINES = ("gojsonnet", "rjsonnet")
 
 def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
              engine: str = "gojsonnet", overrides: list[Override] | tuple = (), check_knobs: bool = True,
-             grid=(), bounded: bool = True) -> Evaluation:
+             grid=(), bounded: bool = True, chunk_above: int | None = None,
+             members: list[str] | None = None) -> Evaluation:
     """Evaluate one spec hermetically; raise ExpcError with `file:line:col` on any Jsonnet error.
 
     `overrides` (`--set`) are applied as a Jsonnet patch on the spec's result (overrides.py), so
@@ -65,6 +69,12 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
     A `.cue` spec is evaluated by CUE instead (cue.py), to the same kind of Evaluation; the
     Jsonnet engine choice does not apply to it, and Node is started only there (in its own
     process, which the Python-side bounds do not watch).
+
+    Big sweeps (go-jsonnet): with `chunk_above`, a sweep of more members than that is not
+    evaluated; its member names come back instead (Evaluation.members). `members` (some of those
+    names) evaluates just those members and their knobs, in one go-jsonnet run, so a build holds
+    one chunk of a big sweep at a time. Any error in a chunk is for the caller to report by
+    evaluating the whole spec (the messages are the whole spec's).
     """
     if Path(spec).suffix == ".cue":
         from .cue import evaluate_cue
@@ -78,8 +88,8 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
 
     _check_spec_inside(Path(spec))
     if bounded and not bounds.in_child():  # in a child process bounded in memory, time and output (bounds.py)
-        return bounds.run(evaluate, spec, project, tla, engine, overrides, check_knobs, grid,
-                          where=project.relative(spec))
+        return bounds.run(evaluate, spec, project, tla, engine, overrides, check_knobs, grid, False, chunk_above,
+                          members, where=project.relative(spec))
     evaluate_file = _engine(engine)
     overrides, grid = list(overrides), list(grid)
     # One override per `--sweep` axis is enough to check its path.
@@ -92,6 +102,14 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
     read, imports, refusals = resolve_import.read, resolve_import.imports, resolve_import.refusals
 
     tla_codes = {k: json.dumps(v) for k, v in (tla or {}).items()}
+    if members is not None:
+        return _evaluate_members(spec, tla_codes, overrides, grid, members, resolve_import, imports)
+    if chunk_above is not None and engine == "gojsonnet" and check_knobs:
+        names = _member_names(spec, tla_codes, overrides, grid, resolve_import)
+        if names is not None and len(names) > chunk_above:
+            return Evaluation(None, imports, {}, members=names)
+        # The full evaluation lists its imports in its own order, and reports its own refusals.
+        del imports[:], read[1:], refusals[:]
     try:
         if tla_codes:
             _check_takes_arguments(spec, tla_codes, resolve_import, project)
@@ -211,6 +229,32 @@ def _located(error: ExpcError, spec: Path, project: Project) -> ExpcError:
         return error
     where = project.relative(spec)
     return ExpcError([p if p.location else Problem(p.message, where, p.origin) for p in error.problems])
+
+
+def _member_names(spec: Path, tla_codes: dict, overrides, grid, resolve_import) -> list[str] | None:
+    """A sweep's member names (only its field names are computed), or None: not a sweep, or an
+    error, which the full evaluation then reports as usual."""
+    code = value_code(spec, tla_codes, overrides, grid) + (
+        "if std.isObject(value) && !std.objectHas(value, 'schema') then std.objectFields(value) else null")
+    try:
+        return json.loads(_snippet(spec, "<sweep-members>", code, resolve_import))
+    except (RuntimeError, UnicodeDecodeError):
+        return None
+
+
+def _evaluate_members(spec: Path, tla_codes: dict, overrides, grid, members: list[str], resolve_import,
+                      imports: list[str]) -> Evaluation:
+    """Some members of a sweep and their knobs, from one go-jsonnet run (a member evaluated for
+    its document is not evaluated again for its knobs)."""
+    chunk = (value_code(spec, tla_codes, overrides, grid)
+             + f"local whole = value;\nlocal value = {{ [m]: whole[m] for m in {json.dumps(members)} }};\n")
+    try:
+        text = _snippet(spec, "<sweep-chunk>", chunk + "{ document: value, knobs: (" + knobs.snippet("") + ") }",
+                        resolve_import, max_trace=20)
+    except (RuntimeError, UnicodeDecodeError):
+        raise ExpcError("a chunk of the sweep failed to evaluate") from None  # the caller reports the real error
+    result = json.loads(text)
+    return Evaluation(result["document"], imports, result["knobs"])
 
 
 def value_code(spec: Path, tla_codes: dict, overrides: list[Override] = (), grid=()) -> str:

@@ -35,7 +35,9 @@ def pin(document, project: Project, memo: dict | None = None):
     a 1000-member sweep over one corpus hashes (or looks up) its files once, not 1000 times."""
     if not isinstance(document, dict):
         return document
-    document = copy.deepcopy(document)
+    # Only the model and data sections change: copying them, not the whole document, is most of
+    # what pinning a sweep member costs otherwise.
+    document = {k: copy.deepcopy(v) if k in ("model", "data") else v for k, v in document.items()}
     memo = {} if memo is None else memo
     problems: list[Problem] = []
     model, data = document.get("model"), document.get("data")

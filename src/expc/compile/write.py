@@ -1,4 +1,4 @@
-"""Stage 7, write: manifests -> `manifests/<digest>.json` and `manifests/index.json`.
+"""Stage 7, write: manifests -> `manifests/<digest>.json` and the index, `manifests/index/`.
 
 A manifest file is written once: an identical existing file is left alone, a differing one is
 refused (someone edited it by hand). Every write goes to a temporary file in the same folder and
@@ -7,11 +7,32 @@ is renamed into place, so a reader never sees half a file.
 The index maps each digest to its sources (spec, sweep member, top-level arguments, overrides,
 the `expc search` trials it is: {search name: [trial numbers]}) and the files its evaluation read. It is outside the hash: moving a spec changes the index, never
 a digest. Rebuilding a source moves that source to its new digest.
+
+It is kept as one small file per spec, `manifests/index/<spec path>.jsonl` (for
+specs/sweep_lr.jsonnet: manifests/index/specs/sweep_lr.jsonnet.jsonl), so that a build reads and
+rewrites only the files of the specs it built, whatever the size of the rest, and two pull
+requests that build different specs never touch the same index file. Each file is JSON Lines:
+
+    {"imports": [...], "schema": "expc/index/v2", "spec": "specs/sweep_lr.jsonnet"}
+    {"digest": "<64 hex>", "member": "lr=1e-3"}
+    {"digest": "<64 hex>", "member": "lr=3e-4"}
+
+a header naming the spec and the files its evaluation read, then one line per source, sorted by
+source, each with the source's fields (`member`, `tla`, `set`, and any others a source carries)
+and its `imports` only where they differ from the header's. A rebuild that moves one member to
+a new digest changes one line.
+
+Writers hold a lock on the index folder (flock) while they read and rewrite a spec's file, so
+concurrent builds never lose each other's entries. The single `manifests/index.json` of earlier
+versions (schema expc/index/v1) is still read; the next write converts it to this layout and
+removes it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 from expc.errors import ExpcError
@@ -19,7 +40,11 @@ from expc.project import Project
 
 from .canonical import pretty
 
-INDEX_SCHEMA = "expc/index/v1"
+INDEX_SCHEMA = "expc/index/v2"
+LEGACY_INDEX_SCHEMA = "expc/index/v1"  # manifests/index.json: one file for every spec
+INDEX_FOLDER = "index"
+LEGACY_INDEX_FILE = "index.json"
+_SUFFIX = ".jsonl"
 
 
 def write(manifests, project: Project) -> None:
@@ -44,22 +69,102 @@ def source_key(spec: str, member, tla: dict, sets: list) -> str:
     return json.dumps([spec, member, tla, sets], sort_keys=True)
 
 
-def read_index(project: Project) -> dict:
-    path = project.manifests / "index.json"
-    if not path.exists():
-        return {"schema": INDEX_SCHEMA, "manifests": {}}
+def _key_of(source: dict) -> str:
+    return source_key(source["spec"], source.get("member"), source.get("tla", {}), source.get("set", []))
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+def read_index(project: Project, spec: str | None = None) -> dict:
+    """The index as one object, {"schema", "manifests": {digest: {"sources": [...]}}}, whatever its
+    layout on disk; `spec`: only that spec's sources (one file read)."""
+    with _shared_lock(project):
+        return _read_index(project, spec)
+
+
+def _read_index(project: Project, spec: str | None) -> dict:
+    entries: dict[str, dict] = {}
+    covered = set()
+    for path in [index_path(project, spec)] if spec else index_files(project):
+        if path.is_file():
+            file_spec, sources = parse_index_file(path.read_text(encoding="utf-8"), project.relative(path))
+            covered.add(file_spec)
+            for source in sources:
+                _add(entries, source)
+    legacy = project.manifests / LEGACY_INDEX_FILE
+    if legacy.is_file():  # not converted yet: its entries for specs that have no file of their own
+        for digest, entry in _read_legacy(legacy, project).items():
+            for source in entry.get("sources", []):
+                if source["spec"] not in covered and spec in (None, source["spec"]):
+                    _add(entries, {**source, "digest": digest})
+    for entry in entries.values():
+        entry["sources"].sort(key=_key_of)
+    return {"schema": INDEX_SCHEMA, "manifests": dict(sorted(entries.items()))}
+
+
+def index_path(project: Project, spec: str) -> Path:
+    """manifests/index/<spec path>.jsonl. A spec outside the project (an absolute path, `..`)
+    keeps its path below the folder, its `..` steps spelled `%2E%2E`."""
+    parts = [("%2E%2E" if p == ".." else p) for p in Path(spec).parts if p not in ("/", "\\")]
+    return project.manifests / INDEX_FOLDER / Path(*parts).with_name(parts[-1] + _SUFFIX)
+
+
+def index_files(project: Project) -> list[Path]:
+    folder = project.manifests / INDEX_FOLDER
+    return sorted(folder.rglob("*" + _SUFFIX)) if folder.is_dir() else []
+
+
+def parse_index_file(text: str, where: str) -> tuple[str, list[dict]]:
+    """A spec's index file -> (its spec, [source with its `digest`])."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    try:
+        records = [json.loads(line) for line in lines]
+    except ValueError as err:
+        raise ExpcError(f"not valid JSON Lines: {err}", where) from None
+    header = records[0] if records and isinstance(records[0], dict) else {}
+    if header.get("schema") != INDEX_SCHEMA or not isinstance(header.get("spec"), str):
+        raise ExpcError(f"unknown index format {header.get('schema')!r} (expected {INDEX_SCHEMA!r})", where)
+    spec, imports = header["spec"], header.get("imports", [])
+    sources = []
+    for record in records[1:]:
+        if not isinstance(record, dict) or not isinstance(record.get("digest"), str):
+            raise ExpcError("an index line without a digest", where)
+        sources.append({"spec": spec, "imports": imports, **record})
+    return spec, sources
+
+
+def _read_legacy(path: Path, project: Project) -> dict:
     try:
         index = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as err:
         raise ExpcError(f"not valid JSON: {err}", project.relative(path)) from None
-    if index.get("schema") != INDEX_SCHEMA:
-        raise ExpcError(f"unknown index format {index.get('schema')!r} (expected {INDEX_SCHEMA!r})",
+    if index.get("schema") != LEGACY_INDEX_SCHEMA:
+        raise ExpcError(f"unknown index format {index.get('schema')!r} (expected {LEGACY_INDEX_SCHEMA!r})",
                         project.relative(path))
-    return index
+    return index.get("manifests", {})
 
+
+def _add(entries: dict, source: dict) -> None:
+    source = dict(source)
+    digest = source.pop("digest")
+    entries.setdefault(digest, {"sources": []})["sources"].append(source)
+
+
+# --- writing ---------------------------------------------------------------------------------
 
 def update_index(manifests, project: Project) -> None:
-    index = read_index(project)
+    """Record each manifest's source, moving a rebuilt source off its previous digest. Reads and
+    rewrites only the index files of the specs built."""
+    by_spec: dict[str, list] = {}
+    for m in manifests:
+        by_spec.setdefault(m.spec, []).append(m)
+    with index_lock(project):
+        for spec_manifests in by_spec.values():
+            _update_spec_index(spec_manifests, project)
+
+
+def _update_spec_index(manifests, project: Project) -> None:
+    index = _read_index(project, manifests[0].spec)  # the lock is held: no shared lock on top
     entries = index["manifests"]
     rebuilt = {source_key(m.spec, m.member, m.tla, m.set) for m in manifests}
     searches: dict[str, dict] = {}  # a rebuilt source keeps the search trials it was
@@ -88,9 +193,97 @@ def update_index(manifests, project: Project) -> None:
         if search:
             source["search"] = search
         entry["sources"].append(source)
-        entry["sources"].sort(key=lambda s: source_key(s["spec"], s.get("member"), s.get("tla", {}), s.get("set", [])))
-    index["manifests"] = dict(sorted(entries.items()))
-    write_atomic(project.manifests / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
+    write_spec_index(project, manifests[0].spec, entries)
+
+
+def write_spec_index(project: Project, spec: str, entries: dict) -> None:
+    """Write one spec's index file from {digest: {"sources": [...]}} (its sources only); no
+    sources: remove the file. Call with index_lock held."""
+    sources = sorted(({**s, "digest": d} for d, e in entries.items() for s in e["sources"]), key=_key_of)
+    path = index_path(project, spec)
+    if not sources:
+        path.unlink(missing_ok=True)
+        return
+    # The header's imports are the most common list; a source that read other files says so.
+    counts = Counter(json.dumps(s.get("imports", [])) for s in sources)
+    common = json.loads(min(counts, key=lambda text: (-counts[text], text)))
+    lines = [json.dumps({"imports": common, "schema": INDEX_SCHEMA, "spec": spec}, sort_keys=True)]
+    for source in sources:
+        record = {k: v for k, v in source.items() if k != "spec" and not (k == "imports" and v == common)}
+        lines.append(json.dumps(record, sort_keys=True, ensure_ascii=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def replace_index(project: Project, entries: dict) -> None:
+    """Make the index exactly {digest: {"sources": [...]}} (`expc check --prune`): every spec's
+    file rewritten, files of specs left without sources removed."""
+    by_spec: dict[str, dict] = {}
+    for digest, entry in entries.items():
+        for s in entry.get("sources", []):
+            by_spec.setdefault(s["spec"], {}).setdefault(digest, {"sources": []})["sources"].append(s)
+    with index_lock(project):
+        for path in index_files(project):
+            spec, _ = parse_index_file(path.read_text(encoding="utf-8"), project.relative(path))
+            if spec not in by_spec:
+                path.unlink()
+        for spec, spec_entries in by_spec.items():
+            write_spec_index(project, spec, spec_entries)
+
+
+@contextlib.contextmanager
+def index_lock(project: Project):
+    """Hold the index folder's lock (an flock on the folder itself: no lock file to commit or
+    leave behind), converting a manifests/index.json of the earlier layout on the way in."""
+    folder = project.manifests / INDEX_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): builds there are not safe to run concurrently
+        fcntl = None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if fcntl:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        _convert_legacy(project)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+@contextlib.contextmanager
+def _shared_lock(project: Project):
+    """Readers wait while a writer holds the lock: they see an index before or after a build,
+    never halfway through one that writes several specs' files."""
+    folder = project.manifests / INDEX_FOLDER
+    try:
+        import fcntl
+
+        fd = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):  # no index folder yet (or no flock): nothing to wait for
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _convert_legacy(project: Project) -> None:
+    """manifests/index.json (one file for every spec) -> one file per spec, then remove it. A spec
+    that already has its own file keeps it (it was written later)."""
+    legacy = project.manifests / LEGACY_INDEX_FILE
+    if not legacy.is_file():
+        return
+    by_spec: dict[str, dict] = {}
+    for digest, entry in _read_legacy(legacy, project).items():
+        for s in entry.get("sources", []):
+            by_spec.setdefault(s["spec"], {}).setdefault(digest, {"sources": []})["sources"].append(s)
+    for spec, entries in by_spec.items():
+        if not index_path(project, spec).is_file():
+            write_spec_index(project, spec, entries)
+    legacy.unlink()
 
 
 def trials_of(search: dict, trial: tuple[str, int] | None) -> dict:

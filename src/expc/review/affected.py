@@ -1,7 +1,7 @@
 """`expc affected`: lib (or spec) files -> the index sources whose evaluation read them.
 
 The graph is the one recorded at evaluation: every file the import callback served, directly or
-through other lib files, is listed under the source in manifests/index.json. go-jsonnet imports
+through other lib files, is listed under the source in the index (manifests/index/). go-jsonnet imports
 lazily, so a lib file that a spec imports but never uses is not in its list, and rightly: no
 change to that file can change the manifest. The index is as fresh as the last build; `expc
 check` says when it is not.

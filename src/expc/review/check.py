@@ -8,7 +8,7 @@ manifests/:
     missing     a source compiles to a manifest that is not committed (and the index knows no older one)
     orphaned    a committed manifest that no source produces (`--prune` removes it)
     rehash      a committed manifest whose content does not hash to its name, or is not in its pretty form
-    index       manifests/index.json disagrees with what the sources produce
+    index       the index (manifests/index/<spec>.jsonl) disagrees with what the sources produce
     compile     a spec that does not compile at all
 
 Each finding names the file and the command that fixes it. Nothing is written unless `prune`.
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from expc.compile import Manifest, canonical, compile_spec
-from expc.compile.write import read_index, source_key, write_atomic
+from expc.compile.write import LEGACY_INDEX_FILE, index_path, read_index, replace_index, source_key
 from expc.errors import ExpcError
 from expc.project import Project
 
@@ -92,7 +92,7 @@ def _compare(project, index, recorded, expected, failed) -> list[Finding]:
             said = ("has no entry for it" if entry is None else
                     f"maps it to {entry['digest'][:12]}" if entry["digest"] != m.digest else
                     "records different imports for it")
-            findings.append(Finding("index", "manifests/index.json",
+            findings.append(Finding("index", _index_file(project, m.spec),
                                     f"{m.label} compiles to {m.short}, but the index {said}", build))
 
     for digest, path in committed.items():
@@ -111,12 +111,12 @@ def _compare(project, index, recorded, expected, failed) -> list[Finding]:
         if key not in expected and key not in failed:
             gone = ("that spec no longer exists" if not (project.root / entry["spec"]).is_file()
                     else "the spec no longer produces it")
-            findings.append(Finding("index", "manifests/index.json",
+            findings.append(Finding("index", _index_file(project, entry["spec"]),
                                     f"records {_label(entry)} -> {entry['digest'][:12]}, but {gone}",
                                     "`expc check --prune` drops the entry"))
-    for digest in index["manifests"]:
+    for digest, entry in index["manifests"].items():
         if digest not in committed:
-            findings.append(Finding("index", "manifests/index.json",
+            findings.append(Finding("index", _index_file(project, entry["sources"][0]["spec"]),
                                     f"names {digest[:12]}, but manifests/{digest}.json does not exist",
                                     "`expc check --prune` drops the entry, or rebuild its spec"))
     return findings
@@ -216,10 +216,16 @@ def _prune(project, index, expected, failed) -> list[str]:
                    if source_key(s["spec"], s.get("member"), s.get("tla", {}), s.get("set", [])) in keep]
         if sources:
             entries[digest] = {**entry, "sources": sources}
-    if entries != index["manifests"]:
-        index["manifests"] = entries
-        write_atomic(project.manifests / "index.json", json.dumps(index, indent=2, sort_keys=True) + "\n")
+    if entries != index["manifests"] or (project.manifests / LEGACY_INDEX_FILE).exists():
+        replace_index(project, entries)  # also converts a manifests/index.json of the earlier layout
     return removed
+
+
+def _index_file(project: Project, spec: str) -> str:
+    """The index file that records `spec` (manifests/index.json while not converted yet)."""
+    legacy = project.manifests / LEGACY_INDEX_FILE
+    path = index_path(project, spec)
+    return project.relative(legacy if legacy.is_file() and not path.is_file() else path)
 
 
 def _build_command(m: Manifest) -> str:

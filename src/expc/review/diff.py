@@ -250,9 +250,10 @@ def diff_git(rev: str, project: Project) -> Diff:
         if _MANIFEST_NAME.fullmatch(name):
             changed[name[:-5]] = status[:1]
 
-    old_index = _index_json(_git(project, "show", f"{rev}:{folder}/index.json", missing_ok=True))
-    new_path = project.manifests / "index.json"
-    new_index = _index_json(new_path.read_text(encoding="utf-8") if new_path.exists() else "")
+    old_index = _index_at(rev, project)
+    from expc.compile.write import read_index
+
+    new_index = read_index(project)
     old_sources, new_sources = _sources_by_key(old_index), _sources_by_key(new_index)
 
     def old_data(digest):
@@ -297,13 +298,28 @@ def _sources_by_key(index: dict) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _index_json(text: str) -> dict:
-    if not text.strip():
-        return {}
-    try:
-        return json.loads(text)
-    except ValueError as err:
-        raise ExpcError(f"manifests/index.json is not valid JSON: {err}") from None
+def _index_at(rev: str, project: Project) -> dict:
+    """The index as REV committed it: one file per spec under manifests/index/, or the single
+    manifests/index.json of the earlier layout."""
+    from expc.compile.write import INDEX_FOLDER, LEGACY_INDEX_FILE, parse_index_file
+
+    folder = project.relative(project.manifests)
+    entries: dict = {}
+    names = _git(project, "ls-tree", "-r", "--name-only", rev, "--", f"{folder}/{INDEX_FOLDER}/", missing_ok=True)
+    for name in names.splitlines():
+        if name.endswith(".jsonl"):
+            _, sources = parse_index_file(_git(project, "show", f"{rev}:{name}"), f"{rev}:{name}")
+            for source in sources:
+                digest = source.pop("digest")
+                entries.setdefault(digest, {"sources": []})["sources"].append(source)
+    legacy = _git(project, "show", f"{rev}:{folder}/{LEGACY_INDEX_FILE}", missing_ok=True)
+    if legacy.strip():
+        try:
+            for digest, entry in json.loads(legacy).get("manifests", {}).items():
+                entries.setdefault(digest, {"sources": []})["sources"] += entry.get("sources", [])
+        except ValueError as err:
+            raise ExpcError(f"{folder}/{LEGACY_INDEX_FILE} at {rev} is not valid JSON: {err}") from None
+    return {"manifests": entries}
 
 
 def _git(project: Project, *args: str, missing_ok: bool = False) -> str:

@@ -1,6 +1,6 @@
 """`expc explain`: a manifest or spec, and a JSON path (or none: every leaf) -> provenance.
 
-A manifest is traced back to its spec through manifests/index.json; the spec is evaluated again
+A manifest is traced back to its spec through the index (manifests/index/); the spec is evaluated again
 and must still produce that very manifest (otherwise the answer would describe another one).
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _manifest_source(target: str):
     data, digest = load_manifest(path)
     sources = read_index(project)["manifests"].get(digest, {}).get("sources", [])
     if not sources:
-        raise ExpcError(f"{project.relative(path)}: manifests/index.json names no spec for it, so its "
+        raise ExpcError(f"{project.relative(path)}: the index (manifests/index/) names no spec for it, so its "
                         "provenance is unknown")
     # A manifest built by a Jsonnet spec and its CUE twin is explained through the Jsonnet one.
     jsonnet = [s for s in sources if not s["spec"].endswith(".cue")]

@@ -109,7 +109,7 @@ def sweep_members(target: str, project: Project) -> tuple[str, list[tuple[str, s
                     members.append((source.get("member") or digest[:12], digest, canonical.load_manifest(path)[0]))
                 break
     if not members:
-        raise ExpcError(f"no sweep named {target!r} in {project.relative(project.manifests)}/index.json "
+        raise ExpcError(f"no sweep named {target!r} in the index ({project.relative(project.manifests)}/index/) "
                         "(give the spec, or the name of a spec whose manifests were built)")
     return target, sorted(members), None
 

@@ -1,0 +1,164 @@
+"""Build time, peak memory and index size of big sweeps, and what a later one-spec build pays.
+
+    .venv/bin/python bench/big_sweeps.py [--sizes 1000,10000] [--index 10000,100000] [--profile N]
+
+For each size N, a scratch project (this lib, specs/tiny.jsonnet) gets
+`expc.sweep.grid(tiny, { seed: std.range(1, N) })` as specs/big.jsonnet, built by `expc build`
+in a fresh process. Figures per row: wall and CPU seconds (the build and its evaluation child),
+milliseconds a member, the peak memory of the build's process tree (proportional set size,
+sampled every 20 ms, the build and its evaluation child summed), the index's bytes on disk, and the wall time
+of `expc build specs/tiny.jsonnet` afterwards in the same project, the best of three (what every
+later build pays for an index that big).
+
+--index N,... measures the index alone: record N sources of one spec (tiny manifests), then
+record one manifest of another spec, the best of five; with the single manifests/index.json of
+earlier versions that second write read and rewrote the whole index.
+
+--profile N builds an N-member sweep in this process under cProfile, evaluation in process
+(EXPC_IN_BOUNDED_EVALUATION=1, so the profiler sees it), and prints the seconds a member spent
+in each stage. Run it on a quiet machine: the figures are wall times.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EXPC = Path(sys.executable).parent / "expc"
+SWEEP = """local expc = import 'expc.libsonnet';
+expc.sweep.grid(import 'tiny.jsonnet', { seed: std.range(1, %d) })
+"""
+
+
+def scratch_project(folder: Path, members: int) -> Path:
+    shutil.copytree(ROOT / "lib", folder / "lib")
+    (folder / "specs").mkdir()
+    shutil.copy(ROOT / "specs" / "tiny.jsonnet", folder / "specs" / "tiny.jsonnet")
+    (folder / "specs" / "big.jsonnet").write_text(SWEEP % members)
+    return folder
+
+
+def measured(command: list[str], cwd: Path) -> tuple[float, float, float]:
+    """(wall s, CPU s of the command and its children, peak MB of its process tree)."""
+    import psutil
+
+    before = os.times()
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    watched, peak = psutil.Process(process.pid), 0
+    while process.poll() is None:
+        try:
+            tree = [watched, *watched.children(recursive=True)]
+            # PSS, not RSS: the evaluation child is a fork, and RSS would count the pages it
+            # shares with the build twice
+            peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    wall = time.perf_counter() - start
+    after = os.times()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read().decode()}")
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    return wall, cpu, peak / 2**20
+
+
+def index_bytes(project: Path) -> int:
+    folder = project / "manifests" / "index"
+    legacy = project / "manifests" / "index.json"  # an expc of the earlier layout
+    files = list(folder.rglob("*")) if folder.is_dir() else []
+    return sum(p.stat().st_size for p in files + [legacy] if p.is_file())
+
+
+def row(members: int) -> str:
+    with tempfile.TemporaryDirectory(prefix="expc-big-sweep-") as folder:
+        project = scratch_project(Path(folder), members)
+        wall, cpu, peak = measured([str(EXPC), "build", "specs/big.jsonnet"], project)
+        # the best of three: one small build is short enough for a busy machine to blur
+        later = min(measured([str(EXPC), "build", "specs/tiny.jsonnet"], project)[0] for _ in range(3))
+        return (f"| {members:,} | {wall:.1f} | {cpu:.1f} | {1000 * wall / members:.2f} | {1000 * cpu / members:.2f} "
+                f"| {peak:.0f} | {index_bytes(project):,} | {later:.2f} |")
+
+
+def index_cost(members: int) -> str:
+    from expc.compile import Manifest
+    from expc.compile.write import write
+    from expc.project import Project
+
+    imports = ["lib/expc.libsonnet", "lib/sweep.libsonnet", "specs/tiny.jsonnet", "lib/experiment.libsonnet"]
+    with tempfile.TemporaryDirectory(prefix="expc-index-") as folder:
+        project = Project(Path(folder))
+        sweep = [Manifest({"seed": i}, f"{i:064x}", "specs/big.jsonnet", f"seed={i}", {}, [], imports)
+                 for i in range(members)]
+        write(sweep, project)
+        one = Manifest({"seed": 0}, "f" * 64, "specs/tiny.jsonnet", None, {}, [], imports)
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            write([one], project)
+            times.append(time.perf_counter() - start)
+        return f"| {members:,} | {index_bytes(project.root):,} | {1000 * min(times):.1f} |"
+
+
+def profile(members: int) -> None:
+    import cProfile
+    import pstats
+
+    os.environ["EXPC_IN_BOUNDED_EVALUATION"] = "1"
+    from expc.compile import build
+    from expc.project import Project
+
+    with tempfile.TemporaryDirectory(prefix="expc-big-sweep-") as folder:
+        project = Project(scratch_project(Path(folder), members))
+        profiler = cProfile.Profile()
+        start = time.perf_counter()
+        profiler.runcall(build, [project.specs / "big.jsonnet"], project=project)
+        total = time.perf_counter() - start
+    stats = pstats.Stats(profiler).stats
+    stages = {  # stage -> (file, function) whose cumulative time is that stage's
+        "evaluate (go-jsonnet: sweep, knob probe)": ("~", "_gojsonnet.evaluate"),
+        "knobs (their check, in Python)": ("knobs.py", "problems"),
+        "pin": ("pin.py", "pin"),
+        "validate": ("validate.py", "validate"),
+        "canonicalize (round floats)": ("canonical.py", "canonicalize"),
+        "digest (JCS bytes, sha256)": ("canonical.py", "digest"),
+        "write (pretty bodies, files, index)": ("write.py", "write"),
+        "  of which the index": ("write.py", "update_index"),
+    }
+    print(f"{members} members: {total:.2f} s, {1000 * total / members:.2f} ms a member")
+    for stage, (where, function) in stages.items():
+        seconds = sum(cumulative for (file, _, name), (_, _, _, cumulative, _) in stats.items()
+                      if file.endswith(where) and (name == function or (where == "~" and function in name)))
+        print(f"  {stage:<42} {seconds:6.2f} s  {1000 * seconds / members:5.2f} ms a member")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="1000,10000", help="comma-separated member counts")
+    parser.add_argument("--profile", type=int, metavar="N", help="profile an N-member build instead")
+    parser.add_argument("--index", metavar="N,...", help="measure the index alone, at these sizes")
+    args = parser.parse_args()
+    if args.index:
+        print("| sources in the index | index bytes | then writing one other spec's manifest, ms |")
+        print("|---|---|---|")
+        for size in [int(s) for s in args.index.split(",")]:
+            print(index_cost(size), flush=True)
+        return
+    if args.profile:
+        profile(args.profile)
+        return
+    print("| members | wall s | CPU s | wall ms/member | CPU ms/member | peak MB | index bytes "
+          "| later one-spec build, s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for size in [int(s) for s in args.sizes.split(",")]:
+        print(row(size), flush=True)
+
+
+if __name__ == "__main__":
+    main()
