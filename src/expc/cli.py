@@ -329,7 +329,7 @@ def search(spec, trials, parallel, propose, runs_dir, master_port, retry_failed)
     trial's top-level arguments, the trial is compiled, written and indexed like any manifest,
     run by the executor, and its metric told back.
 
-    The search's state is its trials in manifests/index.json and their run folders: stopped or
+    The search's state is its trials in the index (manifests/index/) and their run folders: stopped or
     killed, the same command continues (numbers go on, an interrupted trial resumes); a trial
     whose digest already completed counts without training. Run one trial at a time, the same
     seed proposes the same trials.

@@ -63,10 +63,10 @@ class Search:
 
     def trials(self) -> list[Trial]:
         """Every trial of this search the index records, by number, with what its run folder says."""
-        from expc.compile.write import read_index
+        from expc.compile.write import index_path, read_index
 
         found: dict[int, Trial] = {}
-        for digest, entry in read_index(self.project)["manifests"].items():
+        for digest, entry in read_index(self.project, spec=self.declaration.spec)["manifests"].items():
             for source in entry["sources"]:
                 if source["spec"] != self.declaration.spec:
                     continue
@@ -74,7 +74,7 @@ class Search:
                     if number in found and found[number].digest != digest:
                         raise ExpcError(f"trial {number} of search {self.name} is recorded for two manifests, "
                                         f"{found[number].digest[:12]} and {digest[:12]}",
-                                        "manifests/index.json")
+                                        self.project.relative(index_path(self.project, self.declaration.spec)))
                     found[number] = Trial(number, digest, source.get("tla", {}))
         for trial in found.values():
             self._read_result(trial)
