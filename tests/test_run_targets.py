@@ -139,9 +139,10 @@ def test_ls_manifests_shows_the_arguments_of_each_build(proj, capsys):
                    "--set", "train.max_steps=12"], capsys)[1].strip()
     rows = {r["digest"]: r for r in json.loads(expc(["ls", "manifests", "--json"], capsys)[1])}
     assert rows[Path(plain).stem[:12]] == {"digest": Path(plain).stem[:12], "spec": "specs/one.jsonnet",
-                                           "tla": "-", "set": "-"}
+                                           "tla": "-", "set": "-", "early_stopping": "-"}
     assert rows[Path(shaped).stem[:12]] == {"digest": Path(shaped).stem[:12], "spec": "specs/one.jsonnet",
-                                            "tla": "lr=0.001", "set": "seed=5 train.max_steps=12"}
+                                            "tla": "lr=0.001", "set": "seed=5 train.max_steps=12",
+                                            "early_stopping": "-"}
 
 
 def test_export_reads_the_runs_folder_it_is_given(proj, capsys, tmp_path_factory):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 
@@ -146,5 +147,9 @@ def test_a_digest_being_run_elsewhere_is_refused(stage_runs):
     with run_lock(run.run_dir, run.manifest.stem):  # as a concurrent `expc run` holds it
         result = expc("run", run.manifest.stem[:12], "--rerun", cwd=run.manifest.parent.parent)
     assert result.returncode == 1
-    assert result.stderr == f"error: {run.manifest.stem[:12]} is being run by another `expc run` on this machine\n"
+    digest = run.manifest.stem
+    assert result.stderr == (
+        f"error: {digest[:12]} is being run by another `expc run` on this machine (process {os.getpid()}); "
+        f"nothing was started. Wait for it to finish (its progress is in runs/{digest}/metrics.jsonl) or stop it, "
+        "then run this again\n")
     assert sorted(p.name for p in run.run_dir.iterdir()) == before  # nothing moved aside
