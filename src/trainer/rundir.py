@@ -24,23 +24,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from expc.compile.write import write_atomic  # one writer: a whole file or none, the real name in errors
+
 STATUSES = ("running", "completed", "failed", "preempted")
 TAG = re.compile(r"^step_(\d+)$")
 PARTIAL = ".partial"  # a checkpoint being written; never read
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as err:  # a full disk: no half-written temp file left, and the file named
-        if tmp.exists():  # (on a read-only file system even unlinking a missing file fails)
-            tmp.unlink()
-        raise OSError(err.errno, err.strerror, str(path)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def read_metadata(run_dir: Path) -> dict:
