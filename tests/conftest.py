@@ -28,6 +28,28 @@ def pytest_runtest_setup(item):
             pytest.skip("needs a CUDA device")
 
 
+def run_cli(args, capsys):
+    """`expc ARGS` in this process, as the console script runs it: (exit status, stdout, stderr)."""
+    from expc.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def leaves(value, path=()):
+    """Every (path, value) of a JSON value's scalars and empty containers."""
+    if isinstance(value, dict) and value:
+        for k, v in value.items():
+            yield from leaves(v, (*path, k))
+    elif isinstance(value, list) and value:
+        for i, v in enumerate(value):
+            yield from leaves(v, (*path, i))
+    else:
+        yield path, value
+
+
 @pytest.fixture
 def update_golden(request) -> bool:
     return request.config.getoption("--update-golden")

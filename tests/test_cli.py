@@ -13,16 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from expc.compile.canonical import digest, load_manifest
-from expc.cli import cli, main
+from expc.cli import cli
+
+from .conftest import run_cli as run
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 def test_build_prints_one_path_per_manifest(proj, capsys):

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from expc.cli import main
 from expc.compile import compile_spec
 from expc.compile.cue import cue_engine
 from expc.errors import ExpcError
 from expc.project import Project
 
-from .conftest import ROOT
+from .conftest import ROOT, run_cli
 
 PROJECT = Project(ROOT)
 CASES = ROOT / "tests" / "cases" / "cue_errors"
@@ -43,13 +42,6 @@ def _engine_missing() -> str | None:
 
 
 needs_cue = pytest.mark.skipif(_engine_missing() is not None, reason=f"no CUE engine: {_engine_missing()}")
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @needs_cue

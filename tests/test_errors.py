@@ -21,17 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from expc.cli import main
+from .conftest import run_cli
 
 CASES = Path(__file__).resolve().parent / "cases" / "errors"
 ROOT = CASES.parents[2]
-
-
-def run_cli(args, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.mark.parametrize("case", sorted(p.name for p in CASES.iterdir() if p.is_dir()))

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from expc.cli import main
 from expc.compile import build
 from expc.launch.executor import Executor, members_of, sweep_names
+
+from .conftest import run_cli as cli
 
 SPEC = """local expc = import 'expc.libsonnet';
 expc.sweep.grid(expc.experiment + expc.presets.quick_test + {
@@ -17,13 +18,6 @@ expc.sweep.grid(expc.experiment + expc.presets.quick_test + {
   global_batch_size:: 8, micro_batch_size:: 2,
 }, { lr: ['1e-3', '2e-3'] })
 """
-
-
-def cli(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ from expc.errors import ExpcError
 from expc.launch.hosts import read_hostfile
 from expc.pins import check
 
+from .conftest import leaves
+
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = sorted((ROOT / "manifests").glob("*.json"))
 MANIFESTS = [m for m in MANIFESTS if m.name != "index.json"]
@@ -151,17 +153,6 @@ test_fifteen_digit_decimals, test_fifteen_digit_decimals_10k = fuzzed(
 
 # ---- the manifest loader and verifier ----------------------------------------------------------
 
-def leaves(value, path=()):
-    if isinstance(value, dict) and value:
-        for k, v in value.items():
-            yield from leaves(v, (*path, k))
-    elif isinstance(value, list) and value:
-        for i, v in enumerate(value):
-            yield from leaves(v, (*path, i))
-    else:
-        yield path
-
-
 def mutated(data, path, how, replacement):
     data = json.loads(json.dumps(data))
     *head, last = path
@@ -189,7 +180,7 @@ def loader_and_verifier(case, tmp_path):
     manifest, pick, how, replacement, edits = case
     original = manifest.read_bytes()
     data = json.loads(original)
-    paths = [p for p in leaves(data) if p]
+    paths = [p for p, _ in leaves(data) if p]
     body = canonical.pretty(mutated(data, paths[pick % len(paths)], how, replacement))
     raw = bytearray(body.encode("utf-8"))
     for position, byte, insert in edits:  # byte edits on top: any bytes at all, invalid UTF-8 included

@@ -10,7 +10,7 @@ import statistics
 
 import pytest
 
-from expc.cli import main
+from .conftest import run_cli as cli
 
 SPEC = """local expc = import 'expc.libsonnet';
 expc.sweep.replicas(expc.sweep.grid(expc.experiment + expc.presets.quick_test + {
@@ -20,13 +20,6 @@ expc.sweep.replicas(expc.sweep.grid(expc.experiment + expc.presets.quick_test + 
 """
 # member -> final validation loss (None: never ran)
 LOSSES = {"lr=1e-3,seed=1": 3.5, "lr=1e-3,seed=2": 3.25, "lr=2e-3,seed=1": 3.0, "lr=2e-3,seed=2": None}
-
-
-def cli(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 @pytest.fixture

@@ -8,19 +8,11 @@ import json
 import shlex
 from pathlib import Path
 
-import pytest
-
-from expc.cli import main
 from expc.compile.canonical import load_manifest
 from expc.compile.write import read_index
 from expc.project import Project
 
-
-def expc(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
+from .conftest import run_cli as expc
 
 
 def commands(out: str) -> list[list[str]]:

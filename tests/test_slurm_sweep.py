@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from expc.cli import main
 from expc.compile import build
 from expc.launch.executor import members_of, sweep_names
 from expc.launch.slurm_sweep import SlurmOptions, SlurmSweep
+
+from .conftest import run_cli as cli
 
 # Four members of two shapes: 1 node x 2 processes and 2 nodes x 2 processes.
 SPEC = """local expc = import 'expc.libsonnet';
@@ -20,13 +21,6 @@ expc.sweep.grid(expc.experiment + expc.presets.quick_test + {
   global_batch_size:: 8, micro_batch_size:: 2,
 }, { lr: ['1e-3', '2e-3'], 'hardware.nodes': [1, 2] })
 """
-
-
-def cli(args, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return info.value.code, out, err
 
 
 @pytest.fixture

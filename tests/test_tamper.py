@@ -17,19 +17,9 @@ import pytest
 from expc.cli import main
 from expc.compile import canonical
 
+from .conftest import leaves
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def leaves(value, path=()):
-    """Every (path, value) of a JSON value's scalars and empty containers."""
-    if isinstance(value, dict) and value:
-        for k, v in value.items():
-            yield from leaves(v, (*path, k))
-    elif isinstance(value, list) and value:
-        for i, v in enumerate(value):
-            yield from leaves(v, (*path, i))
-    else:
-        yield path, value
 
 
 def object_keys(value, path=()):

@@ -38,6 +38,7 @@ class Manifest:
     path: Path | None = None  # manifests/<digest>.json once written (or loaded); None in memory
     name: str | None = None  # the member's name as shown: with a --sweep point, 'lr=1e-3,seed=2'
     search: tuple[str, int] | None = None  # (search name, trial number) when `expc search` proposed it
+    rules: list | None = None  # a sweep member's early-stopping rules (stopping.py), once build has read them
 
     def __post_init__(self):
         self.name = self.name or self.member
@@ -340,7 +341,9 @@ def build(specs, tla: dict | None = None, sets=(), project: Project | None = Non
                 # (and checked) here, so a bad rule stops the build before anything is written.
                 from .stopping import read_rules
 
-                read_rules(spec, project, tla)
+                rules = read_rules(spec, project, tla)
+                for m in compiled:
+                    m.rules = rules
             manifests += compiled
         except ExpcError as err:
             problems += err.problems

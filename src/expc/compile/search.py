@@ -83,6 +83,24 @@ def label(value) -> str:
     return json.dumps(value) if not isinstance(value, str) else value
 
 
+def recorded_trials(declaration: Declaration, project: Project) -> dict[int, tuple[str, dict]]:
+    """The search's trials as the index records them: trial number -> (digest, top-level arguments)."""
+    from .write import index_path, read_index
+
+    found: dict[int, tuple[str, dict]] = {}
+    for digest, entry in read_index(project, spec=declaration.spec)["manifests"].items():
+        for source in entry["sources"]:
+            if source["spec"] != declaration.spec:
+                continue
+            for number in source.get("search", {}).get(declaration.name, []):
+                if number in found and found[number][0] != digest:
+                    raise ExpcError(f"trial {number} of search {declaration.name} is recorded for two manifests, "
+                                    f"{found[number][0][:12]} and {digest[:12]}",
+                                    project.relative(index_path(project, declaration.spec)))
+                found[number] = (digest, source.get("tla", {}))
+    return found
+
+
 def read_declaration(spec: Path, project: Project) -> Declaration:
     """The spec's search, evaluated with its default arguments, every field checked."""
     declaration = declared_search(spec, project, required=True)

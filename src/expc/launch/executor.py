@@ -73,6 +73,16 @@ class Member:
     def max_steps(self) -> int:
         return self.manifest["train"]["max_steps"]
 
+    def take_records(self) -> list[dict]:
+        """The records metrics.jsonl gained since the last call, kept in `records`; step, loss
+        and ETA follow the last training record."""
+        records = self.follower.new_records()
+        for r in records:
+            if "loss" in r:
+                self.step, self.loss, self.eta = r["step"], r["loss"], eta(r, self.max_steps)
+        self.records += records
+        return records
+
 
 def members_of(refs, names: dict[str, str], runs_dir: Path | None, single_node: bool = True) -> list[Member]:
     """Every manifest found and verified (digest, pinned inputs) before the first starts.
@@ -311,12 +321,8 @@ class Executor:
                 continue
             if m.state != "running":
                 continue
-            records = m.follower.new_records()
-            for r in records:
-                if "loss" in r:
-                    m.step, m.loss, m.eta = r["step"], r["loss"], eta(r, m.max_steps)
+            records = m.take_records()
             if records:
-                m.records += records
                 display.progressed(m)
                 self._apply_rules(m, display, len(m.records) - len(records))
             code = m.proc.poll()

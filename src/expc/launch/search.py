@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from expc.compile.search import Declaration, read_declaration
+from expc.compile.search import Declaration, read_declaration, recorded_trials
 from expc.errors import ExpcError
 from expc.project import Project, find_project
 
@@ -63,19 +63,8 @@ class Search:
 
     def trials(self) -> list[Trial]:
         """Every trial of this search the index records, by number, with what its run folder says."""
-        from expc.compile.write import index_path, read_index
-
-        found: dict[int, Trial] = {}
-        for digest, entry in read_index(self.project, spec=self.declaration.spec)["manifests"].items():
-            for source in entry["sources"]:
-                if source["spec"] != self.declaration.spec:
-                    continue
-                for number in source.get("search", {}).get(self.name, []):
-                    if number in found and found[number].digest != digest:
-                        raise ExpcError(f"trial {number} of search {self.name} is recorded for two manifests, "
-                                        f"{found[number].digest[:12]} and {digest[:12]}",
-                                        self.project.relative(index_path(self.project, self.declaration.spec)))
-                    found[number] = Trial(number, digest, source.get("tla", {}))
+        found = {number: Trial(number, digest, tla)
+                 for number, (digest, tla) in recorded_trials(self.declaration, self.project).items()}
         for trial in found.values():
             self._read_result(trial)
         return [found[n] for n in sorted(found)]

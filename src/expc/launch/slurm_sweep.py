@@ -32,7 +32,7 @@ from expc.project import find_project
 
 from .executor import LiveTable, Member, PlainLines, last_loss, members_of, sweep_names
 from .multinode import MASTER_ADDR_LINES
-from .run import MetricsFollower, eta, read_metadata
+from .run import MetricsFollower, read_metadata
 
 SQUEUE_EVERY_S = 3.0  # how often squeue is asked while waiting (the run folders are read every POLL_S)
 POLL_S = 0.5
@@ -400,11 +400,7 @@ class SlurmSweep:
         for m in self.members:
             if m.state != "running" or m.follower is None:
                 continue
-            records = m.follower.new_records()
-            for r in records:
-                if "loss" in r:
-                    m.step, m.loss, m.eta = r["step"], r["loss"], eta(r, m.max_steps)
-            if records:
+            if m.take_records():
                 display.progressed(m)
 
     def _poll_slurm(self, live: dict[str, str], display) -> None:

@@ -117,18 +117,11 @@ def sweep_members(target: str, project: Project) -> tuple[str, list[tuple[str, s
 def trials(search: Declaration, project: Project) -> list[tuple[str, str, dict]]:
     """A search's trials as members, by trial number: every manifest the index records as one."""
     from expc.compile import canonical
-    from expc.compile.write import read_index
+    from expc.compile.search import recorded_trials
 
-    found = {}
-    for digest, entry in read_index(project)["manifests"].items():
-        for source in entry["sources"]:
-            if source["spec"] != search.spec:
-                continue
-            for number in source.get("search", {}).get(search.name, []):
-                path = project.manifests / f"{digest}.json"
-                if path.is_file():
-                    found[number] = (search.member_name(number, source.get("tla", {})), digest,
-                                     canonical.load_manifest(path)[0])
+    found = {number: (search.member_name(number, tla), digest, canonical.load_manifest(path)[0])
+             for number, (digest, tla) in recorded_trials(search, project).items()
+             if (path := project.manifests / f"{digest}.json").is_file()}
     if not found:
         raise ExpcError(f"search {search.name} has no trials yet: `expc search {search.spec}` runs them "
                         "(`--propose K` writes the next K without running)", search.spec)

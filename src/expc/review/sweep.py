@@ -67,7 +67,9 @@ def previews(manifests, project: Project) -> list[SweepPreview]:
             hours += estimate.device_hours(m.data, mfu.value)
             if mfu.source not in sources:
                 sources.append(mfu.source)
-        rules = read_rules(project.root / spec, project, members[0].tla)
+        rules = members[0].rules
+        if rules is None:  # not read by this build
+            rules = read_rules(project.root / spec, project, members[0].tla)
         out.append(SweepPreview(spec, [m.name for m in members], axes_table([m.name for m in members]),
                                 completed, hours, sources, [rule.call() for rule in rules]))
     return out
