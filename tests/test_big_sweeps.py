@@ -1,6 +1,8 @@
-"""A big sweep is evaluated a chunk of members at a time (pipeline.CHUNK_MEMBERS): the same
-manifests, names and imports as in one evaluation, and the same error messages. Here chunks of
-5 members stand in for chunks of thousands; bench/big_sweeps.py measures the real sizes."""
+"""Big sweeps. Compiled in memory (`expc show`, `check`, `plan`, or to report an error), one is
+evaluated a chunk of members at a time (pipeline.CHUNK_MEMBERS): the same manifests, names and
+imports as in one evaluation, and the same error messages; here chunks of 5 members stand in for
+chunks of thousands. Built, one streams (pipeline.STREAM_ABOVE): below. bench/big_sweeps.py
+measures the real sizes."""
 from __future__ import annotations
 
 import pytest
@@ -40,3 +42,79 @@ def test_chunks_report_errors_as_one_evaluation_does(proj, monkeypatch, axes):
     whole = compiled(proj, "specs/grid.jsonnet", 1000, monkeypatch)
     assert isinstance(whole, str) and "of 12 sweep members" in whole
     assert compiled(proj, "specs/grid.jsonnet", 5, monkeypatch) == whole
+
+
+# ---- a built sweep streams: compiled member by member as go-jsonnet evaluates it ----------------
+# `expc build` (a process without go's runtime, which may fork) of a sweep over
+# pipeline.STREAM_ABOVE members compiles each member as the evaluation hands it over, and writes
+# it into a staging folder. It must give what the in-memory compile gives, and report a failing
+# member exactly as the usual path does (it falls back to it).
+
+STREAMED = 120
+
+
+def expc_build(proj, *args, env=None):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    command = [str(Path(sys.executable).parent / "expc"), "build", *args]
+    return subprocess.run(command, cwd=proj, capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def test_a_streamed_build_writes_what_the_in_memory_compile_gives(proj):
+    import json
+
+    from expc.compile.canonical import load_manifest
+    from expc.compile.write import read_index
+
+    assert STREAMED > pipeline.STREAM_ABOVE
+    (proj / "specs" / "grid.jsonnet").write_text(SWEEP % f"{{ seed: std.range(1, {STREAMED // 2}), lr: [1e-3, 3e-4] }}")
+    expected = compile_spec(proj / "specs" / "grid.jsonnet", Project(proj))
+    result = expc_build(proj, "specs/grid.jsonnet", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["member"], r["digest"]) for r in rows] == [(m.name, m.digest) for m in expected]
+    assert f"specs/grid.jsonnet: {STREAMED} members" in result.stderr
+    manifests = proj / "manifests"
+    assert sorted(p.name for p in manifests.iterdir()) == sorted([f"{m.digest}.json" for m in expected] + ["index"])
+    for m in expected:  # each file whole, and the data the in-memory compile made
+        assert load_manifest(manifests / f"{m.digest}.json") == (json.loads(json.dumps(m.data)), m.digest)
+    index = read_index(Project(proj), "specs/grid.jsonnet")["manifests"]
+    assert {d: [(s["member"], s["imports"]) for s in e["sources"]] for d, e in index.items()} == \
+        {m.digest: [(m.member, m.imports)] for m in expected}
+    again = expc_build(proj, "specs/grid.jsonnet", "--json")  # a rebuild finds every file in place
+    assert again.returncode == 0 and json.loads(again.stdout) == rows
+
+
+@pytest.mark.parametrize("axes", [
+    f"{{ seed: std.range(1, {STREAMED // 2}), micro_batch_size: [1, 3] }}",  # a lib assert in half the members
+    f"{{ seed: std.range(1, {STREAMED // 2}), lr: [1e-3, true] }}",  # a knob of the wrong type
+    f"{{ seed: std.range(1, {STREAMED // 2}), 'train.max_steps': [10, -1] }}",  # a schema error
+], ids=["lib-assert", "knob", "schema"])
+def test_a_streamed_build_reports_errors_as_the_usual_path_does(proj, axes):
+    (proj / "specs" / "grid.jsonnet").write_text(SWEEP % axes)
+    try:
+        compile_spec(proj / "specs" / "grid.jsonnet", Project(proj))
+        raise AssertionError("compiled")
+    except ExpcError as err:
+        expected = err
+    result = expc_build(proj, "specs/grid.jsonnet")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"of {STREAMED} sweep members" in result.stderr
+    assert result.stderr == f"error: {expected.render()}\n"
+    assert not (proj / "manifests").exists() or list((proj / "manifests").iterdir()) == []
+
+
+def test_a_streamed_build_stops_at_the_memory_bound_and_writes_nothing(proj):
+    # one member in the middle of the sweep holds a 300 MB string
+    (proj / "specs" / "grid.jsonnet").write_text(
+        "local expc = import 'expc.libsonnet';\nlocal one = import 'one.jsonnet';\n"
+        f"local g = expc.sweep.grid(one(), {{ seed: std.range(1, {STREAMED}) }});\n"
+        "g + { 'seed=60'+: { logging+: { wandb+: { tags: [std.repeat('x', 300000000)] } } } }\n")
+    result = expc_build(proj, "specs/grid.jsonnet", env={"EXPC_EVAL_MEMORY_GIB": "0.5"})
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("error: specs/grid.jsonnet: evaluating the spec used more than 0.5 GiB of memory"), \
+        result.stderr
+    assert not (proj / "manifests").exists() or list((proj / "manifests").iterdir()) == []

@@ -27,15 +27,13 @@ def axis_values(name: str | None) -> dict[str, str] | None:
 def axes_table(names: list[str | None]) -> dict[str, list[str]] | None:
     """Each axis with its distinct labels, numbers by value and then text; None unless every
     name has axes."""
-    table: dict[str, list[str]] = {}
+    table: dict[str, dict[str, None]] = {}  # axis -> its labels, as an ordered set (a list took minutes at 100k)
     for name in names:
         values = axis_values(name)
         if values is None:
             return None
         for axis, label in values.items():
-            labels = table.setdefault(axis, [])
-            if label not in labels:
-                labels.append(label)
+            table.setdefault(axis, {})[label] = None
     return {axis: sorted(labels, key=_order) for axis, labels in table.items()} or None
 
 

@@ -106,8 +106,11 @@ def build(specs, tla, sets, sweeps, engine, as_json):
 
     from .project import find_project
 
-    manifests = build_specs(specs, parse_tla(tla), sets, engine=engine, sweeps=sweeps)
+    from expc.review.sweep import Previews, render
+
     project = find_project(specs[0])
+    collected = Previews(project)
+    manifests = build_specs(specs, parse_tla(tla), sets, engine=engine, sweeps=sweeps, observe=collected.add)
     rows = [{"path": project.relative(project.manifests / f"{m.digest}.json"), "digest": m.digest,
              "spec": m.spec, "member": m.name, "set": m.set} for m in manifests]
     if as_json:
@@ -116,9 +119,7 @@ def build(specs, tla, sets, sweeps, engine, as_json):
         for row in rows:
             click.echo(row["path"])
     # A sweep's preview goes to stderr: stdout stays one path per line (or the JSON) for scripts.
-    from expc.review.sweep import previews, render
-
-    for preview in previews(manifests, project):
+    for preview in collected.result(manifests):
         click.echo(render(preview, project.relative(project.runs)), err=True)
 
 

@@ -7,7 +7,8 @@
     pin          (pin.py)        every file the run reads pinned by sha256 (base model, data)
     validate     (validate.py)   JSON Schema + semantic rules, every problem at once
     canonicalize (canonical.py)  rounded floats -> RFC 8785 bytes -> sha256 digest
-    write        (write.py)      manifests/<digest>.json + manifests/index/<spec>.jsonl, atomically
+    write        (write.py)      manifests/<digest>.json + manifests/index/<spec>.jsonl: staged as
+                                 compiled, moved into place once every spec has compiled
 
 `pipeline.py` composes them (`compile_spec`, `build`); `provenance.py` finds the spec line that
 set a value, for error messages here and for `expc explain`.`stopping.py` reads a sweep's early-stopping

@@ -257,6 +257,65 @@ def _evaluate_members(spec: Path, tla_codes: dict, overrides, grid, members: lis
     return Evaluation(result["document"], imports, result["knobs"])
 
 
+def stream_members(spec: Path, project: Project, tla: dict | None = None, overrides=(), grid=()):
+    """Every member of a sweep, as go-jsonnet makes them: yields (name, document, knob info) in
+    the order of the member names, from one bounded go-jsonnet run (bounds.Stream) that hands
+    each member over the moment it is evaluated and then lets it go. `.imports` of the returned
+    stream is the list of files the evaluation read, once every member has come; `.failed` is
+    True when the evaluation stopped on an error (the caller evaluates the spec again to report
+    it: the messages are the whole spec's). Needs bounds.can_stream()."""
+    from . import bounds
+
+    spec = Path(spec).resolve()
+    tla_codes = {k: json.dumps(v) for k, v in (tla or {}).items()}
+    return _MemberStream(bounds.Stream(_emit_members, spec, project, tla_codes, list(overrides), list(grid),
+                                       where=project.relative(spec)))
+
+
+class _MemberStream:
+    def __init__(self, stream):
+        self.stream, self.imports, self.failed = stream, None, False
+
+    def __iter__(self):
+        for record in self.stream:
+            name, _, text = record.partition(b"\n")
+            result = json.loads(text)
+            yield json.loads(name), result["document"], result["knobs"]
+        self.failed = self.stream.result is None
+        self.imports = self.stream.result
+
+
+def _emit_members(spec: Path, project: Project, tla_codes: dict, overrides, grid, emit) -> list[str] | None:
+    """In the bounded child: evaluate the sweep member by member, emit(name line + JSON) each.
+
+    A member is indexed on `value + {}`, a new object equal to the sweep, so go-jsonnet keeps
+    the member's evaluated fields on that object, which is dropped once the member is written
+    out; indexed on the sweep itself, every member would stay cached until the run ends
+    (about 50 KB each for specs/tiny.jsonnet). The native function's name is drawn afresh each
+    run, so a spec cannot call it. Returns the files read, or None if the evaluation failed."""
+    import secrets
+
+    resolve_import = Importer(spec, project)
+    token = "expc_member_" + secrets.token_hex(16)
+
+    def hand_over(name, text):
+        emit(json.dumps(name).encode("utf-8") + b"\n" + text.encode("utf-8"))
+        return True
+
+    code = (value_code(spec, tla_codes, overrides, grid) + knobs.INFO
+            + f"local emit = std.native({json.dumps(token)});\n"
+            + "std.foldl(function(count, m)\n"
+            + "  local e = (value + {})[m];\n"
+            + "  count + (if emit(m, std.manifestJsonMinified({ document: e, knobs: info(e) })) then 1 else 0),\n"
+            + "  std.objectFields(value), 0)\n")
+    try:
+        _snippet(spec, "<sweep-stream>", code, resolve_import, max_trace=20,
+                 native_callbacks={token: (("name", "text"), hand_over)})
+    except (RuntimeError, UnicodeDecodeError):
+        return None
+    return resolve_import.imports
+
+
 def value_code(spec: Path, tla_codes: dict, overrides: list[Override] = (), grid=()) -> str:
     """Jsonnet that binds `value` to the spec's result: called with its top-level arguments, and
     with the `--set` patch mixed into the experiment (or into every member of a sweep). With a

@@ -22,14 +22,17 @@ from expc.errors import Problem, did_you_mean, members_note
 # declared beside the experiment (lib/search.libsonnet), read by `expc search`, in no manifest.
 RESERVED = ("knobs", "search")
 
-# Jsonnet: for one experiment, its hidden fields, its knob table and the knobs' values.
-_INFO = """
+# Jsonnet: `info(e)`, for one experiment its hidden fields (sorted; a filter, not std.setDiff,
+# which go-jsonnet runs as Jsonnet at twice the cost), its knob table and the knobs' values.
+INFO = """
 local info(e) =
   if !std.isObject(e) || !std.objectHasAll(e, 'knobs') || !std.isObject(e.knobs) then null
   else
-    local hidden = std.setDiff(std.objectFieldsAll(e), std.objectFields(e));
+    local hidden = [k for k in std.objectFieldsAll(e) if !std.objectHas(e, k)];
     { hidden: hidden, declared: e.knobs,
       values: { [k]: e[k] for k in hidden if std.objectHas(e.knobs, k) && !std.isFunction(e[k]) } };
+"""
+_INFO = INFO + """
 if !std.isObject(value) then {}
 else if std.objectHas(value, 'schema') then { '': info(value) }
 else { [m]: info(value[m]) for m in std.objectFields(value) }
@@ -41,14 +44,14 @@ def snippet(value_code: str) -> str:
     return value_code + _INFO
 
 
-def problems(info: dict, sections, where) -> list[Problem]:
+def problems(info: dict, sections, where, checkers: dict | None = None) -> list[Problem]:
     """Problems from the probe's result, one per distinct mistake across sweep members.
 
     `sections`: the manifest's top-level keys. `where(name, member)`: the file:line that sets a
-    hidden field, or None.
+    hidden field, or None. `checkers`: validators made by earlier calls, to use again.
     """
     found: dict[tuple, list[str]] = {}
-    checkers: dict[str, object] = {}
+    checkers = {} if checkers is None else checkers
     for member, experiment in info.items():
         if experiment is None:
             continue

@@ -7,7 +7,8 @@
     pin          (pin.py)        every file the run reads pinned by sha256 (base model, data)
     validate     (validate.py)   JSON Schema + semantic rules, every problem at once
     canonicalize (canonical.py)  rounded floats -> RFC 8785 bytes -> sha256 digest
-    write        (write.py)      manifests/<digest>.json + manifests/index/<spec>.jsonl, atomically
+    write        (write.py)      manifests/<digest>.json + manifests/index/<spec>.jsonl: staged as
+                                 compiled, moved into place once every spec has compiled
 """
 from __future__ import annotations
 
@@ -43,6 +44,17 @@ class Manifest:
     def __post_init__(self):
         self.name = self.name or self.member
 
+    def __getattr__(self, name):
+        # Only reached for `data` once a build let it go (write.Staging keeps the manifest's file,
+        # not its data, so a big sweep's build holds no member's data): read back from the file.
+        locate = self.__dict__.get("_stored")
+        if name != "data" or locate is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        from .canonical import load_manifest
+
+        self.data = load_manifest(locate(self.digest))[0]
+        return self.data
+
     @property
     def short(self) -> str:
         return self.digest[:12]
@@ -53,7 +65,7 @@ class Manifest:
 
 
 def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | None = None,
-                 sets=(), engine: str = "gojsonnet", sweeps=(), fit_check: bool = True) -> list[Manifest]:
+                 sets=(), engine: str = "gojsonnet", sweeps=(), fit_check: bool = True, keep=None) -> list[Manifest]:
     """Compile one spec to its manifests, in memory. Raises ExpcError; writes nothing.
 
     `sweeps` (`--sweep path=a,b`) makes a grid of every experiment the spec returns. A grid
@@ -61,11 +73,16 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
     check` rebuilds it like any other override; only its name shows the point. `fit_check=False`
     leaves out the memory-fit rule only (`expc plan` shows a run that does not fit rather than
     refusing it); such manifests are never written.
+
+    `keep(manifest) -> manifest` (build's write.Staging.take) is handed each manifest as it
+    compiles, and what it returns is kept: it may write the manifest's file and let its data go,
+    so a big sweep is never held whole. Given `keep`, a big sweep is compiled as go-jsonnet
+    evaluates it (_compile_streamed).
     """
     spec = Path(spec)
     project = project or find_project(spec)
     tla, sets = dict(tla or {}), list(sets)
-    manifests, failures = _compile(spec, project, tla, sets, engine, sweeps, fit_check=fit_check)
+    manifests, failures = _compile(spec, project, tla, sets, engine, sweeps, fit_check=fit_check, keep=keep)
     if failures:
         failures = _blame_arguments(failures, spec, project, tla, sets, engine, sweeps, fit_check)
         members = len(manifests) + len({m for m, _ in failures})
@@ -75,8 +92,10 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
 
 
 def _compile(spec: Path, project: Project, tla: dict, sets: list, engine: str, sweeps,
-             explain: bool = True, fit_check: bool = True) -> tuple[list[Manifest], list[tuple]]:
+             explain: bool = True, fit_check: bool = True, keep=None) -> tuple[list[Manifest], list[tuple]]:
     """The stages for one spec: (manifests, [(member, problem)] of the members that failed)."""
+    from . import bounds
+
     overrides = parse_set(sets)
     points = grid(parse_sweep(sweeps)) if sweeps else []
     spec_name = project.relative(spec)
@@ -84,23 +103,49 @@ def _compile(spec: Path, project: Project, tla: dict, sets: list, engine: str, s
     manifests, failures = [], []
     origins: dict = {}  # a shared mistake is explained once, not once per member
     pinned: dict = {}  # each distinct model or data section is pinned once per build
-    for evaluation in _evaluations(spec, project, tla, sets, engine, overrides, points):
+    streams = keep is not None and engine == "gojsonnet" and spec.suffix != ".cue" and bounds.can_stream()
+    first = _first_evaluation(spec, project, tla, engine, overrides, points, STREAM_ABOVE if streams else CHUNK_MEMBERS)
+    if first.members is not None and streams:
+        streamed = _compile_streamed(first.members, spec, project, tla, sets, spec_name, overrides, points,
+                                     point_sets, pinned, fit_check, keep)
+        if streamed is not None:
+            return streamed, []
+        # A member failed: compiled again below, a chunk at a time, for the messages; none is kept.
+        keep = _drop
+    for evaluation in _evaluations(first, spec, project, tla, sets, engine, overrides, points):
         _compile_members(evaluation, spec, project, tla, sets, spec_name, points, point_sets, manifests,
-                         failures, origins, pinned, explain, fit_check)
+                         failures, origins, pinned, explain, fit_check, keep)
+    if keep is _drop and not failures:
+        raise RuntimeError(f"{spec_name}: a member failed to compile as it streamed, but not when compiled again "
+                           "(a bug in streamed compilation)")
     return manifests, failures
 
 
-# A sweep of more members than this is evaluated a chunk at a time: go-jsonnet holds every member
-# it has evaluated until its run ends (about 85 KB each for specs/tiny.jsonnet), so a whole
-# 20,000-member sweep took 1.7 GB. Each chunk's run also computes every member's name again
-# (the sweep object is built whole), so chunks are not smaller than they need to be.
+# A sweep of more members than this is compiled as it is evaluated, when the build writes it
+# (_compile_streamed): one go-jsonnet run hands over each member as it is made, and this process
+# compiles and writes it meanwhile, on the other core.
+STREAM_ABOVE = 100
+
+# Else (no build: `expc show`, `check`, `plan`; or an error to report), a sweep of more members
+# than this is evaluated a chunk at a time: go-jsonnet holds every member it has evaluated until
+# its run ends (about 85 KB each for specs/tiny.jsonnet), so a whole 20,000-member sweep took
+# 1.7 GB. Each chunk's run computes every member's name again (the sweep object is built whole),
+# so chunks are not smaller than they need to be.
 CHUNK_MEMBERS = 5000
 
 
-def _evaluations(spec: Path, project: Project, tla: dict, sets: list, engine: str, overrides, points):
-    """The spec's evaluation, or a big sweep's evaluations a chunk at a time (each checked for
-    knobs). A chunk that fails, or whose knobs are wrong, means the whole spec is evaluated
-    again, so that the error is reported exactly as for a small sweep."""
+def _first_evaluation(spec, project, tla, engine, overrides, points, chunk_above):
+    """The spec's evaluation, or, for a sweep of more than `chunk_above` members, just its names."""
+    try:
+        return evaluate(spec, project, tla, engine, overrides, grid=points, chunk_above=chunk_above)
+    except ExpcError as err:
+        raise _missing_section_field(err, spec, project) or err from None
+
+
+def _evaluations(first, spec: Path, project: Project, tla: dict, sets: list, engine: str, overrides, points):
+    """The spec's evaluation (checked for knobs), or a big sweep's evaluations a chunk at a time.
+    A chunk that fails, or whose knobs are wrong, means the whole spec is evaluated again, so
+    that the error is reported exactly as for a small sweep."""
     def whole():
         try:
             evaluation = evaluate(spec, project, tla, engine, overrides, grid=points)
@@ -109,13 +154,12 @@ def _evaluations(spec: Path, project: Project, tla: dict, sets: list, engine: st
         _check_knobs(evaluation, spec, project, tla, sets)
         return evaluation
 
-    try:
-        first = evaluate(spec, project, tla, engine, overrides, grid=points, chunk_above=CHUNK_MEMBERS)
-    except ExpcError as err:
-        raise _missing_section_field(err, spec, project) or err from None
     if first.members is None:
         _check_knobs(first, spec, project, tla, sets)
         yield first
+        return
+    if len(first.members) <= CHUNK_MEMBERS:
+        yield whole()
         return
     from expc.schema import manifest_schema
 
@@ -136,18 +180,26 @@ def _evaluations(spec: Path, project: Project, tla: dict, sets: list, engine: st
         yield chunk
 
 
+def _drop(manifest):
+    return None
+
+
+def _source(member: str | None, sets: list, points, point_sets: dict) -> tuple:
+    """A member's (spec member, its --sets, its name as shown): a `--sweep` point is recorded as
+    the point's --sets on the spec's member, and shown joined to its name by a comma."""
+    if not points:
+        return member, list(sets), member
+    spec_member, _, point = member.rpartition(GRID_SEPARATOR) if GRID_SEPARATOR in member else (None, "", member)
+    return spec_member, list(sets) + point_sets[point], f"{spec_member},{point}" if spec_member else point
+
+
 def _compile_members(evaluation, spec, project, tla, sets, spec_name, points, point_sets, manifests, failures,
-                     origins, pinned, explain, fit_check) -> None:
+                     origins, pinned, explain, fit_check, keep=None) -> None:
     members = split(evaluation.document, spec_name)
     evaluation.document = None  # each member's document is let go once it is compiled
     for index in range(len(members)):
         (member, document), members[index] = members[index], None
-        spec_member, member_sets = member, list(sets)
-        if points:
-            spec_member, _, point = member.rpartition(GRID_SEPARATOR) if GRID_SEPARATOR in member \
-                else (None, "", member)
-            member_sets += point_sets[point]
-            member = f"{spec_member},{point}" if spec_member else point
+        spec_member, member_sets, member = _source(member, sets, points, point_sets)
         try:
             document = pin(document, project, pinned)
             validate(document, origin=_origin(spec, project, spec_member, tla, member_sets, origins) if explain else None,
@@ -156,8 +208,52 @@ def _compile_members(evaluation, spec, project, tla, sets, spec_name, points, po
         except ExpcError as err:
             failures += [(member, p) for p in err.problems]
             continue
-        manifests.append(Manifest(data, canonical.digest(data), spec_name, spec_member, dict(tla),
-                                  member_sets, evaluation.imports, name=member))
+        manifest = Manifest(data, canonical.digest(data), spec_name, spec_member, dict(tla),
+                            member_sets, evaluation.imports, name=member)
+        manifest = keep(manifest) if keep else manifest
+        if manifest is not None:
+            manifests.append(manifest)
+
+
+def _compile_streamed(names: list[str], spec, project, tla, sets, spec_name, overrides, points, point_sets,
+                      pinned, fit_check, keep) -> list[Manifest] | None:
+    """A big sweep compiled member by member as go-jsonnet evaluates it (evaluate.stream_members):
+    the two processes work side by side, and no member is held once `keep` has it. Returns the
+    manifests, or None if any member fails in any stage (its knobs, pin, validate, canonicalize)
+    or the evaluation fails: the caller then compiles the sweep the usual way, which reports
+    every problem, located and counted as for any sweep. A bound passed is raised as it is."""
+    from expc.schema import manifest_schema
+
+    from .evaluate import stream_members
+
+    sections = set(manifest_schema().get("properties", {}))
+    checkers: dict = {}  # one knob validator per declaration, for every member
+    manifests: list[Manifest] = []
+    members = stream_members(spec, project, tla, overrides, points)
+    compiled = iter(members)
+    try:
+        for index, (member, document, info) in enumerate(compiled):
+            if index >= len(names) or member != names[index]:
+                raise RuntimeError(f"{spec_name}: the member stream gave {member!r} where {names[index:index + 1]} "
+                                   "was expected (a bug in streamed evaluation)")
+            if info is not None and knobs.problems({member: info}, sections, lambda name, m: None, checkers):
+                return None
+            spec_member, member_sets, member = _source(member, sets, points, point_sets)
+            try:
+                document = pin(document, project, pinned)
+                validate(document, fit_check=fit_check)
+                data = canonical.canonicalize(document)
+            except ExpcError:
+                return None
+            manifests.append(keep(Manifest(data, canonical.digest(data), spec_name, spec_member, dict(tla),
+                                           member_sets, [], name=member)))
+    finally:
+        compiled.close()  # stops the evaluation if a member failed
+    if members.failed or len(manifests) != len(names):
+        return None
+    for m in manifests:
+        m.imports = members.imports  # the files the whole sweep read, known once it has all come
+    return manifests
 
 
 def _missing_section_field(error: ExpcError, spec: Path, project: Project) -> ExpcError | None:
@@ -325,31 +421,37 @@ def _refuse_identical_members(manifests: list[Manifest]) -> None:
 
 
 def build(specs, tla: dict | None = None, sets=(), project: Project | None = None,
-          engine: str = "gojsonnet", sweeps=()) -> list[Manifest]:
+          engine: str = "gojsonnet", sweeps=(), observe=None) -> list[Manifest]:
     """Compile every spec, then write all manifests. Nothing is written unless all compile; the
-    problems of every failing spec are reported together."""
-    from .write import write
+    problems of every failing spec are reported together.
+
+    Each manifest's file is written as it compiles, into a staging folder inside manifests/
+    (write.Staging), and its data let go (read back from the file if asked for); once every
+    spec has compiled, the files are moved into place and the index updated. `observe(manifest)`
+    sees each manifest while its data is still in hand (the sweep preview's estimates)."""
+    from .write import Staging
 
     specs = [Path(s) for s in specs]
     project = project or find_project(specs[0])
     manifests, problems = [], []
-    for spec in specs:
-        try:
-            compiled = compile_spec(spec, project, tla, sets, engine, sweeps)
-            if any(m.member for m in compiled):
-                # A sweep's early-stopping rules are a hidden field no member evaluates: read
-                # (and checked) here, so a bad rule stops the build before anything is written.
-                from .stopping import read_rules
+    with Staging(project, observe) as staging:
+        for spec in specs:
+            try:
+                compiled = compile_spec(spec, project, tla, sets, engine, sweeps, keep=staging.take)
+                if any(m.member for m in compiled):
+                    # A sweep's early-stopping rules are a hidden field no member evaluates: read
+                    # (and checked) here, so a bad rule stops the build before anything is written.
+                    from .stopping import read_rules
 
-                rules = read_rules(spec, project, tla)
-                for m in compiled:
-                    m.rules = rules
-            manifests += compiled
-        except ExpcError as err:
-            problems += err.problems
-    if problems:
-        raise ExpcError(problems)
-    write(manifests, project)
+                    rules = read_rules(spec, project, tla)
+                    for m in compiled:
+                        m.rules = rules
+                manifests += compiled
+            except ExpcError as err:
+                problems += err.problems
+        if problems:
+            raise ExpcError(problems)
+        staging.commit(manifests)
     for m in manifests:
         m.path = project.manifests / f"{m.digest}.json"
     return manifests

@@ -1,8 +1,10 @@
 """Stage 7, write: manifests -> `manifests/<digest>.json` and the index, `manifests/index/`.
 
 A manifest file is written once: an identical existing file is left alone, a differing one is
-refused (someone edited it by hand). Every write goes to a temporary file in the same folder and
-is renamed into place, so a reader never sees half a file.
+refused (someone edited it by hand). A build writes its files into a staging folder of its own
+inside manifests/ as they compile (Staging) and renames them into place once every spec has
+compiled; every other write goes to a temporary file in the same folder and is renamed into
+place. Either way a reader never sees half a file, and a failed build leaves none.
 
 The index maps each digest to its sources (spec, sweep member, top-level arguments, overrides,
 the `expc search` trials it is: {search name: [trial numbers]}) and the files its evaluation read. It is outside the hash: moving a spec changes the index, never
@@ -63,6 +65,134 @@ def write(manifests, project: Project) -> None:
     for path, body in pending:
         write_atomic(path, body)
     update_index(manifests, project)
+
+
+class Staging:
+    """One build's manifest files, written as they compile into a folder of their own inside
+    manifests/ (`.staging-<pid>-<random>/`, on the same file system, so moving a file into place
+    is a rename), then moved into place all together once every spec has compiled (`commit`).
+    A build that fails, or is stopped, leaves nothing in manifests/: the folder goes with it, and
+    one left by a killed build is removed by the next. A manifest handed to `take` lets its data
+    go (read back from its file if asked for), so a build holds no sweep whole.
+
+    `observe(manifest)` is called with each manifest while its data is still in hand.
+    """
+
+    PREFIX = ".staging-"
+
+    def __init__(self, project: Project, observe=None):
+        self.project, self.observe = project, observe
+        self.folder: Path | None = None
+        self.staged: set[str] = set()
+        self.committed = False
+        self.made_manifests = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.folder is not None:
+            import shutil
+
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if self.made_manifests and not self.committed:  # a failed first build leaves no manifests/
+                with contextlib.suppress(OSError):
+                    self.project.manifests.rmdir()
+        return False
+
+    def take(self, m):
+        if self.observe:
+            self.observe(m)
+        if m.digest not in self.staged:
+            if self.folder is None:
+                self.folder = self._make_folder(m.digest)
+            # Written in place: no reader looks in the staging folder, and a file cut short there
+            # goes with the folder. (Creating a file is most of a big sweep's cost a member.)
+            path = self.folder / f"{m.digest}.json"
+            try:
+                with open(path, "x", encoding="utf-8") as handle:
+                    handle.write(pretty(m.data))
+            except OSError as err:  # named as the manifest it was to be
+                raise OSError(err.errno, err.strerror, str(self.project.manifests / f"{m.digest}.json")) from None
+            self.staged.add(m.digest)
+        del m.data
+        m._stored = self.locate
+        return m
+
+    def locate(self, digest: str) -> Path:
+        """A taken manifest's file: in the staging folder until the commit, in manifests/ after."""
+        if self.committed or digest not in self.staged:
+            return self.project.manifests / f"{digest}.json"
+        return self.folder / f"{digest}.json"
+
+    def commit(self, manifests) -> None:
+        """Every target checked before any is moved: an existing identical file is left alone, a
+        differing one refused (someone edited it by hand). Then the moves, then the index."""
+        folder = self.project.manifests
+        folder.mkdir(parents=True, exist_ok=True)
+        moves, seen = [], set()
+        for m in manifests:
+            if m.digest in seen:
+                continue
+            seen.add(m.digest)
+            path = folder / f"{m.digest}.json"
+            if m.digest not in self.staged:  # not taken (compiled elsewhere): written from its data
+                body = pretty(m.data)
+                if not _same_or_absent(path, body, self.project):
+                    continue
+                write_atomic(path, body)
+                continue
+            staged = self.folder / f"{m.digest}.json"
+            if path.exists():
+                _same_or_absent(path, staged.read_text(encoding="utf-8"), self.project)
+                continue
+            moves.append((staged, path))
+        for staged, path in moves:
+            try:
+                os.replace(staged, path)
+            except OSError as err:
+                raise OSError(err.errno, err.strerror, str(path)) from None
+        self.committed = True
+        update_index(manifests, self.project)
+
+    def _make_folder(self, digest: str) -> Path:
+        import secrets
+
+        folder = self.project.manifests
+        try:
+            self.made_manifests = not folder.is_dir()
+            folder.mkdir(parents=True, exist_ok=True)
+            _remove_abandoned_staging(folder)
+            staging = folder / f"{self.PREFIX}{os.getpid()}-{secrets.token_hex(4)}"
+            staging.mkdir()
+        except OSError as err:  # a read-only or full manifests/: named as the manifest to be written
+            raise OSError(err.errno, err.strerror, str(folder / f"{digest}.json")) from None
+        return staging
+
+
+def _same_or_absent(path: Path, body: str, project: Project) -> bool:
+    """True when `path` is absent (to be written); False when it holds `body`; else refused."""
+    if not path.exists():
+        return True
+    if path.read_text(encoding="utf-8") != body:
+        raise ExpcError(f"{project.relative(path)} exists with different content; it was edited "
+                        "by hand. Remove it and build again.")
+    return False
+
+
+def _remove_abandoned_staging(folder: Path) -> None:
+    """Staging folders of builds that were killed (their process is gone)."""
+    import shutil
+
+    for staging in folder.glob(Staging.PREFIX + "*"):
+        pid = staging.name[len(Staging.PREFIX):].split("-")[0]
+        try:
+            os.kill(int(pid), 0)
+            continue  # a build still running
+        except ProcessLookupError:
+            shutil.rmtree(staging, ignore_errors=True)
+        except (ValueError, PermissionError, OSError):
+            continue
 
 
 def source_key(spec: str, member, tla: dict, sets: list) -> str:

@@ -10,6 +10,7 @@ declare them, so they are reviewed with the members.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 from expc import estimate
@@ -44,35 +45,69 @@ def run_status(project: Project, digest: str) -> str | None:
 
 def previews(manifests, project: Project) -> list[SweepPreview]:
     """One preview per spec whose manifests are sweep members, in the order built."""
-    by_spec: dict[str, list] = {}
+    collected = Previews(project)
     for m in manifests:
-        if m.name:
-            by_spec.setdefault(m.spec, []).append(m)
-    from expc.compile.stopping import read_rules
+        collected.add(m)
+    return collected.result(manifests)
 
-    mfu_cache: dict[tuple, object] = {}
-    out = []
-    for spec, members in by_spec.items():
-        completed, hours, sources = 0, 0.0, []
-        for m in members:
-            if run_status(project, m.digest) == "completed":
-                completed += 1
-                continue
-            # one scan of the runs folder per model and hardware, not one per member
-            key = (json.dumps(m.data["model"], sort_keys=True), m.data["hardware"]["name"],
-                   estimate.recompute_factor(m.data))
-            if key not in mfu_cache:
-                mfu_cache[key] = measured_mfu(m.data, project)
-            mfu = mfu_cache[key]
-            hours += estimate.device_hours(m.data, mfu.value)
-            if mfu.source not in sources:
-                sources.append(mfu.source)
-        rules = members[0].rules
-        if rules is None:  # not read by this build
-            rules = read_rules(project.root / spec, project, members[0].tla)
-        out.append(SweepPreview(spec, [m.name for m in members], axes_table([m.name for m in members]),
-                                completed, hours, sources, [rule.call() for rule in rules]))
-    return out
+
+class Previews:
+    """The previews gathered one manifest at a time, while each manifest's data is in hand
+    (`expc build` hands `add` to the build as its `observe`: a big sweep's members are not
+    read back from their files for the estimate)."""
+
+    def __init__(self, project: Project):
+        self.project = project
+        self.figures: dict[str, dict] = {}  # spec -> completed, hours, MFU sources
+        self.mfu_cache: dict[tuple, object] = {}
+        self.runs: set[str] | None = None
+
+    def add(self, m) -> None:
+        if not m.name:
+            return
+        figures = self.figures.setdefault(m.spec, {"completed": 0, "hours": 0.0, "sources": [], "seen": set()})
+        if m.digest in figures["seen"]:
+            return
+        figures["seen"].add(m.digest)
+        if self.runs is None:  # the runs folder listed once: most members of a new sweep never ran
+            try:
+                self.runs = set(os.listdir(self.project.runs))
+            except OSError:
+                self.runs = set()
+        if m.digest in self.runs and run_status(self.project, m.digest) == "completed":
+            figures["completed"] += 1
+            return
+        # one scan of the runs folder per model and hardware, not one per member
+        key = (json.dumps(m.data["model"], sort_keys=True), m.data["hardware"]["name"],
+               estimate.recompute_factor(m.data))
+        if key not in self.mfu_cache:
+            self.mfu_cache[key] = measured_mfu(m.data, self.project)
+        mfu = self.mfu_cache[key]
+        figures["hours"] += estimate.device_hours(m.data, mfu.value)
+        if mfu.source not in figures["sources"]:
+            figures["sources"].append(mfu.source)
+
+    def result(self, manifests) -> list[SweepPreview]:
+        from expc.compile.stopping import read_rules
+
+        by_spec: dict[str, list] = {}
+        for m in manifests:
+            if m.name:
+                by_spec.setdefault(m.spec, []).append(m)
+        out = []
+        for spec, members in by_spec.items():
+            figures = self.figures.get(spec)
+            if figures is None or len(figures["seen"]) < len({m.digest for m in members}):
+                for m in members:  # not all seen by add: the rest now
+                    self.add(m)
+                figures = self.figures[spec]
+            rules = members[0].rules
+            if rules is None:  # not read by this build
+                rules = read_rules(self.project.root / spec, self.project, members[0].tla)
+            names = [m.name for m in members]
+            out.append(SweepPreview(spec, names, axes_table(names), figures["completed"], figures["hours"],
+                                    figures["sources"], [rule.call() for rule in rules]))
+        return out
 
 
 def render(preview: SweepPreview, runs_shown: str) -> str:
