@@ -160,21 +160,27 @@ local sample(axis, dist, u) =
   grid(base, axes)::
     assert std.isObject(axes) && std.length(axes) > 0 : 'sweep.grid needs at least one axis';
     // Member k's combination by index arithmetic (the last axis varies fastest), not a list of
-    // every combination: a 100,000-member grid then costs a few microseconds and bytes a member
-    // before any member is evaluated. Each axis' `axis=label` text is made once.
+    // every combination. Each axis is two plain arrays, its `axis=label` texts and (read when a
+    // member is made) its values: go-jsonnet keeps an array element in tens of bytes and an
+    // object in a kilobyte or so, which a 100,000-member grid paid once per member.
     local fields = std.objectFields(axes);
-    local per_axis = [[p { text: a + '=' + p.label } for p in points(a, axes[a])] for a in fields];
-    local sizes = [std.length(p) for p in per_axis];
-    local last = std.length(fields) - 1;
-    local strides = std.foldr(function(i, acc) [acc[0] * sizes[i + 1]] + acc, std.range(0, last - 1), [1]);
+    local n = std.length(fields);
+    local raw = [axes[a] for a in fields];
+    local texts = [[fields[i] + '=' + p.label for p in points(fields[i], raw[i])] for i in std.range(0, n - 1)];
+    local keys = [if std.isObject(raw[i]) then std.objectFields(raw[i]) else null for i in std.range(0, n - 1)];
+    local value(i, j) =
+      if keys[i] != null then raw[i][keys[i][j]]
+      else
+        local v = raw[i][j];
+        if std.isString(v) && reads_as_number(v) then std.parseJson(v) else v;
+    local sizes = [std.length(t) for t in texts];
+    local strides = std.foldr(function(i, acc) [acc[0] * sizes[i + 1]] + acc, std.range(0, n - 2), [1]);
     local count = strides[0] * sizes[0];
-    local at(k, i) = per_axis[i][std.modulo(std.floor(k / strides[i]), sizes[i])];
-    local combo(k) = [at(k, i) for i in std.range(0, last)];
+    local index(k, i) = std.modulo(std.floor(k / strides[i]), sizes[i]);
     // Concatenation, not `%`: go-jsonnet's std.format runs in Jsonnet and costs ~0.4 ms a call.
-    local name(k) = if last == 0 then per_axis[0][k].text else std.join(',', [p.text for p in combo(k)]);
-    local apply(exp, i, p) = exp + setter(fields[i], p.value);
+    local name(k) = if n == 1 then texts[0][k] else std.join(',', [texts[i][index(k, i)] for i in std.range(0, n - 1)]);
     // Two values with the same label (['1', 1]) make Jsonnet stop at a duplicate field name.
-    { [name(k)]: std.foldl(function(exp, i) apply(exp, i, at(k, i)), std.range(0, last), base)
+    { [name(k)]: std.foldl(function(exp, i) exp + setter(fields[i], value(i, index(k, i))), std.range(0, n - 1), base)
       for k in std.range(0, count - 1) },
 
   // Paired axes: the i-th member takes the i-th value of every axis (all lists of one length):
