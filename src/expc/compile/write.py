@@ -57,9 +57,7 @@ def write(manifests, project: Project) -> None:
         path = folder / f"{m.digest}.json"
         body = pretty(m.data)
         if path.exists():
-            if path.read_text(encoding="utf-8") != body:
-                raise ExpcError(f"{project.relative(path)} exists with different content; it was edited "
-                                "by hand. Remove it and build again.")
+            _refuse_edited(path, body, project)
             continue
         pending.append((path, body))
     for path, body in pending:
@@ -130,24 +128,16 @@ class Staging:
         differing one refused (someone edited it by hand). Then the moves, then the index."""
         folder = self.project.manifests
         folder.mkdir(parents=True, exist_ok=True)
-        moves, seen = [], set()
+        moves = {}
         for m in manifests:
-            if m.digest in seen:
-                continue
-            seen.add(m.digest)
-            path = folder / f"{m.digest}.json"
-            if m.digest not in self.staged:  # not taken (compiled elsewhere): written from its data
-                body = pretty(m.data)
-                if not _same_or_absent(path, body, self.project):
-                    continue
-                write_atomic(path, body)
-                continue
-            staged = self.folder / f"{m.digest}.json"
+            if m.digest not in self.staged:  # compiled without this staging: staged now, like the rest
+                self.take(m)
+            path, staged = folder / f"{m.digest}.json", self.folder / f"{m.digest}.json"
             if path.exists():
-                _same_or_absent(path, staged.read_text(encoding="utf-8"), self.project)
-                continue
-            moves.append((staged, path))
-        for staged, path in moves:
+                _refuse_edited(path, staged.read_text(encoding="utf-8"), self.project)
+            else:
+                moves[staged] = path
+        for staged, path in moves.items():
             try:
                 os.replace(staged, path)
             except OSError as err:
@@ -170,14 +160,11 @@ class Staging:
         return staging
 
 
-def _same_or_absent(path: Path, body: str, project: Project) -> bool:
-    """True when `path` is absent (to be written); False when it holds `body`; else refused."""
-    if not path.exists():
-        return True
+def _refuse_edited(path: Path, body: str, project: Project) -> None:
+    """An existing manifest file must hold `body`: else someone edited it by hand."""
     if path.read_text(encoding="utf-8") != body:
         raise ExpcError(f"{project.relative(path)} exists with different content; it was edited "
                         "by hand. Remove it and build again.")
-    return False
 
 
 def _remove_abandoned_staging(folder: Path) -> None:
