@@ -261,9 +261,9 @@ def stream_members(spec: Path, project: Project, tla: dict | None = None, overri
     """Every member of a sweep, as go-jsonnet makes them: yields (name, document, knob info) in
     the order of the member names, from one bounded go-jsonnet run (bounds.Stream) that hands
     each member over the moment it is evaluated and then lets it go. `.imports` of the returned
-    stream is the list of files the evaluation read, once every member has come; `.failed` is
-    True when the evaluation stopped on an error (the caller evaluates the spec again to report
-    it: the messages are the whole spec's). Needs bounds.can_stream()."""
+    stream is the list of files the evaluation read, once every member has come, or None when
+    the evaluation stopped on an error (the caller evaluates the spec again to report it: the
+    messages are the whole spec's). Needs bounds.can_stream()."""
     from . import bounds
 
     spec = Path(spec).resolve()
@@ -274,14 +274,13 @@ def stream_members(spec: Path, project: Project, tla: dict | None = None, overri
 
 class _MemberStream:
     def __init__(self, stream):
-        self.stream, self.imports, self.failed = stream, None, False
+        self.stream, self.imports = stream, None
 
     def __iter__(self):
         for record in self.stream:
             name, _, text = record.partition(b"\n")
             result = json.loads(text)
             yield json.loads(name), result["document"], result["knobs"]
-        self.failed = self.stream.result is None
         self.imports = self.stream.result
 
 

@@ -249,7 +249,7 @@ def _compile_streamed(names: list[str], spec, project, tla, sets, spec_name, ove
                                            member_sets, [], name=member)))
     finally:
         compiled.close()  # stops the evaluation if a member failed
-    if members.failed or len(manifests) != len(names):
+    if members.imports is None or len(manifests) != len(names):
         return None
     for m in manifests:
         m.imports = members.imports  # the files the whole sweep read, known once it has all come
