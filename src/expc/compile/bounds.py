@@ -272,8 +272,8 @@ def _watch(pid: int, process, result_file: Path, bounds: Bounds, done: int, busy
                 process.join()
                 return "exited", process.exitcode
         else:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
+            exited, status = os.waitpid(pid, os.WNOHANG)
+            if exited:
                 return "exited", os.waitstatus_to_exitcode(status)
         peak = max(peak, _resident(pid, page))
         elapsed = time.monotonic() - start - (busy() if busy else 0.0)
