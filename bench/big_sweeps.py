@@ -1,6 +1,6 @@
 """Build time, peak memory and index size of big sweeps, and what a later one-spec build pays.
 
-    .venv/bin/python bench/big_sweeps.py [--sizes 1000,10000] [--index 10000,100000] [--profile N]
+    .venv/bin/python bench/big_sweeps.py [--sizes 1000,10000] [--index 10000,100000] [--profile N] [--child N]
 
 For each size N, a scratch project (this lib, specs/tiny.jsonnet) gets
 `expc.sweep.grid(tiny, { seed: std.range(1, N) })` as specs/big.jsonnet, built by `expc build`
@@ -17,6 +17,11 @@ earlier versions that second write read and rewrote the whole index.
 --profile N builds an N-member sweep in this process under cProfile, evaluation in process
 (EXPC_IN_BOUNDED_EVALUATION=1, so the profiler sees it), and prints the seconds a member spent
 in each stage. Run it on a quiet machine: the figures are wall times.
+
+--child N times the evaluation child's side of a streamed N-member build in this process: the
+stream's Jsonnet as built, then with one part taken out at a time (the knob probe, the fresh
+copy of the sweep each member is indexed on), then the names alone; each member handed to a
+callback that drops it. What the child spends a member, and on what.
 """
 from __future__ import annotations
 
@@ -138,10 +143,36 @@ def profile(members: int) -> None:
         print(f"  {stage:<42} {seconds:6.2f} s  {1000 * seconds / members:5.2f} ms a member")
 
 
+def child_cost(members: int) -> None:
+    os.environ["EXPC_IN_BOUNDED_EVALUATION"] = "1"  # go-jsonnet in this process, for the timing
+    from expc.compile import evaluate, knobs
+    from expc.project import Project
+
+    each = {  # one member handed over: `m` its name, `value` the sweep
+        "as built (fresh copy, knob probe)": "local e = (value + {})[m]; "
+                                             "emit(m, std.manifestJsonMinified({ document: e, knobs: info(e) }))",
+        "without the knob probe": "local e = (value + {})[m]; emit(m, std.manifestJsonMinified({ document: e }))",
+        "indexed on the sweep itself": "local e = value[m]; "
+                                       "emit(m, std.manifestJsonMinified({ document: e, knobs: info(e) }))",
+        "the names alone": "emit(m, m)",
+    }
+    with tempfile.TemporaryDirectory(prefix="expc-big-sweep-") as folder:
+        project = Project(scratch_project(Path(folder), members))
+        spec = (project.specs / "big.jsonnet").resolve()
+        head = evaluate.value_code(spec, {}, [], []) + knobs.INFO + 'local emit = std.native("emit");\n'
+        for label, hand_over in each.items():
+            code = head + f"std.foldl(function(count, m) count + (if ({hand_over}) then 1 else 0), std.objectFields(value), 0)\n"
+            start = time.perf_counter()
+            evaluate._snippet(spec, "<stream>", code, evaluate.Importer(spec, project), max_trace=20,
+                              native_callbacks={"emit": (("name", "text"), lambda name, text: True)})
+            print(f"  {label:<36} {1000 * (time.perf_counter() - start) / members:5.2f} ms a member", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated member counts")
     parser.add_argument("--profile", type=int, metavar="N", help="profile an N-member build instead")
+    parser.add_argument("--child", type=int, metavar="N", help="time the evaluation child's parts instead")
     parser.add_argument("--index", metavar="N,...", help="measure the index alone, at these sizes")
     args = parser.parse_args()
     if args.index:
@@ -149,6 +180,9 @@ def main() -> None:
         print("|---|---|---|")
         for size in [int(s) for s in args.index.split(",")]:
             print(index_cost(size), flush=True)
+        return
+    if args.child:
+        child_cost(args.child)
         return
     if args.profile:
         profile(args.profile)
