@@ -145,23 +145,22 @@ def profile(members: int) -> None:
 
 def child_cost(members: int) -> None:
     os.environ["EXPC_IN_BOUNDED_EVALUATION"] = "1"  # go-jsonnet in this process, for the timing
-    from expc.compile import evaluate, knobs
+    from expc.compile import evaluate
     from expc.project import Project
 
-    each = {  # one member handed over: `m` its name, `value` the sweep
-        "as built (fresh copy, knob probe)": "local e = (value + {})[m]; "
-                                             "emit(m, std.manifestJsonMinified({ document: e, knobs: info(e) }))",
-        "without the knob probe": "local e = (value + {})[m]; emit(m, std.manifestJsonMinified({ document: e }))",
-        "indexed on the sweep itself": "local e = value[m]; "
-                                       "emit(m, std.manifestJsonMinified({ document: e, knobs: info(e) }))",
+    built = evaluate.HAND_OVER
+    each = {  # the stream's own hand-over, then with one part taken out
+        "as built (fresh copy, knob probe)": built,
+        "without the knob probe": built.replace(", knobs: info(e)", ""),
+        "indexed on the sweep itself": built.replace("(value + {})[m]", "value[m]"),
         "the names alone": "emit(m, m)",
     }
+    assert len(set(each.values())) == len(each), "the stream's hand-over changed: update these variants"
     with tempfile.TemporaryDirectory(prefix="expc-big-sweep-") as folder:
         project = Project(scratch_project(Path(folder), members))
         spec = (project.specs / "big.jsonnet").resolve()
-        head = evaluate.value_code(spec, {}, [], []) + knobs.INFO + 'local emit = std.native("emit");\n'
         for label, hand_over in each.items():
-            code = head + f"std.foldl(function(count, m) count + (if ({hand_over}) then 1 else 0), std.objectFields(value), 0)\n"
+            code = evaluate.stream_code(evaluate.value_code(spec, {}, [], []), "emit", hand_over)
             start = time.perf_counter()
             evaluate._snippet(spec, "<stream>", code, evaluate.Importer(spec, project), max_trace=20,
                               native_callbacks={"emit": (("name", "text"), lambda name, text: True)})

@@ -102,6 +102,7 @@ def test_the_watcher_sleeps_between_looks(monkeypatch, tmp_path):
         outcome = bounds._watch(pid, None, tmp_path / "result", bounds.Bounds.from_environment(), done_r)
     finally:
         os.dup2(saved_stdin, 0)
-        os.close(saved_stdin), os.close(null), os.close(done_r)
+        for fd in (saved_stdin, null, done_r):
+            os.close(fd)
     assert outcome == ("exited", 0)
     assert len(looks) < 60, f"{len(looks)} looks in 0.5 s: the watcher does not wait between them"

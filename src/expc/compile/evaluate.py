@@ -301,18 +301,24 @@ def _emit_members(spec: Path, project: Project, tla_codes: dict, overrides, grid
         emit(json.dumps(name).encode("utf-8") + b"\n" + text.encode("utf-8"))
         return True
 
-    code = (value_code(spec, tla_codes, overrides, grid) + knobs.INFO
-            + f"local emit = std.native({json.dumps(token)});\n"
-            + "std.foldl(function(count, m)\n"
-            + "  local e = (value + {})[m];\n"
-            + "  count + (if emit(m, std.manifestJsonMinified({ document: e, knobs: info(e) })) then 1 else 0),\n"
-            + "  std.objectFields(value), 0)\n")
+    code = stream_code(value_code(spec, tla_codes, overrides, grid), token)
     try:
         _snippet(spec, "<sweep-stream>", code, resolve_import, max_trace=20,
                  native_callbacks={token: (("name", "text"), hand_over)})
     except (RuntimeError, UnicodeDecodeError):
         return None
     return resolve_import.imports
+
+
+# How the stream hands over member `m` of the sweep `value`: its document and its knob probe.
+HAND_OVER = "local e = (value + {})[m]; emit(m, std.manifestJsonMinified({ document: e, knobs: info(e) }))"
+
+
+def stream_code(value_code: str, emit_name: str, hand_over: str = HAND_OVER) -> str:
+    """The stream's Jsonnet: every member of `value` handed over in turn to the native function
+    `emit_name` (bench/big_sweeps.py --child times it with parts of `hand_over` taken out)."""
+    return (value_code + knobs.INFO + f"local emit = std.native({json.dumps(emit_name)});\n"
+            + f"std.foldl(function(count, m) count + (if ({hand_over}) then 1 else 0), std.objectFields(value), 0)\n")
 
 
 def value_code(spec: Path, tla_codes: dict, overrides: list[Override] = (), grid=()) -> str:
