@@ -151,9 +151,10 @@ def child_cost(members: int) -> None:
     built = evaluate.HAND_OVER
     each = {  # the stream's own hand-over, then with one part taken out
         "as built (fresh copy, knob probe)": built,
-        "without the knob probe": built.replace(", knobs: info(e)", ""),
+        "without the knob probe": built.replace("std.manifestJsonMinified(p.sent)", "'null'"),
+        "the document whole, not a field a line": built.replace("sections(e)", "std.manifestJsonMinified(e)"),
         "indexed on the sweep itself": built.replace("(value + {})[m]", "value[m]"),
-        "the names alone": "emit(m, m)",
+        "the names alone": "if emit(m, m) then last else error 'not handed over'",
     }
     assert len(set(each.values())) == len(each), "the stream's hand-over changed: update these variants"
     with tempfile.TemporaryDirectory(prefix="expc-big-sweep-") as folder:

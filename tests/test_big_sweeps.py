@@ -118,3 +118,36 @@ def test_a_streamed_build_stops_at_the_memory_bound_and_writes_nothing(proj):
     assert result.stderr.startswith("error: specs/grid.jsonnet: evaluating the spec used more than 0.5 GiB of memory"), \
         result.stderr
     assert not (proj / "manifests").exists() or list((proj / "manifests").iterdir()) == []
+
+
+# The stream sends a member's knob table and field names only when they differ from the member
+# before's (knobs.STREAM_PROBE), and compiles each distinct top-level field once (streamed.py):
+# a member unlike the one before it, in the middle of the stream, is still checked as itself.
+MID_STREAM = ("local expc = import 'expc.libsonnet';\nlocal one = import 'one.jsonnet';\n"
+              f"local g = expc.sweep.grid(one(), {{ seed: std.range(1, {STREAMED}) }});\n"
+              "g + { 'seed=60'+: %s }\n")
+
+
+@pytest.mark.parametrize("change, error", [
+    ("{ knobs+:: { depth: { type: 'integer' } }, depth:: 3 }", None),  # a table of its own, then the lib's again
+    ("{ train+: { max_steps: 7 } }", None),  # one field unlike the others'
+    ("{ warmup_step:: 3 }", "warmup_step is not a knob"),  # a hidden field the others lack
+    ("{ knobs+:: { depth: { type: 'integer' } }, depth:: 'deep' }", "knob depth: "),
+    ("{ train+: { max_steps: -1 } }", "train.max_steps"),
+], ids=["own-table", "one-field", "undeclared", "own-table-wrong-type", "schema"])
+def test_a_member_unlike_the_one_before_streams_as_itself(proj, change, error):
+    import json
+
+    (proj / "specs" / "grid.jsonnet").write_text(MID_STREAM % change)
+    try:
+        expected = compile_spec(proj / "specs" / "grid.jsonnet", Project(proj))
+    except ExpcError as err:
+        expected = err
+    result = expc_build(proj, "specs/grid.jsonnet", "--json")
+    if error is None:
+        assert result.returncode == 0, result.stderr
+        assert [(r["member"], r["digest"]) for r in json.loads(result.stdout)] == [(m.name, m.digest) for m in expected]
+    else:
+        assert isinstance(expected, ExpcError) and error in expected.render()
+        assert result.returncode == 1 and result.stderr == f"error: {expected.render()}\n"
+        assert not (proj / "manifests").exists() or list((proj / "manifests").iterdir()) == []

@@ -89,6 +89,17 @@ def test_same_bytes_as_the_rfc8785_package():
         assert canonical.canonical_bytes(document) == rfc8785.dumps(document), document
 
 
+def test_a_document_put_together_from_its_fields_is_the_document_whole():
+    # a streamed sweep's member is written from its top-level fields' texts (compile/streamed.py)
+    rng = random.Random(1785)
+    documents = [d for d in (random_document(rng) for _ in range(3000)) if isinstance(d, dict)]
+    documents += [json.loads(p.read_text()) for p in (ROOT / "manifests").glob("*.json")] + [{}]
+    assert len(documents) > 500
+    for document in documents:
+        fields = {k: canonical.field_texts(k, v) for k, v in document.items()}
+        assert canonical.document_texts(fields) == (canonical.canonical_bytes(document), canonical.pretty(document))
+
+
 def test_pretty_form_and_its_digest(tmp_path):
     data = canonical.canonicalize({"b": [1, 2.5, {"y": "é", "x": None}], "a": {}, "c": []})
     text = canonical.pretty(data)

@@ -10,7 +10,8 @@
     write        (write.py)      manifests/<digest>.json + manifests/index/<spec>.jsonl: staged as
                                  compiled, moved into place once every spec has compiled
 
-`pipeline.py` composes them (`compile_spec`, `build`); `provenance.py` finds the spec line that
+`pipeline.py` composes them (`compile_spec`, `build`); `streamed.py` runs pin, validate and
+canonicalize once per distinct top-level field for a big sweep that streams; `provenance.py` finds the spec line that
 set a value, for error messages here and for `expc explain`.`stopping.py` reads a sweep's early-stopping
 rules, which sit beside its members (a hidden field) and in no manifest.
 

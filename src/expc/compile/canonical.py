@@ -148,6 +148,24 @@ def _pretty(value, indent: str) -> str:
     return _scalar(value)
 
 
+def field_texts(key: str, value) -> tuple[str, str]:
+    """One top-level field of a manifest as document_texts joins it: its JCS text (`"key":value`)
+    and its pretty text (`  "key": value`, one level in)."""
+    parts: list[str] = [_string(key), ":"]
+    _jcs(value, parts.append)
+    return "".join(parts), f"  {_string(key)}: {_pretty(value, '  ')}"
+
+
+def document_texts(fields: dict[str, tuple[str, str]]) -> tuple[bytes, str]:
+    """A manifest's canonical bytes and its file body, from its top-level fields' field_texts: the
+    same as canonical_bytes and pretty of the whole, without walking what the fields hold again
+    (a big sweep's members share most of theirs)."""
+    if not fields:
+        return b"{}", "{}\n"
+    canonical = "{" + ",".join(fields[k][0] for k in sorted(fields, key=_utf16)) + "}"
+    return canonical.encode("utf-8"), "{\n" + ",\n".join(fields[k][1] for k in sorted(fields)) + "\n}\n"
+
+
 def parse_manifest_text(text: str, where: str):
     """Parse a manifest body; refuse NaN/Infinity that Python's json would otherwise accept, a
     number too big for a double (1e400 would read as infinity), a key given twice (a reader of

@@ -258,8 +258,8 @@ def _evaluate_members(spec: Path, tla_codes: dict, overrides, grid, members: lis
 
 
 def stream_members(spec: Path, project: Project, tla: dict | None = None, overrides=(), grid=()):
-    """Every member of a sweep, as go-jsonnet makes them: yields (name, document, knob info) in
-    the order of the member names, from one bounded go-jsonnet run (bounds.Stream) that hands
+    """Every member of a sweep, as go-jsonnet makes them: yields (name, knob probe, document lines)
+    in the order of the member names (HAND_OVER says what the two are, as bytes), from one bounded go-jsonnet run (bounds.Stream) that hands
     each member over the moment it is evaluated and then lets it go. `.imports` of the returned
     stream is the list of files the evaluation read, once every member has come, or None when
     the evaluation stopped on an error (the caller evaluates the spec again to report it: the
@@ -278,9 +278,8 @@ class _MemberStream:
 
     def __iter__(self):
         for record in self.stream:
-            name, _, text = record.partition(b"\n")
-            result = json.loads(text)
-            yield json.loads(name), result["document"], result["knobs"]
+            name, *lines, probe = record.split(b"\n")
+            yield json.loads(name), probe, [] if lines == [b""] else lines
         self.imports = self.stream.result
 
 
@@ -310,15 +309,29 @@ def _emit_members(spec: Path, project: Project, tla_codes: dict, overrides, grid
     return resolve_import.imports
 
 
-# How the stream hands over member `m` of the sweep `value`: its document and its knob probe.
-HAND_OVER = "local e = (value + {})[m]; emit(m, std.manifestJsonMinified({ document: e, knobs: info(e) }))"
+# How the stream hands over member `m` of the sweep `value`, given the member before's probe
+# (`last`), as one text: its document a top-level field a line (`"model":{...}`: minified JSON
+# holds no newline), so that the build compiles each distinct field once, however many members
+# share it (`!` for a document that is not an object, an empty line for {}), then its knob probe
+# (knobs.STREAM_PROBE), evaluated after the document as in the usual path, so that the files
+# are read in the same order. Its value is what the next member's probe needs, its `last`.
+HAND_OVER = ("local e = (value + {})[m]; local p = probe(e, last);\n"
+             "if emit(m, sections(e) + '\\n' + std.manifestJsonMinified(p.sent)) then p.next\n"
+             "else error 'not handed over'")
+
+SECTIONS = """
+local sections(e) =
+  if !std.isObject(e) then '!'
+  else std.join('\\n', [std.escapeStringJson(k) + ':' + std.manifestJsonMinified(e[k]) for k in std.objectFields(e)]);
+"""
 
 
 def stream_code(value_code: str, emit_name: str, hand_over: str = HAND_OVER) -> str:
     """The stream's Jsonnet: every member of `value` handed over in turn to the native function
     `emit_name` (bench/big_sweeps.py --child times it with parts of `hand_over` taken out)."""
-    return (value_code + knobs.INFO + f"local emit = std.native({json.dumps(emit_name)});\n"
-            + f"std.foldl(function(count, m) count + (if ({hand_over}) then 1 else 0), std.objectFields(value), 0)\n")
+    return (value_code + knobs.STREAM_PROBE + SECTIONS + f"local emit = std.native({json.dumps(emit_name)});\n"
+            + f"local step(last, m) = {hand_over};\n"
+            + "std.length(std.foldl(step, std.objectFields(value), { declared: null, fields: null }))\n")
 
 
 def value_code(spec: Path, tla_codes: dict, overrides: list[Override] = (), grid=()) -> str:

@@ -74,8 +74,8 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
     leaves out the memory-fit rule only (`expc plan` shows a run that does not fit rather than
     refusing it); such manifests are never written.
 
-    `keep(manifest) -> manifest` (build's write.Staging.take) is handed each manifest as it
-    compiles, and what it returns is kept: it may write the manifest's file and let its data go,
+    `keep(manifest, body=None) -> manifest` (build's write.Staging.take) is handed each manifest
+    as it compiles (with its file's text, where the compile made it), and what it returns is kept: it may write the manifest's file and let its data go,
     so a big sweep is never held whole. Given `keep`, a big sweep is compiled as go-jsonnet
     evaluates it (_compile_streamed).
     """
@@ -180,7 +180,7 @@ def _evaluations(first, spec: Path, project: Project, tla: dict, sets: list, eng
         yield chunk
 
 
-def _drop(manifest):
+def _drop(manifest, body=None):
     return None
 
 
@@ -218,35 +218,32 @@ def _compile_members(evaluation, spec, project, tla, sets, spec_name, points, po
 def _compile_streamed(names: list[str], spec, project, tla, sets, spec_name, overrides, points, point_sets,
                       pinned, fit_check, keep) -> list[Manifest] | None:
     """A big sweep compiled member by member as go-jsonnet evaluates it (evaluate.stream_members):
-    the two processes work side by side, and no member is held once `keep` has it. Returns the
-    manifests, or None if any member fails in any stage (its knobs, pin, validate, canonicalize)
-    or the evaluation fails: the caller then compiles the sweep the usual way, which reports
-    every problem, located and counted as for any sweep. A bound passed is raised as it is."""
+    the two processes work side by side, and no member is held once `keep` has it; each distinct
+    top-level field is compiled once (streamed.Fields). Returns the manifests, or None if any
+    member fails in any stage (its knobs, pin, validate, canonicalize) or the evaluation fails:
+    the caller then compiles the sweep the usual way, which reports every problem, located and
+    counted as for any sweep. A bound passed is raised as it is."""
     from expc.schema import manifest_schema
 
     from .evaluate import stream_members
+    from .streamed import Fields
 
-    sections = set(manifest_schema().get("properties", {}))
-    checkers: dict = {}  # one knob validator per declaration, for every member
+    fields = Fields(project, pinned, fit_check)
+    probe = knobs.StreamProbe(set(manifest_schema().get("properties", {})))
     manifests: list[Manifest] = []
     members = stream_members(spec, project, tla, overrides, points)
     compiled = iter(members)
     try:
-        for index, (member, document, info) in enumerate(compiled):
+        for index, (member, sent, lines) in enumerate(compiled):
             if index >= len(names) or member != names[index]:
                 raise RuntimeError(f"{spec_name}: the member stream gave {member!r} where {names[index:index + 1]} "
                                    "was expected (a bug in streamed evaluation)")
-            if info is not None and knobs.problems({member: info}, sections, lambda name, m: None, checkers):
+            made = fields.member(lines)
+            if made is None or not probe.clean(member, sent, made.keys):
                 return None
             spec_member, member_sets, member = _source(member, sets, points, point_sets)
-            try:
-                document = pin(document, project, pinned)
-                validate(document, fit_check=fit_check)
-                data = canonical.canonicalize(document)
-            except ExpcError:
-                return None
-            manifests.append(keep(Manifest(data, canonical.digest(data), spec_name, spec_member, dict(tla),
-                                           member_sets, [], name=member)))
+            manifests.append(keep(Manifest(made.data, made.digest, spec_name, spec_member, dict(tla), member_sets,
+                                           [], name=member), made.body))
     finally:
         compiled.close()  # stops the evaluation if a member failed
     if members.imports is None or len(manifests) != len(names):

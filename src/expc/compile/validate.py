@@ -40,6 +40,34 @@ def validate(document, origin=None, fit_check: bool = True) -> None:
         raise ExpcError(problems)
 
 
+# A streamed sweep (compile/streamed.py) checks each distinct top-level field once, alone, with
+# the schema less its `required`; this holds while the schema's top level has no other rule
+# across fields (a test holds it to that): a document is then valid exactly when it has every
+# required field and each field is valid alone.
+_ROOT_KEYWORDS = {"$schema", "$id", "title", "description", "type", "properties", "additionalProperties",
+                  "required", "$defs"}
+
+
+def field_is_valid(key: str, value) -> bool:
+    """Whether one top-level field of a manifest, alone, breaks no schema rule and holds no "auto"."""
+    return _field_validator().is_valid({key: value}) and not auto_problems({key: value})
+
+
+def has_required_fields(keys) -> bool:
+    return set(manifest_schema().get("required", ())) <= set(keys)
+
+
+@lru_cache(maxsize=None)
+def _field_validator():
+    import jsonschema_rs
+
+    schema = manifest_schema()
+    if set(schema) - _ROOT_KEYWORDS:
+        raise RuntimeError(f"the manifest schema's top level has grown {sorted(set(schema) - _ROOT_KEYWORDS)}: "
+                           "check that a field can still be validated alone, then add it to _ROOT_KEYWORDS")
+    return jsonschema_rs.Draft202012Validator({k: v for k, v in schema.items() if k != "required"})
+
+
 def check_loaded(manifest, where: str) -> None:
     """A manifest read back from its file, its digest already checked, must still have the
     shape the compiler writes. A hand-made file named by its own digest passes the digest check;

@@ -98,7 +98,8 @@ class Staging:
                     self.project.manifests.rmdir()
         return False
 
-    def take(self, m):
+    def take(self, m, body: str | None = None):
+        """`body`: the manifest's file text, when the compile has made it (canonical.pretty's)."""
         if self.observe:
             self.observe(m)
         if m.digest not in self.staged:
@@ -109,7 +110,7 @@ class Staging:
             path = self.folder / f"{m.digest}.json"
             try:
                 with open(path, "x", encoding="utf-8") as handle:
-                    handle.write(pretty(m.data))
+                    handle.write(pretty(m.data) if body is None else body)
             except OSError as err:  # named as the manifest it was to be
                 raise OSError(err.errno, err.strerror, str(self.project.manifests / f"{m.digest}.json")) from None
             self.staged.add(m.digest)

@@ -1,0 +1,84 @@
+"""A streamed sweep's members compiled a top-level field at a time (pipeline._compile_streamed).
+
+The members of a big sweep share most of their fields: in a grid over `seed` they differ in one.
+The stream hands each member over as lines, one per top-level field (evaluate.HAND_OVER), and
+each distinct line is pinned, validated alone (validate.field_is_valid), canonicalized and
+written out as JSON text once; a member is then its fields' results put together, and only the
+rules across fields (the required fields, validate.semantic_problems) are run on each member
+whole. The bytes and digest are those of the member compiled whole (tests/test_big_sweeps.py).
+A member any stage finds a problem in is None: the caller compiles the sweep the usual way,
+which reports it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import NamedTuple
+
+from expc.errors import ExpcError
+from expc.project import Project
+
+from . import canonical, validate
+from .pin import pin
+
+# Distinct fields kept at most: a sweep over a knob brings a new line or two with every member;
+# past this the memo starts again, and the shared fields are compiled once more.
+MAX_FIELDS = 20_000
+
+
+class Field(NamedTuple):
+    key: str
+    pinned: object  # as validated (the rules across fields read it)
+    data: object  # as stored: floats rounded
+    texts: tuple[str, str]  # canonical.field_texts
+
+
+class Member(NamedTuple):
+    keys: tuple[str, ...]
+    data: dict
+    digest: str
+    body: str  # the manifest file's text
+
+
+class Fields:
+    def __init__(self, project: Project, pinned: dict, fit_check: bool):
+        self.project, self.pinned, self.fit_check = project, pinned, fit_check
+        self.memo: dict[bytes, Field | None] = {}
+        self.decoder = json.JSONDecoder()
+
+    def member(self, lines: list[bytes]) -> Member | None:
+        if lines == [b"!"]:  # not an object: the usual path says so
+            return None
+        fields = []
+        for line in lines:
+            field = self.memo.get(line, _UNSEEN)
+            if field is _UNSEEN:
+                if len(self.memo) >= MAX_FIELDS:
+                    self.memo.clear()
+                field = self.memo[line] = self._compile(line)
+            if field is None:
+                return None
+            fields.append(field)
+        keys = tuple(f.key for f in fields)
+        if not validate.has_required_fields(keys):
+            return None
+        if validate.semantic_problems({f.key: f.pinned for f in fields}, self.fit_check):
+            return None
+        hashed, body = canonical.document_texts({f.key: f.texts for f in fields})
+        return Member(keys, {f.key: f.data for f in fields}, hashlib.sha256(hashed).hexdigest(), body)
+
+    def _compile(self, line: bytes) -> Field | None:
+        text = line.decode("utf-8")
+        key, end = self.decoder.raw_decode(text)
+        value = json.loads(text[end + 1:])
+        try:
+            pinned = pin({key: value}, self.project, self.pinned)[key]  # pin reads one field at a time
+            if not validate.field_is_valid(key, pinned):
+                return None
+            data = canonical.canonicalize(pinned)
+        except ExpcError:
+            return None
+        return Field(key, pinned, data, canonical.field_texts(key, data))
+
+
+_UNSEEN = object()
