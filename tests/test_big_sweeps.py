@@ -134,7 +134,8 @@ MID_STREAM = ("local expc = import 'expc.libsonnet';\nlocal one = import 'one.js
     ("{ warmup_step:: 3 }", "warmup_step is not a knob"),  # a hidden field the others lack
     ("{ knobs+:: { depth: { type: 'integer' } }, depth:: 'deep' }", "knob depth: "),
     ("{ train+: { max_steps: -1 } }", "train.max_steps"),
-], ids=["own-table", "one-field", "undeclared", "own-table-wrong-type", "schema"])
+    ("{ deepspeed+: { train_batch_size: 999 } }", "train_batch_size is 999"),  # a rule across fields
+], ids=["own-table", "one-field", "undeclared", "own-table-wrong-type", "schema", "semantic"])
 def test_a_member_unlike_the_one_before_streams_as_itself(proj, change, error):
     import json
 

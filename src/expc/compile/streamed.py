@@ -3,11 +3,11 @@
 The members of a big sweep share most of their fields: in a grid over `seed` they differ in one.
 The stream hands each member over as lines, one per top-level field (evaluate.HAND_OVER), and
 each distinct line is pinned, validated alone (validate.field_is_valid), canonicalized and
-written out as JSON text once; a member is then its fields' results put together, and only the
-rules across fields (the required fields, validate.semantic_problems) are run on each member
-whole. The bytes and digest are those of the member compiled whole (tests/test_big_sweeps.py).
-A member any stage finds a problem in is None: the caller compiles the sweep the usual way,
-which reports it.
+written out as JSON text once; a member is then its fields' results put together. The rules
+across fields are the required fields, checked for each member, and validate.semantic_problems,
+run once for each distinct set of the fields it reads (validate.SEMANTIC_FIELDS). The bytes and
+digest are those of the member compiled whole (tests/test_big_sweeps.py). A member that any
+stage finds a problem in is None: the caller compiles the sweep the usual way, which reports it.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ class Fields:
     def __init__(self, project: Project, pinned: dict, fit_check: bool):
         self.project, self.pinned, self.fit_check = project, pinned, fit_check
         self.memo: dict[bytes, Field | None] = {}
+        self.semantic: dict[tuple, bool] = {}  # the lines of validate.SEMANTIC_FIELDS -> no problems
         self.decoder = json.JSONDecoder()
 
     def member(self, lines: list[bytes]) -> Member | None:
@@ -62,7 +63,13 @@ class Fields:
         keys = tuple(f.key for f in fields)
         if not validate.has_required_fields(keys):
             return None
-        if validate.semantic_problems({f.key: f.pinned for f in fields}, self.fit_check):
+        # the rules across fields see only validate.SEMANTIC_FIELDS: members alike in those agree
+        shown = tuple(line for line, f in zip(lines, fields) if f.key in validate.SEMANTIC_FIELDS)
+        if shown not in self.semantic:
+            if len(self.semantic) >= MAX_FIELDS:
+                self.semantic.clear()
+            self.semantic[shown] = not validate.semantic_problems({f.key: f.pinned for f in fields}, self.fit_check)
+        if not self.semantic[shown]:
             return None
         hashed, body = canonical.document_texts({f.key: f.texts for f in fields})
         return Member(keys, {f.key: f.data for f in fields}, hashlib.sha256(hashed).hexdigest(), body)

@@ -207,8 +207,15 @@ def _resolve(root: dict, ref: str) -> dict:
     return node
 
 
+# The top-level fields the rules across fields read, and the only ones semantic_problems is
+# shown: members of a big sweep that share these share its answer (compile/streamed.py), however
+# their seeds or tags differ. A rule that needs another field adds it here.
+SEMANTIC_FIELDS = ("adapter", "data", "deepspeed", "hardware", "model", "train")
+
+
 def semantic_problems(manifest, fit_check: bool = True) -> list[Problem]:
     """Rules across fields. Every rule appends; none stops the others."""
+    manifest = {k: manifest[k] for k in SEMANTIC_FIELDS if k in manifest}
     problems: list[Problem] = []
     hw, model, ds = manifest["hardware"], manifest["model"], manifest["deepspeed"]
 
