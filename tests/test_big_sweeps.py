@@ -53,17 +53,23 @@ def test_chunks_report_errors_as_one_evaluation_does(proj, monkeypatch, axes):
 STREAMED = 120
 
 
-def expc_build(proj, *args, env=None):
+def expc_build(proj, *args, env=None, fresh=False):
+    """`expc build`; `fresh`: as for a sweep of pipeline.FRESH_STREAM_FROM members or more, whose
+    stream's evaluation runs in a fresh interpreter."""
     import os
     import subprocess
     import sys
     from pathlib import Path
 
     command = [str(Path(sys.executable).parent / "expc"), "build", *args]
+    if fresh:
+        command = [sys.executable, "-c", "import sys; from expc.compile import pipeline; pipeline.FRESH_STREAM_FROM = 1; "
+                   "from expc.cli import main; sys.argv[0] = 'expc'; main()", "build", *args]
     return subprocess.run(command, cwd=proj, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 
-def test_a_streamed_build_writes_what_the_in_memory_compile_gives(proj):
+@pytest.mark.parametrize("fresh", [False, True], ids=["forked", "fresh-interpreter"])
+def test_a_streamed_build_writes_what_the_in_memory_compile_gives(proj, fresh):
     import json
 
     from expc.compile.canonical import load_manifest
@@ -72,7 +78,7 @@ def test_a_streamed_build_writes_what_the_in_memory_compile_gives(proj):
     assert STREAMED > pipeline.STREAM_ABOVE
     (proj / "specs" / "grid.jsonnet").write_text(SWEEP % f"{{ seed: std.range(1, {STREAMED // 2}), lr: [1e-3, 3e-4] }}")
     expected = compile_spec(proj / "specs" / "grid.jsonnet", Project(proj))
-    result = expc_build(proj, "specs/grid.jsonnet", "--json")
+    result = expc_build(proj, "specs/grid.jsonnet", "--json", fresh=fresh)
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [(r["member"], r["digest"]) for r in rows] == [(m.name, m.digest) for m in expected]

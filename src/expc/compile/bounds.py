@@ -103,8 +103,8 @@ class Stream:
     watches the child, so this process may go on reading and compiling.
     """
 
-    def __init__(self, function, *args, where: str | None = None):
-        self.function, self.args, self.where = function, args, where
+    def __init__(self, function, *args, where: str | None = None, fresh: bool = False):
+        self.function, self.args, self.where, self.fresh = function, args, where, fresh
         self.result = None
 
     def __iter__(self):
@@ -122,6 +122,8 @@ class Stream:
         if pid == 0:  # the child: never returns
             os.close(data_r)
             os.close(done_r)
+            if self.fresh:
+                _exec_stream_child(self.function, self.args, data_w, done_w, result_file, bounds, stderr)
             _stream_child(self.function, self.args, data_w, result_file, bounds, stderr)
         os.close(data_w)
         os.close(done_w)
@@ -162,23 +164,48 @@ class Stream:
                 shutil.rmtree(scratch, ignore_errors=True)
 
 
-# The stream child's soft memory limit for go's collector (GOMEMLIMIT), unless one is set: a
-# 100,000-member sweep's evaluation keeps some 5 KB a member (the sweep object, its names) and
-# go lets its heap grow to twice what it keeps before it collects. Under this limit it collects
-# sooner; a lower GOGC instead collected all the time and made a 20,000-member build 1.6x slower.
+# Go's collector settings for the stream child, unless the user's environment sets them.
+# go-jsonnet's runtime reads its environment from the process' start (the stack, not `environ`),
+# so they reach it only through a fresh interpreter (Stream(fresh=True), _exec_stream_child);
+# set in this process they would be ignored, as GOMEMLIMIT once was. GOMEMLIMIT: a
+# 100,000-member sweep's evaluation keeps some 5 KB a member (the sweep object, its names), and
+# under this soft limit go collects harder as it nears it. GOGC: each member leaves kilobytes of
+# garbage and keeps none; go's default (collect when the heap has doubled) collected every few
+# members, and at 400 the child spent 1.5 ms of CPU a member instead of 2.1 (docs/reliability.md).
+# A lower GOGC instead collected all the time and made a 20,000-member build 1.6x slower.
 STREAM_GO_MEMORY_MIB = 640
-# ...and its GOGC, unless one is set: each member leaves kilobytes of garbage and keeps none, so
-# go's default (collect when the heap has doubled) collected every few members; at 400 the
-# child spent 1.4 ms of CPU a member instead of 2.1 (docs/reliability.md), and the soft limit
-# above still bounds the heap.
 STREAM_GO_GC_PERCENT = 400
 
 
+def _exec_stream_child(function, args, write_fd: int, done_fd: int, result_file: Path, bounds: Bounds,
+                       stderr: Path) -> None:
+    """In the forked child: become a fresh interpreter with go's settings in its environment,
+    the same pid (the watcher's), the same pipes, then run _stream_child. Returns only if the
+    exec failed, to run it here instead."""
+    import json
+
+    call = result_file.with_name("call.pickle")
+    try:
+        call.write_bytes(pickle.dumps((function, args, bounds)))
+        env = dict(os.environ)
+        env.setdefault("GOMEMLIMIT", f"{min(STREAM_GO_MEMORY_MIB, int(bounds.memory_gib * 1024 / 2))}MiB")
+        env.setdefault("GOGC", str(STREAM_GO_GC_PERCENT))
+        for fd in (write_fd, done_fd):
+            os.set_inheritable(fd, True)
+        code = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
+                "from expc.compile.bounds import _fresh_stream_child; _fresh_stream_child(*sys.argv[2:])")
+        os.execve(sys.executable, [sys.executable, "-c", code, json.dumps(sys.path), str(write_fd), str(result_file),
+                                   str(stderr), str(call)], env)
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        return
+
+
+def _fresh_stream_child(write_fd: str, result_file: str, stderr: str, call: str) -> None:
+    function, args, bounds = pickle.loads(Path(call).read_bytes())
+    _stream_child(function, args, int(write_fd), Path(result_file), bounds, Path(stderr))
+
+
 def _stream_child(function, args, write_fd: int, result_file: Path, bounds: Bounds, stderr: Path) -> None:
-    # go's runtime starts when the child first imports the binding, and reads this then
-    limit = min(STREAM_GO_MEMORY_MIB, int(bounds.memory_gib * 1024 / 2))
-    os.environ.setdefault("GOMEMLIMIT", f"{limit}MiB")
-    os.environ.setdefault("GOGC", str(STREAM_GO_GC_PERCENT))
     out = os.fdopen(write_fd, "wb", buffering=1 << 16)
 
     def emit(record: bytes) -> None:
