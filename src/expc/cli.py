@@ -111,7 +111,8 @@ def build(specs, tla, sets, sweeps, engine, as_json):
     project = find_project(specs[0])
     collected = Previews(project)
     manifests = build_specs(specs, parse_tla(tla), sets, engine=engine, sweeps=sweeps, observe=collected.add)
-    rows = [{"path": project.relative(project.manifests / f"{m.digest}.json"), "digest": m.digest,
+    folder = project.relative(project.manifests)  # once, not once a member: it resolves the path
+    rows = [{"path": f"{folder}/{m.digest}.json", "digest": m.digest,
              "spec": m.spec, "member": m.name, "set": m.set} for m in manifests]
     if as_json:
         click.echo(json.dumps(rows, indent=2))

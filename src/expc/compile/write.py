@@ -107,7 +107,7 @@ class Staging:
                 self.folder = self._make_folder(m.digest)
             # Written in place: no reader looks in the staging folder, and a file cut short there
             # goes with the folder. (Creating a file is most of a big sweep's cost a member.)
-            path = self.folder / f"{m.digest}.json"
+            path = os.path.join(self.folder, f"{m.digest}.json")
             try:
                 with open(path, "x", encoding="utf-8") as handle:
                     handle.write(pretty(m.data) if body is None else body)
@@ -129,15 +129,18 @@ class Staging:
         differing one refused (someone edited it by hand). Then the moves, then the index."""
         folder = self.project.manifests
         folder.mkdir(parents=True, exist_ok=True)
+        existing = set(os.listdir(folder))  # one listing, not a stat a manifest
         moves = {}
         for m in manifests:
             if m.digest not in self.staged:  # compiled without this staging: staged now, like the rest
                 self.take(m)
-            path, staged = folder / f"{m.digest}.json", self.folder / f"{m.digest}.json"
-            if path.exists():
-                _refuse_edited(path, staged.read_text(encoding="utf-8"), self.project)
+            name = f"{m.digest}.json"
+            staged = os.path.join(self.folder, name)
+            if name in existing:
+                with open(staged, encoding="utf-8") as handle:
+                    _refuse_edited(folder / name, handle.read(), self.project)
             else:
-                moves[staged] = path
+                moves[staged] = os.path.join(folder, name)
         for staged, path in moves.items():
             try:
                 os.replace(staged, path)
