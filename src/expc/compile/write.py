@@ -129,14 +129,17 @@ class Staging:
         differing one refused (someone edited it by hand). Then the moves, then the index."""
         folder = self.project.manifests
         folder.mkdir(parents=True, exist_ok=True)
-        existing = set(os.listdir(folder))  # one listing, not a stat a manifest
+        # a big build lists the folder once rather than a stat a manifest; a small one in a big
+        # folder does not list it
+        existing = set(os.listdir(folder)) if len(manifests) > 1000 else None
         moves = {}
         for m in manifests:
             if m.digest not in self.staged:  # compiled without this staging: staged now, like the rest
                 self.take(m)
             name = f"{m.digest}.json"
             staged = os.path.join(self.folder, name)
-            if name in existing:
+            there = name in existing if existing is not None else os.path.exists(os.path.join(folder, name))
+            if there:
                 with open(staged, encoding="utf-8") as handle:
                     _refuse_edited(folder / name, handle.read(), self.project)
             else:
