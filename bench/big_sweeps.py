@@ -1,6 +1,7 @@
 """Build time, peak memory and index size of big sweeps, and what a later one-spec build pays.
 
     .venv/bin/python bench/big_sweeps.py [--sizes 1000,10000] [--index 10000,100000] [--profile N] [--child N]
+                                         [--split N]
 
 For each size N, a scratch project (this lib, specs/tiny.jsonnet) gets
 `expc.sweep.grid(tiny, { seed: std.range(1, N) })` as specs/big.jsonnet, built by `expc build`
@@ -19,9 +20,14 @@ earlier versions that second write read and rewrote the whole index.
 in each stage. Run it on a quiet machine: the figures are wall times.
 
 --child N times the evaluation child's side of a streamed N-member build in this process: the
-stream's Jsonnet as built, then with one part taken out at a time (the knob probe, the fresh
-copy of the sweep each member is indexed on), then the names alone; each member handed to a
-callback that drops it. What the child spends a member, and on what.
+stream's Jsonnet as built, then with one part taken out at a time (the knob probe, the document
+a field a line, the fresh copy of the sweep each member is indexed on), then the names alone;
+each member handed to a callback that drops it. What the child spends a member, and on what:
+process CPU time (go's collector threads included), which a busy machine blurs less than wall.
+
+--split N streams an N-member build in this process and splits its CPU time between the build
+and its evaluation child (getrusage of this process, and of its reaped children): which side
+is the bottleneck.
 """
 from __future__ import annotations
 
@@ -144,6 +150,11 @@ def profile(members: int) -> None:
 
 
 def child_cost(members: int) -> None:
+    from expc.compile import bounds
+
+    if "GOGC" not in os.environ:  # go reads them at the process' start: as the stream child has them
+        os.execve(sys.executable, [sys.executable, *sys.argv], {
+            **os.environ, "GOGC": str(bounds.STREAM_GO_GC_PERCENT), "GOMEMLIMIT": f"{bounds.STREAM_GO_MEMORY_MIB}MiB"})
     os.environ["EXPC_IN_BOUNDED_EVALUATION"] = "1"  # go-jsonnet in this process, for the timing
     from expc.compile import evaluate
     from expc.project import Project
@@ -162,10 +173,30 @@ def child_cost(members: int) -> None:
         spec = (project.specs / "big.jsonnet").resolve()
         for label, hand_over in each.items():
             code = evaluate.stream_code(evaluate.value_code(spec, {}, [], []), "emit", hand_over)
-            start = time.perf_counter()
+            start = time.process_time()
             evaluate._snippet(spec, "<stream>", code, evaluate.Importer(spec, project), max_trace=20,
                               native_callbacks={"emit": (("name", "text"), lambda name, text: True)})
-            print(f"  {label:<36} {1000 * (time.perf_counter() - start) / members:5.2f} ms a member", flush=True)
+            print(f"  {label:<40} {1000 * (time.process_time() - start) / members:5.2f} ms of CPU a member", flush=True)
+
+
+def cpu_split(members: int) -> None:
+    import resource
+
+    from expc.compile import build
+    from expc.project import Project
+
+    with tempfile.TemporaryDirectory(prefix="expc-big-sweep-") as folder:
+        project = Project(scratch_project(Path(folder), members))
+        start = time.perf_counter()
+        with open(os.devnull) as nothing:  # as in CI: the watcher must not mistake stdin for its pipe
+            os.dup2(nothing.fileno(), 0)
+            build([project.specs / "big.jsonnet"], project=project)
+        wall = time.perf_counter() - start
+    own, child = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    per = 1000 / members
+    print(f"{members} members: {wall * per:.2f} ms a member (wall); the build {own.ru_utime * per:.2f} ms user + "
+          f"{own.ru_stime * per:.2f} ms system CPU, its evaluation children {child.ru_utime * per:.2f} + "
+          f"{child.ru_stime * per:.2f}")
 
 
 def main() -> None:
@@ -174,7 +205,11 @@ def main() -> None:
     parser.add_argument("--profile", type=int, metavar="N", help="profile an N-member build instead")
     parser.add_argument("--child", type=int, metavar="N", help="time the evaluation child's parts instead")
     parser.add_argument("--index", metavar="N,...", help="measure the index alone, at these sizes")
+    parser.add_argument("--split", type=int, metavar="N", help="split an N-member build's CPU time instead")
     args = parser.parse_args()
+    if args.split:
+        cpu_split(args.split)
+        return
     if args.index:
         print("| sources in the index | index bytes | then writing one other spec's manifest, ms |")
         print("|---|---|---|")
