@@ -63,8 +63,9 @@ def expc_build(proj, *args, env=None, fresh=False):
 
     command = [str(Path(sys.executable).parent / "expc"), "build", *args]
     if fresh:
-        command = [sys.executable, "-c", "import sys; from expc.compile import pipeline; pipeline.FRESH_STREAM_FROM = 1; "
-                   "from expc.cli import main; sys.argv[0] = 'expc'; main()", "build", *args]
+        command = [sys.executable, "-c", "import sys; from expc.compile import pipeline; "
+                   "pipeline.FRESH_STREAM_FROM = 1; from expc.cli import main; sys.argv[0] = 'expc'; main()",
+                   "build", *args]
     return subprocess.run(command, cwd=proj, capture_output=True, text=True, env={**os.environ, **(env or {})})
 
 

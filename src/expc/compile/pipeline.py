@@ -75,8 +75,9 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
     refusing it); such manifests are never written.
 
     `keep(manifest, body=None) -> manifest` (build's write.Staging.take) is handed each manifest
-    as it compiles (with its file's text, where the compile made it), and what it returns is kept: it may write the manifest's file and let its data go,
-    so a big sweep is never held whole. Given `keep`, a big sweep is compiled as go-jsonnet
+    as it compiles (with its file's text, where the compile made it), and what it returns is
+    kept: it may write the manifest's file and let its data go, so a big sweep is never held
+    whole. Given `keep`, a big sweep is compiled as go-jsonnet
     evaluates it (_compile_streamed).
     """
     spec = Path(spec)
