@@ -114,13 +114,14 @@ def test_a_streamed_build_reports_errors_as_the_usual_path_does(proj, axes):
     assert not (proj / "manifests").exists() or list((proj / "manifests").iterdir()) == []
 
 
-def test_a_streamed_build_stops_at_the_memory_bound_and_writes_nothing(proj):
+@pytest.mark.parametrize("fresh", [False, True], ids=["forked", "fresh-interpreter"])
+def test_a_streamed_build_stops_at_the_memory_bound_and_writes_nothing(proj, fresh):
     # one member in the middle of the sweep holds a 300 MB string
     (proj / "specs" / "grid.jsonnet").write_text(
         "local expc = import 'expc.libsonnet';\nlocal one = import 'one.jsonnet';\n"
         f"local g = expc.sweep.grid(one(), {{ seed: std.range(1, {STREAMED}) }});\n"
         "g + { 'seed=60'+: { logging+: { wandb+: { tags: [std.repeat('x', 300000000)] } } } }\n")
-    result = expc_build(proj, "specs/grid.jsonnet", env={"EXPC_EVAL_MEMORY_GIB": "0.5"})
+    result = expc_build(proj, "specs/grid.jsonnet", env={"EXPC_EVAL_MEMORY_GIB": "0.5"}, fresh=fresh)
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("error: specs/grid.jsonnet: evaluating the spec used more than 0.5 GiB of memory"), \
         result.stderr
