@@ -11,9 +11,10 @@
                                  compiled, moved into place once every spec has compiled
 
 `pipeline.py` composes them (`compile_spec`, `build`); `streamed.py` runs pin, validate and
-canonicalize once per distinct top-level field for a big sweep that streams; `provenance.py` finds the spec line that
-set a value, for error messages here and for `expc explain`.`stopping.py` reads a sweep's early-stopping
-rules, which sit beside its members (a hidden field) and in no manifest.
+canonicalize once per distinct top-level field for a big sweep that streams; `provenance.py`
+finds the spec line that set a value, for error messages here and for `expc explain`.
+`stopping.py` reads a sweep's early-stopping rules, which sit beside its members (a hidden
+field) and in no manifest.
 
 May import: the shared ground (expc.errors, expc.project, expc.schema, expc.estimate, expc.archs,
 expc.pins, expc.examples) and the standard library; never torch, deepspeed, transformers or wandb (`expc build` stays a fraction

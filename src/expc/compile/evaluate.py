@@ -262,10 +262,9 @@ def stream_members(spec: Path, project: Project, tla: dict | None = None, overri
     """Every member of a sweep, as go-jsonnet makes them: yields (name, knob probe, document
     lines) in the order of the member names (HAND_OVER says what the two are, as bytes), from
     one bounded go-jsonnet run (bounds.Stream) that hands each member over the moment it is
-    evaluated and then lets it go. `.imports` of the returned
-    stream is the list of files the evaluation read, once every member has come, or None when
-    the evaluation stopped on an error (the caller evaluates the spec again to report it: the
-    messages are the whole spec's). Needs bounds.can_stream(). `fresh`: evaluate in a fresh
+    evaluated and then lets it go. `.imports` of the returned stream is the list of files the
+    evaluation read, once every member has come, or None when the evaluation stopped on an
+    error (the caller evaluates the spec again to report it: the messages are the whole spec's). Needs bounds.can_stream(). `fresh`: evaluate in a fresh
     interpreter, with go's collector set for a long stream (bounds.Stream)."""
     from . import bounds
 

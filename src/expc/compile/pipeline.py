@@ -77,8 +77,7 @@ def compile_spec(spec: Path | str, project: Project | None = None, tla: dict | N
     `keep(manifest, body=None) -> manifest` (build's write.Staging.take) is handed each manifest
     as it compiles (with its file's text, where the compile made it), and what it returns is
     kept: it may write the manifest's file and let its data go, so a big sweep is never held
-    whole. Given `keep`, a big sweep is compiled as go-jsonnet
-    evaluates it (_compile_streamed).
+    whole. Given `keep`, a big sweep is compiled as go-jsonnet evaluates it (_compile_streamed).
     """
     spec = Path(spec)
     project = project or find_project(spec)

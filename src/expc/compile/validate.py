@@ -42,8 +42,8 @@ def validate(document, origin=None, fit_check: bool = True) -> None:
 
 # A streamed sweep (compile/streamed.py) checks each distinct top-level field once, alone, with
 # the schema less its `required`; this holds while the schema's top level has no other rule
-# across fields (a test holds it to that): a document is then valid exactly when it has every
-# required field and each field is valid alone.
+# across fields (_field_validator refuses to run otherwise): a document is then valid exactly
+# when it has every required field and each field is valid alone.
 _ROOT_KEYWORDS = {"$schema", "$id", "title", "description", "type", "properties", "additionalProperties",
                   "required", "$defs"}
 
@@ -54,7 +54,12 @@ def field_is_valid(key: str, value) -> bool:
 
 
 def has_required_fields(keys) -> bool:
-    return set(manifest_schema().get("required", ())) <= set(keys)
+    return _required_fields() <= set(keys)
+
+
+@lru_cache(maxsize=None)
+def _required_fields() -> frozenset:
+    return frozenset(manifest_schema().get("required", ()))
 
 
 @lru_cache(maxsize=None)

@@ -140,8 +140,7 @@ class Staging:
             staged = os.path.join(self.folder, name)
             there = name in existing if existing is not None else os.path.exists(os.path.join(folder, name))
             if there:
-                with open(staged, encoding="utf-8") as handle:
-                    _refuse_edited(folder / name, handle.read(), self.project)
+                _refuse_edited(folder / name, Path(staged).read_text(encoding="utf-8"), self.project)
             else:
                 moves[staged] = os.path.join(folder, name)
         for staged, path in moves.items():
