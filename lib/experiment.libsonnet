@@ -17,7 +17,7 @@
 local batch = import 'batch.libsonnet';
 local data = import 'data.libsonnet';
 local optim = import 'optim.libsonnet';
-
+local knobs = import 'knobs.libsonnet';
 {
   local exp = self,
 
@@ -86,5 +86,7 @@ local optim = import 'optim.libsonnet';
   },
   // The knobs, declared (knobs.libsonnet): a hidden field that is not one is refused, and each
   // value is checked against its declaration. A spec declares its own with `knobs+:: {...}`.
-  knobs:: import 'knobs.libsonnet',
+  // Imported at the top, not here: an import in a field's body is evaluated again for every
+  // experiment made from this one (each sweep member), and asks the importer each time.
+  knobs:: knobs,
 } + optim.adamw + optim.warmup_cosine()

@@ -238,3 +238,27 @@ def test_a_tla_that_breaks_a_rule_is_named_before_the_lib_line(project):
         compile_spec(project / "specs" / "t.jsonnet", tla={"seq_len": "2k"})
     assert info.value.render() == ('specs/t.jsonnet $.model.block_size: "2k" is not of type "integer"\n'
                                    '  (set at --tla seq_len="2k", through specs/t.jsonnet:5)')
+
+
+def test_an_import_asked_again_is_answered_from_memory(proj, monkeypatch):
+    """go-jsonnet asks each time an import is evaluated: an import in a field's body asks once per
+    object, every member of a sweep. The first answer is kept; a refusal is not."""
+    from pathlib import Path
+
+    from expc.compile.evaluate import Importer
+
+    (proj.specs / "part.libsonnet").write_text("{ x: 1 }")
+    importer = Importer(spec(proj, "{}").resolve(), proj)
+    reads, read_bytes = [], Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or read_bytes(self))
+    first = importer(str(proj.specs), "part.libsonnet")
+    assert [importer(str(proj.specs), "part.libsonnet") for _ in range(50)] == [first] * 50
+    assert reads == ["part.libsonnet"] and importer.imports == ["specs/part.libsonnet"]
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            importer(str(proj.specs), "/etc/hostname")
+    assert [r.message for r in importer.refusals] == [
+        "import '/etc/hostname': absolute paths are refused; import relative to lib/ or the spec's folder"] * 2
+    importer.start_again()  # another evaluation: asked afresh
+    assert importer(str(proj.specs), "part.libsonnet") == first
+    assert reads == ["part.libsonnet"] * 2 and importer.imports == ["specs/part.libsonnet"] and not importer.refusals

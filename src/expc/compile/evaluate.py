@@ -109,7 +109,7 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
         if names is not None and len(names) > chunk_above:
             return Evaluation(None, imports, {}, members=names)
         # The full evaluation lists its imports in its own order, and reports its own refusals.
-        del imports[:], read[1:], refusals[:]
+        resolve_import.start_again()
     try:
         if tla_codes:
             _check_takes_arguments(spec, tla_codes, resolve_import, project)
@@ -150,8 +150,23 @@ class Importer:
         self.imports: list[str] = []
         self.read: list[Path] = [spec]  # every file evaluated so far: one of them holds a refused import
         self.refusals: list[_Refusal] = []
+        # go-jsonnet asks again each time an import is evaluated, not once a file: an import in
+        # a field's body (the lib's `knobs:: import ...`) is evaluated afresh for every object
+        # that field is in, so every member of a sweep asked, and paid the checks and the read.
+        self.answers: dict[tuple[str, str], tuple[str, bytes]] = {}
+
+    def start_again(self) -> None:
+        """Forget what was read, for another evaluation with this importer."""
+        del self.imports[:], self.read[1:], self.refusals[:]
+        self.answers.clear()
 
     def __call__(self, importer_dir: str, rel: str):
+        answer = self.answers.get((importer_dir, rel))
+        if answer is None:
+            answer = self.answers[importer_dir, rel] = self._answer(importer_dir, rel)
+        return answer
+
+    def _answer(self, importer_dir: str, rel: str) -> tuple[str, bytes]:
         spec, project, roots, read, imports, refusals = (self.spec, self.project, self.roots, self.read,
                                                           self.imports, self.refusals)
         folder = Path(importer_dir or spec.parent)
