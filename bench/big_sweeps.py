@@ -20,8 +20,8 @@ earlier versions that second write read and rewrote the whole index.
 in each stage. Run it on a quiet machine: the figures are wall times.
 
 --child N times the evaluation child's side of a streamed N-member build in this process: the
-stream's Jsonnet as built, then with one part taken out at a time (the knob probe, the document
-a field a line, the fresh copy of the sweep each member is indexed on), then the names alone;
+stream's Jsonnet as built, then with one part taken out at a time (the knob probe, the fresh
+copy of the sweep each member is indexed on), then the names alone;
 each member handed to a callback that drops it. What the child spends a member, and on what:
 process CPU time (go's collector threads included), which a busy machine blurs less than wall.
 
@@ -163,7 +163,6 @@ def child_cost(members: int) -> None:
     each = {  # the stream's own hand-over, then with one part taken out
         "as built (fresh copy, knob probe)": built,
         "without the knob probe": built.replace("std.manifestJsonMinified(p.sent)", "'null'"),
-        "the document whole, not a field a line": built.replace("sections(e)", "std.manifestJsonMinified(e)"),
         "indexed on the sweep itself": built.replace("(value + {})[m]", "value[m]"),
         "the names alone": "if emit(m, m) then last else error 'not handed over'",
     }

@@ -274,8 +274,8 @@ def _evaluate_members(spec: Path, tla_codes: dict, overrides, grid, members: lis
 
 def stream_members(spec: Path, project: Project, tla: dict | None = None, overrides=(), grid=(),
                    fresh: bool = False):
-    """Every member of a sweep, as go-jsonnet makes them: yields (name, knob probe, document
-    lines) in the order of the member names (HAND_OVER says what the two are, as bytes), from
+    """Every member of a sweep, as go-jsonnet makes them: yields (name, knob probe, document)
+    in the order of the member names (HAND_OVER says what the two are, as bytes), from
     one bounded go-jsonnet run (bounds.Stream) that hands each member over the moment it is
     evaluated and then lets it go. `.imports` of the returned stream is the list of files the
     evaluation read, once every member has come, or None when the evaluation stopped on an
@@ -295,8 +295,8 @@ class _MemberStream:
 
     def __iter__(self):
         for record in self.stream:
-            name, *lines, probe = record.split(b"\n")
-            yield json.loads(name), probe, [] if lines == [b""] else lines
+            name, document, probe = record.split(b"\n")
+            yield json.loads(name), probe, document
         self.imports = self.stream.result
 
 
@@ -327,26 +327,21 @@ def _emit_members(spec: Path, project: Project, tla_codes: dict, overrides, grid
 
 
 # How the stream hands over member `m` of the sweep `value`, given the member before's probe
-# (`last`), as one text: its document a top-level field a line (`"model":{...}`: minified JSON
-# holds no newline), so that the build compiles each distinct field once, however many members
-# share it (`!` for a document that is not an object, an empty line for {}), then its knob probe
-# (knobs.STREAM_PROBE), evaluated after the document as in the usual path, so that the files
-# are read in the same order. Its value is what the next member's probe needs, its `last`.
+# (`last`), as one text of three lines: its name (the caller's), its document as minified JSON
+# (which holds no newline), then its knob probe (knobs.STREAM_PROBE), evaluated after the
+# document as in the usual path, so that the files are read in the same order. Its value is what
+# the next member's probe needs, its `last`. The document goes whole: writing it out a top-level
+# field at a time in Jsonnet cost the evaluation a sixth more, and the build, which has the time,
+# splits it (streamed.Fields).
 HAND_OVER = ("local e = (value + {})[m]; local p = probe(e, last);\n"
-             "if emit(m, sections(e) + '\\n' + std.manifestJsonMinified(p.sent)) then p.next\n"
+             "if emit(m, std.manifestJsonMinified(e) + '\\n' + std.manifestJsonMinified(p.sent)) then p.next\n"
              "else error 'not handed over'")
-
-SECTIONS = """
-local sections(e) =
-  if !std.isObject(e) then '!'
-  else std.join('\\n', [std.escapeStringJson(k) + ':' + std.manifestJsonMinified(e[k]) for k in std.objectFields(e)]);
-"""
 
 
 def stream_code(value_code: str, emit_name: str, hand_over: str = HAND_OVER) -> str:
     """The stream's Jsonnet: every member of `value` handed over in turn to the native function
     `emit_name` (bench/big_sweeps.py --child times it with parts of `hand_over` taken out)."""
-    return (value_code + knobs.STREAM_PROBE + SECTIONS + f"local emit = std.native({json.dumps(emit_name)});\n"
+    return (value_code + knobs.STREAM_PROBE + f"local emit = std.native({json.dumps(emit_name)});\n"
             + f"local step(last, m) = {hand_over};\n"
             + "std.length(std.foldl(step, std.objectFields(value), { declared: null, fields: null }))\n")
 

@@ -239,11 +239,11 @@ def _compile_streamed(names: list[str], spec, project, tla, sets, spec_name, ove
     members = stream_members(spec, project, tla, overrides, points, fresh=len(names) >= FRESH_STREAM_FROM)
     compiled = iter(members)
     try:
-        for index, (member, sent, lines) in enumerate(compiled):
+        for index, (member, sent, document) in enumerate(compiled):
             if index >= len(names) or member != names[index]:
                 raise RuntimeError(f"{spec_name}: the member stream gave {member!r} where {names[index:index + 1]} "
                                    "was expected (a bug in streamed evaluation)")
-            made = fields.member(lines)
+            made = fields.member(document)
             if made is None or not probe.clean(member, sent, made.keys):
                 return None
             spec_member, member_sets, member = _source(member, sets, points, point_sets)

@@ -1,8 +1,8 @@
 """A streamed sweep's members compiled a top-level field at a time (pipeline._compile_streamed).
 
 The members of a big sweep share most of their fields: in a grid over `seed` they differ in one.
-The stream hands each member over as lines, one per top-level field (evaluate.HAND_OVER), and
-each distinct line is pinned, validated alone (validate.field_is_valid), canonicalized and
+The stream hands each member's document over as minified JSON (evaluate.HAND_OVER), which is
+cut into its top-level fields' texts (`"model":{...}`), and each distinct field text is pinned, validated alone (validate.field_is_valid), canonicalized and
 written out as JSON text once; a member is then its fields' results put together. The rules
 across fields are the required fields, checked for each member, and validate.semantic_problems,
 run once for each distinct set of the fields it reads (validate.SEMANTIC_FIELDS). The bytes and
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import json.scanner
+from json.decoder import scanstring as _scan_string
 from typing import NamedTuple
 
 from expc.errors import ExpcError
@@ -43,23 +45,28 @@ class Member(NamedTuple):
 class Fields:
     def __init__(self, project: Project, pinned: dict, fit_check: bool):
         self.project, self.pinned, self.fit_check = project, pinned, fit_check
-        self.memo: dict[bytes, Field | None] = {}
+        self.memo: dict[str, Field | None] = {}  # a field's text -> what it compiled to
         self.semantic: dict[tuple, bool] = {}  # the lines of validate.SEMANTIC_FIELDS -> no problems
-        self.decoder = json.JSONDecoder()
+        self.scan = json.scanner.make_scanner(json.JSONDecoder())  # (text, where) -> (value, end)
 
-    def member(self, lines: list[bytes]) -> Member | None:
-        if lines == [b"!"]:  # not an object: the usual path says so
+    def member(self, document: bytes) -> Member | None:
+        try:
+            cut = self._cut(document.decode("utf-8"))
+        except (StopIteration, ValueError, IndexError):  # not go-jsonnet's minified JSON: a bug, said by the usual path
+            cut = None
+        if cut is None:  # not an object: the usual path says so
             return None
-        fields = []
-        for line in lines:
+        fields, lines = [], []
+        for line, key, value in cut:
             field = self.memo.get(line, _UNSEEN)
             if field is _UNSEEN:
                 if len(self.memo) >= MAX_FIELDS:
                     self.memo.clear()
-                field = self.memo[line] = self._compile(line)
+                field = self.memo[line] = self._compile(key, value)
             if field is None:
                 return None
             fields.append(field)
+            lines.append(line)
         keys = tuple(f.key for f in fields)
         if not validate.has_required_fields(keys):
             return None
@@ -74,10 +81,24 @@ class Fields:
         hashed, body = canonical.document_texts({f.key: f.texts for f in fields})
         return Member(keys, {f.key: f.data for f in fields}, hashlib.sha256(hashed).hexdigest(), body)
 
-    def _compile(self, line: bytes) -> Field | None:
-        text = line.decode("utf-8")
-        key, end = self.decoder.raw_decode(text)
-        value = json.loads(text[end + 1:])
+    def _cut(self, text: str) -> list[tuple[str, str, object]] | None:
+        """Minified JSON of an object -> (its text, key, value) for each top-level field, by the
+        json module's own scanner (in C): finding where a value ends means reading it, and the
+        value read is kept for a field not seen before. None for what is not an object."""
+        if not text.startswith("{"):
+            return None
+        cut, at = [], 1
+        if text[at] == "}":
+            return cut
+        while True:
+            key, colon = _scan_string(text, at + 1)
+            value, end = self.scan(text, colon + 1)
+            cut.append((text[at:end], key, value))
+            if text[end] == "}":
+                return cut
+            at = end + 1  # past the comma
+
+    def _compile(self, key: str, value) -> Field | None:
         try:
             pinned = pin({key: value}, self.project, self.pinned)[key]  # pin reads one field at a time
             if not validate.field_is_valid(key, pinned):
