@@ -144,7 +144,8 @@ MID_STREAM = ("local expc = import 'expc.libsonnet';\nlocal one = import 'one.js
     ("{ train+: { max_steps: -1 } }", "train.max_steps"),
     ("{ deepspeed+: { train_batch_size: 999 } }", "train_batch_size is 999"),  # a rule across fields
 ], ids=["own-table", "one-field", "undeclared", "own-table-wrong-type", "schema", "semantic"])
-def test_a_member_unlike_the_one_before_streams_as_itself(proj, change, error):
+@pytest.mark.parametrize("fresh", [False, True], ids=["one-run", "two-runs"])
+def test_a_member_unlike_the_one_before_streams_as_itself(proj, change, error, fresh):
     import json
 
     (proj / "specs" / "grid.jsonnet").write_text(MID_STREAM % change)
@@ -152,7 +153,7 @@ def test_a_member_unlike_the_one_before_streams_as_itself(proj, change, error):
         expected = compile_spec(proj / "specs" / "grid.jsonnet", Project(proj))
     except ExpcError as err:
         expected = err
-    result = expc_build(proj, "specs/grid.jsonnet", "--json")
+    result = expc_build(proj, "specs/grid.jsonnet", "--json", fresh=fresh)
     if error is None:
         assert result.returncode == 0, result.stderr
         assert [(r["member"], r["digest"]) for r in json.loads(result.stdout)] == [(m.name, m.digest) for m in expected]
@@ -160,3 +161,29 @@ def test_a_member_unlike_the_one_before_streams_as_itself(proj, change, error):
         assert isinstance(expected, ExpcError) and error in expected.render()
         assert result.returncode == 1 and result.stderr == f"error: {expected.render()}\n"
         assert not (proj / "manifests").exists() or list((proj / "manifests").iterdir()) == []
+
+
+@pytest.mark.parametrize("fresh", [False, True], ids=["one-run", "two-runs"])
+def test_a_streamed_sweep_lists_its_imports_in_the_order_one_evaluation_reads_them(proj, fresh):
+    """Members that read files of their own: split between two runs, each run reads them in
+    another order (run 0 makes members 0, 2, 4...: a, c, b), and the index lists the files as
+    one run reading the members in turn would (a, b, c, then d, which member 7 alone reads)."""
+    from expc.compile.write import read_index
+
+    assert pipeline.STREAM_WAYS == 2  # the machine has two cores or more: the two-runs case is one
+    for name in "abcd":
+        (proj / "specs" / f"{name}.libsonnet").write_text(f"'{name}'")
+    (proj / "specs" / "grid.jsonnet").write_text(
+        "local one = import 'one.jsonnet';\n"
+        "{ ['m%03d' % i]: one() + { seed: i, logging+: { wandb+: { tags: [\n"
+        "    if i == 7 then import 'd.libsonnet' else if i % 3 == 0 then import 'a.libsonnet'\n"
+        "    else if i % 3 == 1 then import 'b.libsonnet' else import 'c.libsonnet'] } } }\n"
+        f"  for i in std.range(0, {STREAMED - 1}) }}\n")
+    expected = compile_spec(proj / "specs" / "grid.jsonnet", Project(proj))
+    own = [f"specs/{name}.libsonnet" for name in "abcd"]
+    assert [f for f in expected[0].imports if f in own] == own
+    result = expc_build(proj, "specs/grid.jsonnet", fresh=fresh)
+    assert result.returncode == 0, result.stderr
+    index = read_index(Project(proj), "specs/grid.jsonnet")["manifests"]
+    assert {d: [(s["member"], s["imports"]) for s in e["sources"]] for d, e in index.items()} == \
+        {m.digest: [(m.member, m.imports)] for m in expected}

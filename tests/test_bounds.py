@@ -132,3 +132,35 @@ def test_a_fresh_stream_child_starts_with_gos_settings(monkeypatch, user):
     settings = dict(v.split(b"=", 1) for v in out.split(b"\0") if v.startswith(b"GO"))
     assert settings[b"GOGC"] == (user or str(bounds.STREAM_GO_GC_PERCENT)).encode()
     assert settings[b"GOMEMLIMIT"] == f"{bounds.STREAM_GO_MEMORY_MIB}MiB".encode()
+
+
+def _counted(emit, part=(0, 1), hold_mib=0):
+    """Records part[0], part[0] + part[1], ... below 10; holding `hold_mib` of memory a while."""
+    import time
+
+    held = bytearray(hold_mib * 2 ** 20)
+    held[::4096] = b"x" * len(held[::4096])  # resident, not only reserved
+    if hold_mib:
+        time.sleep(3)
+    for n in range(part[0], 10, part[1]):
+        emit(str(n).encode())
+    return part
+
+
+def test_a_stream_split_between_two_runs_gives_the_records_in_turn_and_bounds_their_sum():
+    """Stream(ways=2): run i makes records i, i + 2, ...; they are read in turn, so the order is
+    one run's. The memory bound is the two runs' together: each holds 300 MiB, under a bound of
+    0.5 GiB that either alone keeps."""
+    code = ("import functools, sys; sys.path[:0] = sys.argv[1:]; from expc.compile import bounds; "
+            "from expc.errors import ExpcError; from tests.test_bounds import _counted; "
+            "stream = bounds.Stream(_counted, ways=2); print([int(r) for r in stream], stream.results); "
+            "alone = bounds.Stream(functools.partial(_counted, hold_mib=300)); print(len(list(alone))); "
+            "both = bounds.Stream(functools.partial(_counted, hold_mib=300), ways=2, where='specs/x.jsonnet')\n"
+            "try:\n    list(both)\nexcept ExpcError as err:\n    print(err.render())")
+    out = subprocess.run([sys.executable, "-c", code, *sys.path], capture_output=True, text=True,
+                         env={**os.environ, "EXPC_EVAL_MEMORY_GIB": "0.5"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9] [(0, 2), (1, 2)]", "10",
+        "specs/x.jsonnet: evaluating the spec used more than 0.5 GiB of memory (the bound) and was stopped; "
+        "a spec that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8"]

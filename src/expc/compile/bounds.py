@@ -95,19 +95,28 @@ class Stream:
     have all come. Any bound passed, or an ExpcError in the child, is raised from the iteration.
 
     For a big sweep: the child evaluates one member after another in a single go-jsonnet run
-    and hands each over as it is made, and this process compiles each as it comes. The two
-    processes use two cores, and neither holds the whole sweep: a pipe's buffer lies between
+    and hands each over as it is made, and this process compiles each as it comes. The
+    processes use two cores, and none holds the whole sweep: a pipe's buffer lies between
     them, and a child that runs ahead waits. The bounds are run()'s: the child's memory, its
     time (leaving out the time this process spends on the records, so the bound is the
     evaluation's, not the build's), and the output bound for any one record. A thread here
     watches the child, so this process may go on reading and compiling.
+
+    `ways` > 1: that many children, child i called with `part=(i, ways)`, its records taken as
+    records i, i + ways, i + 2 * ways...: the evaluation, slower than the compile, on more cores.
+    The memory bound is then their sum's, and `.results` holds each one's return value.
     """
 
-    def __init__(self, function, *args, where: str | None = None, fresh: bool = False):
-        self.function, self.args, self.where, self.fresh = function, args, where, fresh
-        self.result = None
+    def __init__(self, function, *args, where: str | None = None, fresh: bool = False, ways: int = 1):
+        self.function, self.args, self.where, self.fresh, self.ways = function, args, where, fresh, ways
+        self.results: list | None = None
+
+    @property
+    def result(self):
+        return None if self.results is None else self.results[0]
 
     def __iter__(self):
+        import functools
         import shutil
         import threading
 
@@ -115,26 +124,32 @@ class Stream:
             raise RuntimeError("Stream needs a process that may fork (bounds.can_stream())")
         bounds = Bounds.from_environment()
         scratch = Path(tempfile.mkdtemp(prefix="expc-eval-"))
-        result_file, stderr = scratch / "result.pickle", scratch / "stderr"
-        data_r, data_w = os.pipe()
-        done_r, done_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            os.close(data_r)
-            os.close(done_r)
-            if self.fresh:
-                _exec_stream_child(self.function, self.args, data_w, done_w, result_file, bounds, stderr)
-            _stream_child(self.function, self.args, data_w, result_file, bounds, stderr)
-        os.close(data_w)
-        os.close(done_w)
+        children, data = [], []  # (pid, None, result file, done read end); data read ends
+        for part in range(self.ways):
+            function = self.function if self.ways == 1 else functools.partial(self.function, part=(part, self.ways))
+            result_file, stderr = scratch / f"result-{part}.pickle", scratch / f"stderr-{part}"
+            data_r, data_w = os.pipe()
+            done_r, done_w = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                for fd in [data_r, done_r, *data, *(c[3] for c in children)]:  # the other children's too
+                    os.close(fd)
+                if self.fresh:
+                    _exec_stream_child(function, self.args, data_w, done_w, result_file, bounds, stderr, self.ways)
+                _stream_child(function, self.args, data_w, result_file, bounds, stderr)
+            os.close(data_w)
+            os.close(done_w)
+            children.append((pid, None, result_file, done_r))
+            data.append(data_r)
         busy, outcome = [0.0], []
-        watcher = threading.Thread(target=lambda: outcome.append(
-            _watch(pid, None, result_file, bounds, done_r, busy=lambda: busy[0])), daemon=True)
+        watcher = threading.Thread(target=lambda: outcome.append(_watch_all(children, bounds, busy=lambda: busy[0])),
+                                   daemon=True)
         watcher.start()
-        reader = os.fdopen(data_r, "rb", buffering=1 << 16)
-        limit, verdict = bounds.output_mib * 2 ** 20, None
+        readers = [os.fdopen(fd, "rb", buffering=1 << 16) for fd in data]
+        limit, verdict, index = bounds.output_mib * 2 ** 20, None, 0
         try:
             while True:
+                reader = readers[index % self.ways]
                 head = reader.read(4)
                 size = int.from_bytes(head, "big") if len(head) == 4 else 0
                 if size > limit:
@@ -147,19 +162,26 @@ class Stream:
                 start = time.monotonic()
                 yield record
                 busy[0] += time.monotonic() - start
+                index += 1
         finally:
-            reader.close()  # a child still writing gets a broken pipe
+            for reader in readers:
+                reader.close()  # a child still writing gets a broken pipe
             if verdict != "ended" and watcher.is_alive():  # stopped early: a record too big, or the caller quit
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
+                for pid, *_ in children:
+                    try:
+                        os.kill(pid, 9)
+                    except ProcessLookupError:
+                        pass
             watcher.join()
-            os.close(done_r)
+            for child in children:
+                os.close(child[3])
             try:
                 if verdict is not None:  # not when the caller quit: its own error is on its way
-                    self.result = _result(outcome[0] if verdict == "ended" else verdict, result_file, bounds,
-                                          self.where)
+                    kind, figure = outcome[0] if verdict == "ended" else verdict
+                    if kind != "exited":  # a bound: each child's result would say the same
+                        _result((kind, figure), children[0][2], bounds, self.where)
+                    self.results = [_result((kind, status), child[2], bounds, self.where)
+                                    for child, status in zip(children, figure)]
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
 
@@ -178,17 +200,18 @@ STREAM_GO_GC_PERCENT = 400
 
 
 def _exec_stream_child(function, args, write_fd: int, done_fd: int, result_file: Path, bounds: Bounds,
-                       stderr: Path) -> None:
+                       stderr: Path, ways: int = 1) -> None:
     """In the forked child: become a fresh interpreter with go's settings in its environment,
     the same pid (the watcher's), the same pipes, then run _stream_child. Returns only if the
     exec failed, to run it here instead."""
     import json
 
-    call = result_file.with_name("call.pickle")
+    call = result_file.with_suffix(".call")
     try:
         call.write_bytes(pickle.dumps((function, args, bounds)))
         env = dict(os.environ)
-        env.setdefault("GOMEMLIMIT", f"{min(STREAM_GO_MEMORY_MIB, int(bounds.memory_gib * 1024 / 2))}MiB")
+        # the children share one budget
+        env.setdefault("GOMEMLIMIT", f"{min(STREAM_GO_MEMORY_MIB, int(bounds.memory_gib * 1024 / 2)) // ways}MiB")
         env.setdefault("GOGC", str(STREAM_GO_GC_PERCENT))
         for fd in (write_fd, done_fd):
             os.set_inheritable(fd, True)
@@ -293,30 +316,46 @@ def _watch(pid: int, process, result_file: Path, bounds: Bounds, done: int, busy
     `done` becomes readable (end of file) the moment the child exits. `busy()`: the seconds the
     parent has spent on what the child handed over (a stream's records), which the time bound
     leaves out."""
+    kind, figure = _watch_all([(pid, process, result_file, done)], bounds, busy)
+    return (kind, figure[0]) if kind == "exited" else (kind, figure)
+
+
+def _watch_all(children: list[tuple], bounds: Bounds, busy=None) -> tuple[str, object]:
+    """_watch for children of one evaluation, (pid, process, result file, done) each, bounded
+    together (their memory summed): ("exited", [status, ...]) once all have exited, or
+    (bound name, figure) once they are all killed."""
     import select
 
     start, interval = time.monotonic(), 0.005
     memory_limit, output_limit = bounds.memory_gib * 2 ** 30, bounds.output_mib * 2 ** 20
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-    peak = 0
+    peak, statuses = 0, [None] * len(children)
     while True:
-        if process is not None:
-            if not process.is_alive():
-                process.join()
-                return "exited", process.exitcode
-        else:
-            exited, status = os.waitpid(pid, os.WNOHANG)
-            if exited:
-                return "exited", os.waitstatus_to_exitcode(status)
-        peak = max(peak, _resident(pid, page))
+        for i, (pid, process, _, _) in enumerate(children):
+            if statuses[i] is not None:
+                continue
+            if process is not None:
+                if not process.is_alive():
+                    process.join()
+                    statuses[i] = process.exitcode
+            else:
+                exited, status = os.waitpid(pid, os.WNOHANG)
+                if exited:
+                    statuses[i] = os.waitstatus_to_exitcode(status)
+        running = [child for child, status in zip(children, statuses) if status is None]
+        if not running:
+            return "exited", statuses
+        peak = max(peak, sum(_resident(pid, page) for pid, *_ in running))
         elapsed = time.monotonic() - start - (busy() if busy else 0.0)
         over = ("memory", peak) if peak > memory_limit else ("time", elapsed) if elapsed > bounds.seconds else None
-        if over is None and result_file.exists() and result_file.stat().st_size > output_limit:
-            over = ("output", result_file.stat().st_size)
+        if over is None:
+            sizes = [f.stat().st_size for _, _, f, _ in running if f.exists()]
+            over = ("output", max(sizes)) if sizes and max(sizes) > output_limit else None
         if over:
-            _kill(pid, process)
+            for pid, process, *_ in running:
+                _kill(pid, process)
             return over
-        select.select([done], [], [], interval)
+        select.select([done for *_, done in running], [], [], interval)
         interval = min(interval * 2, 0.02)
 
 

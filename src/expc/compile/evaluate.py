@@ -273,77 +273,123 @@ def _evaluate_members(spec: Path, tla_codes: dict, overrides, grid, members: lis
 
 
 def stream_members(spec: Path, project: Project, tla: dict | None = None, overrides=(), grid=(),
-                   fresh: bool = False):
+                   fresh: bool = False, ways: int = 1):
     """Every member of a sweep, as go-jsonnet makes them: yields (name, knob probe, document)
     in the order of the member names (HAND_OVER says what the two are, as bytes), from
-    one bounded go-jsonnet run (bounds.Stream) that hands each member over the moment it is
-    evaluated and then lets it go. `.imports` of the returned stream is the list of files the
+    bounded go-jsonnet runs (bounds.Stream) that hand each member over the moment it is
+    evaluated and then let it go. `.imports` of the returned stream is the list of files the
     evaluation read, once every member has come, or None when the evaluation stopped on an
-    error (the caller evaluates the spec again to report it: the messages are the whole spec's). Needs bounds.can_stream(). `fresh`: evaluate in a fresh
-    interpreter, with go's collector set for a long stream (bounds.Stream)."""
+    error (the caller evaluates the spec again to report it: the messages are the whole
+    spec's). Needs bounds.can_stream(). `fresh`: evaluate in a fresh interpreter, with go's
+    collector set for a long stream. `ways`: that many runs side by side, run i making members
+    i, i + ways, ...; a member's knob probe is then relative to the one `ways` before it."""
     from . import bounds
 
     spec = Path(spec).resolve()
     tla_codes = {k: json.dumps(v) for k, v in (tla or {}).items()}
     return _MemberStream(bounds.Stream(_emit_members, spec, project, tla_codes, list(overrides), list(grid),
-                                       where=project.relative(spec), fresh=fresh))
+                                       where=project.relative(spec), fresh=fresh, ways=ways))
 
 
 class _MemberStream:
     def __init__(self, stream):
-        self.stream, self.imports = stream, None
+        self.stream, self.ways, self.imports = stream, stream.ways, None
 
     def __iter__(self):
         for record in self.stream:
             name, document, probe = record.split(b"\n")
             yield json.loads(name), probe, document
-        self.imports = self.stream.result
+        self.imports = _imports_in_order(self.stream.results)
 
 
-def _emit_members(spec: Path, project: Project, tla_codes: dict, overrides, grid, emit) -> list[str] | None:
-    """In the bounded child: evaluate the sweep member by member, emit(name line + JSON) each.
+def _imports_in_order(results: list) -> list[str] | None:
+    """The files the runs of one stream read, in the order one evaluation of the sweep would have
+    first read them: every member's document in turn, then every member's knobs.
+
+    Each run gives its files and, for each member it made, how many it had read once the
+    member's document was made and once its probe was. The files a document needs are the same
+    whichever run makes it, and read in the same order, so those one evaluation first reads for
+    member k are those its own run read for it, less those listed for the documents before it;
+    the same for the probes after. (Not quite so for a file that a probe is first to read in
+    its run and a later member's document reads too: it is listed among the probes' files.)"""
+    if any(r is None for r in results):
+        return None
+    ways, documents, probes = len(results), {}, {}
+    made = sum(len(marks) for _, marks in results)
+    for k in range(made):
+        imports, marks = results[k % ways]
+        j = k // ways
+        documents.update(dict.fromkeys(imports[marks[j - 1][1] if j else 0:marks[j][0]]))
+        probes.update(dict.fromkeys(imports[marks[j][0]:marks[j][1]]))
+    for imports, marks in results:  # read after the run's last member, if any
+        probes.update(dict.fromkeys(imports[marks[-1][1] if marks else 0:]))
+    return list({**documents, **probes})
+
+
+def _emit_members(spec: Path, project: Project, tla_codes: dict, overrides, grid, emit,
+                  part: tuple[int, int] = (0, 1)) -> tuple[list[str], list[tuple[int, int]]] | None:
+    """In the bounded child: evaluate the sweep member by member (those of `part`: (i, ways),
+    members i, i + ways, ...), emit(name line + JSON) each.
 
     A member is indexed on `value + {}`, a new object equal to the sweep, so go-jsonnet keeps
     the member's evaluated fields on that object, which is dropped once the member is written
     out; indexed on the sweep itself, every member would stay cached until the run ends
     (about 50 KB each for specs/tiny.jsonnet). The native function's name is drawn afresh each
-    run, so a spec cannot call it. Returns the files read, or None if the evaluation failed."""
+    run, so a spec cannot call it. Returns the files read and, for each member made, how many
+    had been read once its document was made and once it was handed over (its probe made too);
+    None if the evaluation failed."""
     import secrets
 
     resolve_import = Importer(spec, project)
     token = "expc_member_" + secrets.token_hex(16)
+    marks: list[tuple[int, int]] = []  # for each member: files read by its document, and by its probe
+    read = [0]
+
+    def document_read(length):
+        read[0] = len(resolve_import.imports)
+        return True
 
     def hand_over(name, text):
         emit(json.dumps(name).encode("utf-8") + b"\n" + text.encode("utf-8"))
+        marks.append((read[0], len(resolve_import.imports)))
         return True
 
-    code = stream_code(value_code(spec, tla_codes, overrides, grid), token)
+    code = stream_code(value_code(spec, tla_codes, overrides, grid), token, part=part)
     try:
         _snippet(spec, "<sweep-stream>", code, resolve_import, max_trace=20,
-                 native_callbacks={token: (("name", "text"), hand_over)})
+                 native_callbacks={token: (("name", "text"), hand_over), token + "_read": (("length",), document_read)})
     except (RuntimeError, UnicodeDecodeError):
         return None
-    return resolve_import.imports
+    return resolve_import.imports, marks
 
 
 # How the stream hands over member `m` of the sweep `value`, given the member before's probe
 # (`last`), as one text of three lines: its name (the caller's), its document as minified JSON
-# (which holds no newline), then its knob probe (knobs.STREAM_PROBE), evaluated after the
-# document as in the usual path, so that the files are read in the same order. Its value is what
-# the next member's probe needs, its `last`. The document goes whole: writing it out a top-level
-# field at a time in Jsonnet cost the evaluation a sixth more, and the build, which has the time,
-# splits it (streamed.Fields).
-HAND_OVER = ("local e = (value + {})[m]; local p = probe(e, last);\n"
-             "if emit(m, std.manifestJsonMinified(e) + '\\n' + std.manifestJsonMinified(p.sent)) then p.next\n"
-             "else error 'not handed over'")
+# (which holds no newline), then its knob probe (knobs.STREAM_PROBE). Its value is what the next
+# member's probe needs, its `last`. The document goes whole: writing it out a top-level field at
+# a time in Jsonnet cost the evaluation a sixth more, and the build, which has the time, splits
+# it (streamed.Fields). `read` is called between the document and the probe, to note how many
+# files the document had read (_imports_in_order): one evaluation of the sweep reads every
+# member's document before any knob.
+HAND_OVER = ("local e = (value + {})[m], d = std.manifestJsonMinified(e);\n"
+             "if !read(std.length(d)) then error 'not noted'\n"
+             "else local p = probe(e, last);\n"
+             "if emit(m, d + '\\n' + std.manifestJsonMinified(p.sent)) then p.next else error 'not handed over'")
 
 
-def stream_code(value_code: str, emit_name: str, hand_over: str = HAND_OVER) -> str:
-    """The stream's Jsonnet: every member of `value` handed over in turn to the native function
-    `emit_name` (bench/big_sweeps.py --child times it with parts of `hand_over` taken out)."""
+def stream_code(value_code: str, emit_name: str, hand_over: str = HAND_OVER, part: tuple[int, int] = (0, 1)) -> str:
+    """The stream's Jsonnet: every member of `value` (of `part`, (i, ways): members i, i + ways,
+    ...) handed over in turn to the native function `emit_name` (bench/big_sweeps.py --child
+    times it with parts of `hand_over` taken out)."""
+    i, ways = part
+    names = ("std.objectFields(value)" if ways == 1 else
+             f"(local all = std.objectFields(value);\n"
+             f" std.makeArray(std.floor((std.length(all) - {i} + {ways - 1}) / {ways}),\n"
+             f"               function(j) all[{ways} * j + {i}]))")
     return (value_code + knobs.STREAM_PROBE + f"local emit = std.native({json.dumps(emit_name)});\n"
+            + f"local read = std.native({json.dumps(emit_name + '_read')});\n"
             + f"local step(last, m) = {hand_over};\n"
-            + "std.length(std.foldl(step, std.objectFields(value), { declared: null, fields: null }))\n")
+            + f"std.length(std.foldl(step, {names}, {{ declared: null, fields: null }}))\n")
 
 
 def value_code(spec: Path, tla_codes: dict, overrides: list[Override] = (), grid=()) -> str:

@@ -12,6 +12,8 @@
 """
 from __future__ import annotations
 
+import gc
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -131,6 +133,22 @@ STREAM_ABOVE = 100
 # about 0.6 ms a member.
 FRESH_STREAM_FROM = 1000
 
+# And from as many, up to TWO_RUNS_UP_TO, the evaluation is split between STREAM_WAYS go-jsonnet
+# runs side by side, each making every second member: evaluating a member costs about twice what
+# compiling and writing it does, so one run kept the build waiting. But each run holds the sweep
+# object whole (about 2 KB a member in go's heap, names and fields not yet evaluated), under its
+# half of the shared soft limit (bounds.STREAM_GO_MEMORY_MIB): past a quarter of that half go
+# collects all the time, and at 100,000 members two runs were slower than one.
+TWO_RUNS_UP_TO = 40_000
+
+
+def _cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+STREAM_WAYS = 2 if _cores() > 1 else 1
+
 # Else (no build: `expc show`, `check`, `plan`; or an error to report), a sweep of more members
 # than this is evaluated a chunk at a time: go-jsonnet holds every member it has evaluated until
 # its run ends (about 85 KB each for specs/tiny.jsonnet), so a whole 20,000-member sweep took
@@ -234,23 +252,30 @@ def _compile_streamed(names: list[str], spec, project, tla, sets, spec_name, ove
     from .streamed import Fields
 
     fields = Fields(project, pinned, fit_check)
-    probe = knobs.StreamProbe(set(manifest_schema().get("properties", {})))
     manifests: list[Manifest] = []
-    members = stream_members(spec, project, tla, overrides, points, fresh=len(names) >= FRESH_STREAM_FROM)
+    big = len(names) >= FRESH_STREAM_FROM
+    ways = STREAM_WAYS if big and len(names) <= TWO_RUNS_UP_TO else 1
+    members = stream_members(spec, project, tla, overrides, points, fresh=big, ways=ways)
+    # each run's probes are relative to its own member before
+    probes = [knobs.StreamProbe(set(manifest_schema().get("properties", {}))) for _ in range(members.ways)]
     compiled = iter(members)
+    collecting = gc.isenabled()
+    gc.disable()  # it makes no cycles, and Python's collector would walk every manifest made so far
     try:
         for index, (member, sent, document) in enumerate(compiled):
             if index >= len(names) or member != names[index]:
                 raise RuntimeError(f"{spec_name}: the member stream gave {member!r} where {names[index:index + 1]} "
                                    "was expected (a bug in streamed evaluation)")
             made = fields.member(document)
-            if made is None or not probe.clean(member, sent, made.keys):
+            if made is None or not probes[index % members.ways].clean(member, sent, made.keys):
                 return None
             spec_member, member_sets, member = _source(member, sets, points, point_sets)
             manifests.append(keep(Manifest(made.data, made.digest, spec_name, spec_member, dict(tla), member_sets,
                                            [], name=member), made.body))
     finally:
         compiled.close()  # stops the evaluation if a member failed
+        if collecting:
+            gc.enable()
     if members.imports is None or len(manifests) != len(names):
         return None
     for m in manifests:
