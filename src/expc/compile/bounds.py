@@ -380,10 +380,14 @@ def _kill(pid: int, process) -> None:
         os.waitpid(pid, 0)
 
 
+class MemoryBoundPassed(ExpcError):
+    """The evaluation used more memory than its bound (and was stopped)."""
+
+
 def _result(outcome: tuple, result_file: Path, bounds: Bounds, where: str | None = None):
     kind, figure = outcome
     if kind == "memory":
-        raise ExpcError(f"evaluating the spec used more than {bounds.memory_gib:g} GiB of memory (the bound) and "
+        raise MemoryBoundPassed(f"evaluating the spec used more than {bounds.memory_gib:g} GiB of memory (the bound) and "
                         "was stopped; a spec that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8", where)
     if kind == "time":
         raise ExpcError(f"evaluating the spec ran past {bounds.seconds:g} s (the bound) and was stopped; a spec that "

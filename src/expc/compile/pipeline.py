@@ -241,11 +241,30 @@ def _compile_members(evaluation, spec, project, tla, sets, spec_name, points, po
 def _compile_streamed(names: list[str], spec, project, tla, sets, spec_name, overrides, points, point_sets,
                       pinned, fit_check, keep) -> list[Manifest] | None:
     """A big sweep compiled member by member as go-jsonnet evaluates it (evaluate.stream_members):
-    the two processes work side by side, and no member is held once `keep` has it; each distinct
-    top-level field is compiled once (streamed.Fields). Returns the manifests, or None if any
-    member fails in any stage (its knobs, pin, validate, canonicalize) or the evaluation fails:
-    the caller then compiles the sweep the usual way, which reports every problem, located and
-    counted as for any sweep. A bound passed is raised as it is."""
+    the build and its evaluation runs work side by side, and no member is held once `keep` has
+    it; each distinct top-level field is compiled once (streamed.Fields). Returns the manifests,
+    or None if any member fails in any stage (its knobs, pin, validate, canonicalize) or the
+    evaluation fails: the caller then compiles the sweep the usual way, which reports every
+    problem, located and counted as for any sweep. A bound passed is raised as it is, but for
+    the memory bound passed by two runs, which are tried again as one."""
+    from . import bounds
+
+    big = len(names) >= FRESH_STREAM_FROM
+    ways = STREAM_WAYS if big and len(names) <= TWO_RUNS_UP_TO else 1
+    source = (names, spec, project, tla, sets, spec_name, overrides, points, point_sets, pinned, fit_check, keep)
+    try:
+        return _stream(*source, fresh=big, ways=ways)
+    except bounds.MemoryBoundPassed:
+        if ways == 1:
+            raise
+    # each run holds the sweep object whole: one run may fit where two did not (the members kept
+    # already are kept again: the same files, observed once)
+    return _stream(*source, fresh=big, ways=1)
+
+
+def _stream(names, spec, project, tla, sets, spec_name, overrides, points, point_sets, pinned, fit_check, keep,
+            fresh: bool, ways: int) -> list[Manifest] | None:
+    """_compile_streamed's work, the evaluation in `ways` runs."""
     from expc.schema import manifest_schema
 
     from .evaluate import stream_members
@@ -253,9 +272,7 @@ def _compile_streamed(names: list[str], spec, project, tla, sets, spec_name, ove
 
     fields = Fields(project, pinned, fit_check)
     manifests: list[Manifest] = []
-    big = len(names) >= FRESH_STREAM_FROM
-    ways = STREAM_WAYS if big and len(names) <= TWO_RUNS_UP_TO else 1
-    members = stream_members(spec, project, tla, overrides, points, fresh=big, ways=ways)
+    members = stream_members(spec, project, tla, overrides, points, fresh=fresh, ways=ways)
     # each run's probes are relative to its own member before
     probes = [knobs.StreamProbe(set(manifest_schema().get("properties", {}))) for _ in range(members.ways)]
     compiled = iter(members)
