@@ -55,10 +55,12 @@ def scratch_project(folder: Path, members: int) -> Path:
     return folder
 
 
-def measured(command: list[str], cwd: Path) -> tuple[float, float, float]:
-    """(wall s, CPU s of the command and its children, peak MB of its process tree)."""
+def measured(command: list[str], cwd: Path) -> tuple[float, float, float, float]:
+    """(wall s, CPU s of the command and its children, peak MB of its process tree, steal s: the
+    time the hypervisor gave this machine's cores to others meanwhile, all cores summed)."""
     import psutil
 
+    stolen = _steal()
     before = os.times()
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -77,7 +79,18 @@ def measured(command: list[str], cwd: Path) -> tuple[float, float, float]:
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{process.stderr.read().decode()}")
     cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
-    return wall, cpu, peak / 2**20
+    return wall, cpu, peak / 2**20, _steal() - stolen
+
+
+def _steal() -> float:
+    """Seconds of steal time so far (/proc/stat): on a shared virtual machine, the figure that
+    says how much of a slow run was the neighbours'."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = stat.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _pss(pid: int) -> int:
@@ -98,11 +111,11 @@ def index_bytes(project: Path) -> int:
 def row(members: int) -> str:
     with tempfile.TemporaryDirectory(prefix="expc-big-sweep-") as folder:
         project = scratch_project(Path(folder), members)
-        wall, cpu, peak = measured([str(EXPC), "build", "specs/big.jsonnet"], project)
+        wall, cpu, peak, steal = measured([str(EXPC), "build", "specs/big.jsonnet"], project)
         # the best of three: one small build is short enough for a busy machine to blur
         later = min(measured([str(EXPC), "build", "specs/tiny.jsonnet"], project)[0] for _ in range(3))
         return (f"| {members:,} | {wall:.1f} | {cpu:.1f} | {1000 * wall / members:.2f} | {1000 * cpu / members:.2f} "
-                f"| {peak:.0f} | {index_bytes(project):,} | {later:.2f} |")
+                f"| {peak:.0f} | {index_bytes(project):,} | {later:.2f} | {steal:.1f} |")
 
 
 def index_cost(members: int) -> str:
@@ -231,8 +244,8 @@ def main() -> None:
         profile(args.profile)
         return
     print("| members | wall s | CPU s | wall ms/member | CPU ms/member | peak MB | index bytes "
-          "| later one-spec build, s |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| later one-spec build, s | steal s |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for size in [int(s) for s in args.sizes.split(",")]:
         print(row(size), flush=True)
 
