@@ -2,12 +2,13 @@
 
 The members of a big sweep share most of their fields: in a grid over `seed` they differ in one.
 The stream hands each member's document over as minified JSON (evaluate.HAND_OVER), which is
-cut into its top-level fields' texts (`"model":{...}`), and each distinct field text is pinned, validated alone (validate.field_is_valid), canonicalized and
-written out as JSON text once; a member is then its fields' results put together. The rules
-across fields are the required fields, checked for each member, and validate.semantic_problems,
-run once for each distinct set of the fields it reads (validate.SEMANTIC_FIELDS). The bytes and
-digest are those of the member compiled whole (tests/test_big_sweeps.py). A member that any
-stage finds a problem in is None: the caller compiles the sweep the usual way, which reports it.
+cut into its top-level fields' texts (`"model":{...}`), and each distinct field text is pinned,
+validated alone (validate.field_is_valid), canonicalized and written out as JSON text once; a
+member is then its fields' results put together. The rules across fields are the required
+fields, checked for each member, and validate.semantic_problems, run once for each distinct set
+of the fields it reads (validate.SEMANTIC_FIELDS). The bytes and digest are those of the member
+compiled whole (tests/test_big_sweeps.py). A member that any stage finds a problem in is None:
+the caller compiles the sweep the usual way, which reports it.
 """
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ class Fields:
     def member(self, document: bytes) -> Member | None:
         try:
             cut = self._cut(document.decode("utf-8"))
-        except (StopIteration, ValueError, IndexError):  # not go-jsonnet's minified JSON: a bug, said by the usual path
+        except (StopIteration, ValueError, IndexError):  # not minified JSON (a bug): the usual path says so
             cut = None
         if cut is None:  # not an object: the usual path says so
             return None
