@@ -21,9 +21,9 @@ in each stage. Run it on a quiet machine: the figures are wall times.
 
 --child N times the evaluation child's side of a streamed N-member build in this process: the
 stream's Jsonnet as built, then with one part taken out at a time (the knob probe, the fresh
-copy of the sweep each member is indexed on), then the names alone;
-each member handed to a callback that drops it. What the child spends a member, and on what:
-process CPU time (go's collector threads included), which a busy machine blurs less than wall.
+copy of the sweep each member is indexed on), then the names alone; each member handed to a
+callback that drops it. What the child spends a member, and on what: process CPU time (go's
+collector threads included), which a busy machine blurs less than wall.
 
 --split N streams an N-member build in this process and splits its CPU time between the build
 and its evaluation child (getrusage of this process, and of its reaped children): which side

@@ -387,8 +387,9 @@ class MemoryBoundPassed(ExpcError):
 def _result(outcome: tuple, result_file: Path, bounds: Bounds, where: str | None = None):
     kind, figure = outcome
     if kind == "memory":
-        raise MemoryBoundPassed(f"evaluating the spec used more than {bounds.memory_gib:g} GiB of memory (the bound) and "
-                        "was stopped; a spec that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8", where)
+        raise MemoryBoundPassed(f"evaluating the spec used more than {bounds.memory_gib:g} GiB of memory (the bound) "
+                                "and was stopped; a spec that needs more can raise it with EXPC_EVAL_MEMORY_GIB=8",
+                                where)
     if kind == "time":
         raise ExpcError(f"evaluating the spec ran past {bounds.seconds:g} s (the bound) and was stopped; a spec that "
                         "needs longer can raise it with EXPC_EVAL_SECONDS=900", where)

@@ -53,9 +53,9 @@ class Fields:
     def member(self, document: bytes) -> Member | None:
         try:
             cut = self._cut(document.decode("utf-8"))
-        except (StopIteration, ValueError, IndexError):  # not minified JSON (a bug): the usual path says so
+        except (StopIteration, ValueError, IndexError):  # not minified JSON: a bug
             cut = None
-        if cut is None:  # not an object: the usual path says so
+        if cut is None:  # not an object, or not JSON: the usual path says what is wrong
             return None
         fields, lines = [], []
         for line, key, value in cut:
