@@ -1,15 +1,17 @@
 """Build time, peak memory and index size of big sweeps, and what a later one-spec build pays.
 
     .venv/bin/python bench/big_sweeps.py [--sizes 1000,10000] [--index 10000,100000] [--profile N] [--child N]
-                                         [--split N]
+                                         [--split N] [--plot PNG]
 
 For each size N, a scratch project (this lib, specs/tiny.jsonnet) gets
 `expc.sweep.grid(tiny, { seed: std.range(1, N) })` as specs/big.jsonnet, built by `expc build`
-in a fresh process. Figures per row: wall and CPU seconds (the build and its evaluation child),
-milliseconds a member, the peak memory of the build's process tree (proportional set size,
-sampled every 20 ms, the build and its evaluation child summed), the index's bytes on disk, and the wall time
-of `expc build specs/tiny.jsonnet` afterwards in the same project, the best of three (what every
-later build pays for an index that big).
+in a fresh process. Figures per row: wall and CPU seconds (the build and its evaluation
+children), milliseconds a member, the peak memory of the build's process tree (proportional set
+size, sampled every 50 ms, the build and its evaluation children summed), the index's bytes on
+disk, the wall time of `expc build specs/tiny.jsonnet` afterwards in the same project, the best
+of three (what every later build pays for an index that big), and the machine's steal time
+meanwhile (on a shared virtual machine, how much of a slow run was the neighbours'). With
+--plot PNG, the time and memory curves are drawn into that file too.
 
 --index N,... measures the index alone: record N sources of one spec (tiny manifests), then
 record one manifest of another spec, the best of five; with the single manifests/index.json of
@@ -108,14 +110,47 @@ def index_bytes(project: Path) -> int:
     return sum(p.stat().st_size for p in files + [legacy] if p.is_file())
 
 
-def row(members: int) -> str:
+def row(members: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="expc-big-sweep-") as folder:
         project = scratch_project(Path(folder), members)
         wall, cpu, peak, steal = measured([str(EXPC), "build", "specs/big.jsonnet"], project)
         # the best of three: one small build is short enough for a busy machine to blur
         later = min(measured([str(EXPC), "build", "specs/tiny.jsonnet"], project)[0] for _ in range(3))
-        return (f"| {members:,} | {wall:.1f} | {cpu:.1f} | {1000 * wall / members:.2f} | {1000 * cpu / members:.2f} "
-                f"| {peak:.0f} | {index_bytes(project):,} | {later:.2f} | {steal:.1f} |")
+        return {"members": members, "wall": wall, "cpu": cpu, "peak": peak, "index": index_bytes(project),
+                "later": later, "steal": steal}
+
+
+def table_line(r: dict) -> str:
+    n = r["members"]
+    return (f"| {n:,} | {r['wall']:.1f} | {r['cpu']:.1f} | {1000 * r['wall'] / n:.2f} | {1000 * r['cpu'] / n:.2f} "
+            f"| {r['peak']:.0f} | {r['index']:,} | {r['later']:.2f} | {r['steal']:.1f} |")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """The curves: wall and CPU ms a member, and peak MB, against members, with the targets."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from expc.compile.pipeline import TWO_RUNS_UP_TO
+
+    members = [r["members"] for r in rows]
+    figure = Figure(figsize=(9, 3.6), dpi=100)
+    time_axes, memory_axes = figure.subplots(1, 2)
+    time_axes.plot(members, [1000 * r["wall"] / r["members"] for r in rows], "o-", label="wall")
+    time_axes.plot(members, [1000 * r["cpu"] / r["members"] for r in rows], "s--", label="CPU (both cores)")
+    time_axes.axhline(1.0, color="grey", linestyle=":", label="target, wall")
+    time_axes.set(xscale="log", xlabel="members", ylabel="ms a member", ylim=(0, None), title="build time")
+    memory_axes.plot(members, [r["peak"] for r in rows], "o-")
+    memory_axes.axhline(1000, color="grey", linestyle=":", label="target")
+    memory_axes.set(xscale="log", xlabel="members", ylabel="MB (PSS, build and children)", ylim=(0, None),
+                    title="peak memory")
+    for axes in (time_axes, memory_axes):
+        # where the build goes from two evaluation runs to one (bench at the sizes either side)
+        axes.axvline(TWO_RUNS_UP_TO, color="grey", linestyle="--", linewidth=0.8, label="two runs up to here")
+        axes.legend(loc="lower right")
+        axes.grid(True, alpha=0.3)
+    figure.tight_layout()
+    FigureCanvasAgg(figure).print_png(str(path), metadata={"Software": None})
 
 
 def index_cost(members: int) -> str:
@@ -227,6 +262,7 @@ def main() -> None:
     parser.add_argument("--child", type=int, metavar="N", help="time the evaluation child's parts instead")
     parser.add_argument("--index", metavar="N,...", help="measure the index alone, at these sizes")
     parser.add_argument("--split", type=int, metavar="N", help="split an N-member build's CPU time instead")
+    parser.add_argument("--plot", metavar="PNG", help="with --sizes: draw the curves into this file too")
     args = parser.parse_args()
     if args.split:
         cpu_split(args.split)
@@ -246,8 +282,12 @@ def main() -> None:
     print("| members | wall s | CPU s | wall ms/member | CPU ms/member | peak MB | index bytes "
           "| later one-spec build, s | steal s |")
     print("|---|---|---|---|---|---|---|---|---|")
+    rows = []
     for size in [int(s) for s in args.sizes.split(",")]:
-        print(row(size), flush=True)
+        rows.append(row(size))
+        print(table_line(rows[-1]), flush=True)
+    if args.plot:
+        plot(rows, Path(args.plot))
 
 
 if __name__ == "__main__":
