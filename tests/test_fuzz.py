@@ -12,6 +12,7 @@ docs/reliability.md has the figures of the last 10k run and what it found.
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -251,6 +252,34 @@ def command_line(items):
 
 
 test_command_line_parsers, test_command_line_parsers_10k = fuzzed(st.lists(ITEM, max_size=4), command_line)
+
+# ---- the lib's reading of sweep values -----------------------------------------------------------
+
+JSON_NUMBER = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+SWEEP_STRINGS = st.lists(st.one_of(st.text(alphabet="0123456789.eE+-", max_size=8),
+                                   st.text(alphabet="0123456789.eE+-x ,=", max_size=6), FLOATS.map(repr)),
+                         min_size=1, max_size=40, unique=True)
+
+
+def sweep_values(strings):
+    """expc.sweep.grid reads a string value as a number exactly where JSON does, and as that
+    number; any other string stays as written. (A JSON number beyond a double, '1e999', is
+    go-jsonnet's own error, left out.)"""
+    import _gojsonnet
+
+    strings = [s for s in strings if not (JSON_NUMBER.fullmatch(s) and math.isinf(float(s)))]
+    assume(strings)
+    code = (f"local g = (import 'sweep.libsonnet').grid({{}}, {{ v: {json.dumps(strings)} }});\n"
+            f"[g['v=' + s].v for s in {json.dumps(strings)}]")
+    values = json.loads(_gojsonnet.evaluate_snippet("fuzz", code, jpathdir=[str(ROOT / "lib")]))
+    for written, value in zip(strings, values):
+        if JSON_NUMBER.fullmatch(written):
+            assert not isinstance(value, str) and value == float(written), written
+        else:
+            assert value == written
+
+
+test_sweep_values, test_sweep_values_10k = fuzzed(SWEEP_STRINGS, sweep_values)
 
 HOST_LINE = st.one_of(
     st.text(max_size=30),

@@ -43,6 +43,17 @@ def test_grid_labels_bare_numbers_exactly(project):
     assert [doc[k]["deepspeed"]["optimizer"]["params"]["lr"] for k in ("lr=0.0003", "lr=1e-5")] == [3e-4, 1e-5]
 
 
+def test_grid_reads_a_string_as_a_number_only_where_json_does(project):
+    # '5.' and '2024-01' once passed a looser check and then stopped the build inside the lib
+    # (std.parseJson: "invalid character"); they are strings, as JSON has them
+    written = ["3e-4", "-1", "0.5", "10", "0", "1E+5", "5.", "2024-01", "01", ".5", "1e", "+1", "abc"]
+    doc = run(project, f"local g = expc.sweep.grid({{}}, {{ v: {written!r} }});\n"
+                       "{ [m]: g[m].v for m in std.objectFields(g) }")
+    assert {name[len("v="):]: value for name, value in doc.items()} == {
+        "3e-4": 3e-4, "-1": -1, "0.5": 0.5, "10": 10, "0": 0, "1E+5": 1e5,
+        "5.": "5.", "2024-01": "2024-01", "01": "01", ".5": ".5", "1e": "1e", "+1": "+1", "abc": "abc"}
+
+
 def test_grid_dotted_path_keeps_the_rest_of_the_section(project):
     doc = run(project, f"expc.sweep.grid({CPU}, {{ 'train.max_steps': [200, 400] }})")
     assert doc["train.max_steps=400"]["train"]["max_steps"] == 400
@@ -66,7 +77,7 @@ def test_grid_of_1000_members(project):
 
 def test_grid_refuses_unlabelled_objects(project):
     assert error_of(project, f"expc.sweep.grid({CPU}, {{ model: [expc.models.gpt_cpu] }})") == (
-        'lib/sweep.libsonnet:63:12: sweep axis "model": list values must be numbers, strings or '
+        'lib/sweep.libsonnet:72:12: sweep axis "model": list values must be numbers, strings or '
         "booleans; give other values labels: { label: value }\n  called from specs/case.jsonnet:2:1")
 
 
