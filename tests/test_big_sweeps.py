@@ -204,3 +204,43 @@ def test_a_sweep_that_fits_in_one_run_but_not_in_two_is_built_in_one(proj):
     assert result.returncode == 0, result.stderr
     assert [(r["member"], r["digest"]) for r in json.loads(result.stdout)] == [(m.name, m.digest) for m in expected]
     assert sorted(p.name for p in (proj / "manifests").glob("*.json")) == sorted(f"{m.digest}.json" for m in expected)
+
+
+RULES_SWEEP = ("local expc = import 'expc.libsonnet';\nlocal one = import 'one.jsonnet';\n"
+               f"expc.sweep.stop_when(expc.sweep.grid(one(), {{ seed: std.range(1, {STREAMED}) }}), [%s])\n")
+
+
+def test_a_streamed_build_reads_its_rules_with_the_member_names(proj):
+    """The early-stopping rules beside a streamed sweep come with its member names, from the same
+    evaluation: another evaluation for them alone costs as much (stopping.read_rules is taken
+    out of the build's process here, so a call fails)."""
+    import json
+    import subprocess
+    import sys
+
+    (proj / "specs" / "grid.jsonnet").write_text(RULES_SWEEP % "expc.sweep.threshold('val_loss', 4.5, 10)")
+    without_read_rules = ("import sys; from expc.compile import stopping; stopping.read_rules = None; "
+                          "from expc.cli import main; sys.argv[0] = 'expc'; main()")
+    result = subprocess.run([sys.executable, "-c", without_read_rules, "build", "specs/grid.jsonnet"],
+                            cwd=proj, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "  early stopping (`expc run --parallel` applies it):\n    expc.sweep.threshold('val_loss', 4.5, 10)\n" \
+        in result.stderr
+    listed = subprocess.run([sys.executable, "-m", "expc", "ls", "manifests", "--json"], cwd=proj,
+                            capture_output=True, text=True)
+    rows = json.loads(listed.stdout)
+    assert len(rows) == STREAMED and {r["early_stopping"] for r in rows} == {"threshold('val_loss', 4.5, 10)"}
+
+
+@pytest.mark.parametrize("rules, message", [
+    ("expc.sweep.threshold('val_loss', 4.5, -1)",
+     "specs/grid.jsonnet: early_stopping[0]: above must be a number and at_step a whole number >= 0"),
+    # an error in the rules: the names are evaluated again without them, and the rules alone then
+    # report it, located
+    ("error 'rules to come'", "specs/grid.jsonnet:3:76: rules to come"),
+], ids=["bad-rule", "error"])
+def test_a_bad_rule_beside_a_streamed_sweep_stops_the_build(proj, rules, message):
+    (proj / "specs" / "grid.jsonnet").write_text(RULES_SWEEP % rules)
+    result = expc_build(proj, "specs/grid.jsonnet")
+    assert (result.returncode, result.stderr) == (1, f"error: {message}\n")
+    assert not (proj / "manifests").exists() or list((proj / "manifests").iterdir()) == []

@@ -35,6 +35,9 @@ class Evaluation:
     # A sweep too big to evaluate at once (more than `chunk_above` members): its member names, in
     # order, and no document; evaluate(members=...) then gives the members a chunk at a time.
     members: list[str] | None = None
+    # With `members`: the early-stopping rules beside the sweep, as written, read in the same
+    # run (None: not read, stopping.read_rules reads them).
+    early_stopping: object = None
 
 
 def parse_tla(items: list[str] | tuple[str, ...]) -> dict[str, object]:
@@ -105,9 +108,9 @@ def evaluate(spec: Path, project: Project, tla: dict[str, object] | None = None,
     if members is not None:
         return _evaluate_members(spec, tla_codes, overrides, grid, members, resolve_import, imports)
     if chunk_above is not None and engine == "gojsonnet" and check_knobs:
-        names = _member_names(spec, tla_codes, overrides, grid, resolve_import)
+        names, rules = _member_names(spec, tla_codes, overrides, grid, resolve_import)
         if names is not None and len(names) > chunk_above:
-            return Evaluation(None, imports, {}, members=names)
+            return Evaluation(None, imports, {}, members=names, early_stopping=rules)
         # The full evaluation lists its imports in its own order, and reports its own refusals.
         resolve_import.start_again()
     try:
@@ -246,15 +249,27 @@ def _located(error: ExpcError, spec: Path, project: Project) -> ExpcError:
     return ExpcError([p if p.location else Problem(p.message, where, p.origin) for p in error.problems])
 
 
-def _member_names(spec: Path, tla_codes: dict, overrides, grid, resolve_import) -> list[str] | None:
+def _member_names(spec: Path, tla_codes: dict, overrides, grid, resolve_import) -> tuple[list[str] | None, object]:
     """A sweep's member names (only its field names are computed), or None: not a sweep, or an
-    error, which the full evaluation then reports as usual."""
+    error, which the full evaluation then reports as usual. With them, the early-stopping rules
+    beside the sweep, as written (stopping.read_rules' field), or None if reading them failed:
+    a second evaluation of the sweep object just for them cost as much as this one."""
+    names = "if std.isObject(value) && !std.objectHas(value, 'schema') then std.objectFields(value) else null"
     code = value_code(spec, tla_codes, overrides, grid) + (
-        "if std.isObject(value) && !std.objectHas(value, 'schema') then std.objectFields(value) else null")
+        f"local names = {names};\n"
+        "{ names: names, rules: if names != null && std.isObject(result) "
+        "then std.get(result, 'early_stopping', [], true) else [] }")
     try:
-        return json.loads(_snippet(spec, "<sweep-members>", code, resolve_import))
+        found = json.loads(_snippet(spec, "<sweep-members>", code, resolve_import))
+        return found["names"], found["rules"]
     except (RuntimeError, UnicodeDecodeError):
-        return None
+        pass
+    resolve_import.start_again()  # the rules failed, or the names: the names alone
+    try:
+        return json.loads(_snippet(spec, "<sweep-members>", value_code(spec, tla_codes, overrides, grid) + names,
+                                   resolve_import)), None
+    except (RuntimeError, UnicodeDecodeError):
+        return None, None
 
 
 def _evaluate_members(spec: Path, tla_codes: dict, overrides, grid, members: list[str], resolve_import,

@@ -111,6 +111,7 @@ def _compile(spec: Path, project: Project, tla: dict, sets: list, engine: str, s
         streamed = _compile_streamed(first.members, spec, project, tla, sets, spec_name, overrides, points,
                                      point_sets, pinned, fit_check, keep)
         if streamed is not None:
+            _attach_rules(streamed, first, spec, project, tla)
             return streamed, []
         # A member failed: compiled again below, a chunk at a time, for the messages; none is kept.
         keep = _drop
@@ -120,7 +121,25 @@ def _compile(spec: Path, project: Project, tla: dict, sets: list, engine: str, s
     if keep is _drop and not failures:
         raise RuntimeError(f"{spec_name}: a member failed to compile as it streamed, but not when compiled again "
                            "(a bug in streamed compilation)")
+    if keep is not None and not failures:
+        _attach_rules(manifests, first, spec, project, tla)
     return manifests, failures
+
+
+def _attach_rules(manifests: list[Manifest], first, spec: Path, project: Project, tla: dict) -> None:
+    """A built sweep's early-stopping rules, on each member: a hidden field no member evaluates,
+    read (and checked) here, so a bad rule stops the build before anything is moved into place.
+    A big sweep's were read with its member names, in the same evaluation."""
+    from .stopping import parse_rules, read_rules
+
+    if not any(m.member for m in manifests):
+        return
+    if first.early_stopping is not None:
+        rules = parse_rules(first.early_stopping, project.relative(spec))
+    else:
+        rules = read_rules(spec, project, tla)
+    for m in manifests:
+        m.rules = rules
 
 
 # A sweep of more members than this is compiled as it is evaluated, when the build writes it
@@ -481,16 +500,8 @@ def build(specs, tla: dict | None = None, sets=(), project: Project | None = Non
     with Staging(project, observe) as staging:
         for spec in specs:
             try:
-                compiled = compile_spec(spec, project, tla, sets, engine, sweeps, keep=staging.take)
-                if any(m.member for m in compiled):
-                    # A sweep's early-stopping rules are a hidden field no member evaluates: read
-                    # (and checked) here, so a bad rule stops the build before anything is written.
-                    from .stopping import read_rules
-
-                    rules = read_rules(spec, project, tla)
-                    for m in compiled:
-                        m.rules = rules
-                manifests += compiled
+                # with each sweep member's early-stopping rules (_attach_rules)
+                manifests += compile_spec(spec, project, tla, sets, engine, sweeps, keep=staging.take)
             except ExpcError as err:
                 problems += err.problems
         if problems:
