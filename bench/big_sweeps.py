@@ -1,7 +1,7 @@
 """Build time, peak memory and index size of big sweeps, and what a later one-spec build pays.
 
     .venv/bin/python bench/big_sweeps.py [--sizes 1000,10000] [--index 10000,100000] [--profile N] [--child N]
-                                         [--split N] [--plot PNG]
+                                         [--split N] [--plot PNG] [--helpers N]
 
 For each size N, a scratch project (this lib, specs/tiny.jsonnet) gets
 `expc.sweep.grid(tiny, { seed: std.range(1, N) })` as specs/big.jsonnet, built by `expc build`
@@ -27,6 +27,10 @@ copy of the sweep each member is indexed on), then the names alone; each member 
 callback that drops it. What the child spends a member, and on what: process CPU time (go's
 collector threads included), which a busy machine blurs less than wall.
 
+--helpers N builds N members (rounded down to a multiple of 4) with each of the lib's sweep
+helpers in turn, `expc build` in a fresh process as for --sizes: a grid over seed, a grid over
+seed and four learning rates written as strings, grid_derived, zip, random and replicas.
+
 --split N streams an N-member build in this process and splits its CPU time between the build
 and its evaluation child (getrusage of this process, and of its reaped children): which side
 is the bottleneck.
@@ -49,11 +53,31 @@ expc.sweep.grid(import 'tiny.jsonnet', { seed: std.range(1, %d) })
 """
 
 
-def scratch_project(folder: Path, members: int) -> Path:
+# --helpers: each of the lib's sweep helpers making N members of tiny (N a multiple of 4)
+HELPERS = {
+    "grid, seed": SWEEP.replace("{", "{{").replace("}", "}}").replace("%d", "{n}"),
+    "grid, seed x 4 lr strings": "local expc = import 'expc.libsonnet';\n"
+    "expc.sweep.grid(import 'tiny.jsonnet', {{ seed: std.range(1, {q}), lr: ['1e-4', '3e-4', '1e-3', '3e-3'] }})\n",
+    "grid_derived, seed x 4 max_steps": "local expc = import 'expc.libsonnet';\n"
+    "expc.sweep.grid_derived(import 'tiny.jsonnet',\n"
+    "  {{ seed: std.range(1, {q}), 'train.max_steps': [200, 400, 800, 1600] }},\n"
+    "  {{ warmup_steps: function(v) v['train.max_steps'] / 10 }})\n",
+    "zip, seed and max_steps": "local expc = import 'expc.libsonnet';\n"
+    "expc.sweep.zip(import 'tiny.jsonnet',\n"
+    "  {{ seed: std.range(1, {n}), 'train.max_steps': std.range(101, {n} + 100) }})\n",
+    "random, log-uniform lr and int seed": "local expc = import 'expc.libsonnet';\n"
+    "expc.sweep.random(import 'tiny.jsonnet', {{ lr: expc.sweep.log_uniform(1e-4, 1e-2),\n"
+    "  seed: expc.sweep.int_uniform(1, 1000000000) }}, {n}, 0)\n",
+    "replicas of a 4-lr grid": "local expc = import 'expc.libsonnet';\n"
+    "expc.sweep.replicas(expc.sweep.grid(import 'tiny.jsonnet', {{ lr: ['1e-4', '3e-4', '1e-3', '3e-3'] }}), {q})\n",
+}
+
+
+def scratch_project(folder: Path, members: int, spec: str | None = None) -> Path:
     shutil.copytree(ROOT / "lib", folder / "lib")
     (folder / "specs").mkdir()
     shutil.copy(ROOT / "specs" / "tiny.jsonnet", folder / "specs" / "tiny.jsonnet")
-    (folder / "specs" / "big.jsonnet").write_text(SWEEP % members)
+    (folder / "specs" / "big.jsonnet").write_text(spec or SWEEP % members)
     return folder
 
 
@@ -110,9 +134,9 @@ def index_bytes(project: Path) -> int:
     return sum(p.stat().st_size for p in files + [legacy] if p.is_file())
 
 
-def row(members: int) -> dict:
+def row(members: int, spec: str | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="expc-big-sweep-") as folder:
-        project = scratch_project(Path(folder), members)
+        project = scratch_project(Path(folder), members, spec)
         wall, cpu, peak, steal = measured([str(EXPC), "build", "specs/big.jsonnet"], project)
         # the best of three: one small build is short enough for a busy machine to blur
         later = min(measured([str(EXPC), "build", "specs/tiny.jsonnet"], project)[0] for _ in range(3))
@@ -262,10 +286,20 @@ def main() -> None:
     parser.add_argument("--child", type=int, metavar="N", help="time the evaluation child's parts instead")
     parser.add_argument("--index", metavar="N,...", help="measure the index alone, at these sizes")
     parser.add_argument("--split", type=int, metavar="N", help="split an N-member build's CPU time instead")
+    parser.add_argument("--helpers", type=int, metavar="N", help="build N members with each of the lib's sweep helpers")
     parser.add_argument("--plot", metavar="PNG", help="with --sizes: draw the curves into this file too")
     args = parser.parse_args()
     if args.split:
         cpu_split(args.split)
+        return
+    if args.helpers:
+        n = args.helpers - args.helpers % 4
+        print("| helper | members | wall s | wall ms/member | CPU ms/member | peak MB | steal s |")
+        print("|---|---|---|---|---|---|---|")
+        for label, spec in HELPERS.items():
+            r = row(n, spec.format(n=n, q=n // 4))
+            print(f"| {label} | {n:,} | {r['wall']:.1f} | {1000 * r['wall'] / n:.2f} | {1000 * r['cpu'] / n:.2f} "
+                  f"| {r['peak']:.0f} | {r['steal']:.1f} |", flush=True)
         return
     if args.index:
         print("| sources in the index | index bytes | then writing one other spec's manifest, ms |")

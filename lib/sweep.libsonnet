@@ -86,37 +86,45 @@ local setter(path, value) =
     else { [steps[i]]+: nest(i + 1) };
   nest(0);
 
-// Cartesian product of the axes, as a list of lists of {axis, label, value}.
-local product(axes) =
-  std.foldl(
-    function(combos, axis)
-      // The axis' points once, not once per combination so far.
-      local axis_points = [p { axis: axis } for p in points(axis, axes[axis])];
-      [c + [p] for c in combos for p in axis_points],
-    std.objectFields(axes),
-    [[]]
-  );
+// An axis as two plain arrays: its labels, and its values (parsed once, read when a member is
+// made). go-jsonnet keeps an array's element in tens of bytes and an object in a kilobyte or so,
+// which a 100,000-member sweep paid for every member when each kept its points as objects.
+local table(axis, values) = {
+  labels: [p.label for p in points(axis, values)],
+  values: if std.isObject(values) then [values[label] for label in std.objectFields(values)]
+          else [if std.isString(v) && reads_as_number(v) then std.parseJson(v) else v for v in values],
+};
 
-// Members from combinations: each member is `base` with every point's value set, named
-// `axis=label,...`. `derived` (axis -> function(values)) adds axes computed from the free ones
-// (values: axis -> value of this combination); they are set after the free axes and named too,
-// so a member's name shows every value the sweep set.
-local members(base, combos, derived) =
+// Members 0 .. count - 1: member k is `base` with each free axis j (`names`, in order) set to
+// value(k, j), unless sets(j) is false (a random sample's index, in the name only), then each
+// derived axis (`derived`: axis -> function(values), values: axis -> this member's value) set
+// to what it computes; named `axis=label` for them all, joined by commas, so a member's name
+// shows every value the sweep set. Only k is held for a member until it is made.
+local members(base, names, count, label, value, sets, derived) =
   assert std.isObject(derived) : 'sweep: `derived` must be an object of axis -> function(values)';
-  local with_derived(combo) =
-    local values = { [p.axis]: p.value for p in combo };
-    combo + [
+  local free = std.range(0, std.length(names) - 1), extra = std.objectFields(derived);
+  local derived_values(k) =
+    local values = { [names[j]]: value(k, j) for j in free };
+    [
       local f = derived[axis];
       assert std.isFunction(f) : 'sweep: derived axis "%s" must be a function(values)' % axis;
-      local v = f(values);
-      { axis: axis, label: if std.isNumber(v) then number_label(v) else std.toString(v), value: v }
-      for axis in std.objectFields(derived)
+      f(values)
+      for axis in extra
     ];
-  local full = [with_derived(c) for c in combos];
-  local name(combo) = std.join(',', [p.axis + '=' + p.label for p in combo]);
-  // a point with `sets: false` (a random sample's index) is in the name only
-  local apply(exp, p) = if std.get(p, 'sets', true) then exp + setter(p.axis, p.value) else exp;
-  { [name(c)]: std.foldl(apply, c, base) for c in full };
+  local name(k) =
+    local more = derived_values(k);
+    std.join(',', [names[j] + '=' + label(k, j) for j in free]
+                  + [extra[d] + '=' + (if std.isNumber(more[d]) then number_label(more[d]) else std.toString(more[d]))
+                     for d in std.range(0, std.length(extra) - 1)]);
+  local member(k) =
+    local more = derived_values(k);
+    std.foldl(function(exp, d) exp + setter(extra[d], more[d]), std.range(0, std.length(extra) - 1),
+              std.foldl(function(exp, j) if sets(j) then exp + setter(names[j], value(k, j)) else exp, free, base));
+  { [name(k)]: member(k) for k in std.range(0, count - 1) };
+
+// A grid's axes of these sizes as one index: member k's point of axis i is index(k, i) of
+// strides_of(sizes) (the last axis varies fastest), with no list of every combination.
+local strides_of(sizes) = std.foldr(function(i, acc) [acc[0] * sizes[i + 1]] + acc, std.range(0, std.length(sizes) - 2), [1]);
 
 // A uniform draw in [0, 1) that depends only on (seed, member index, axis): md5 of the three,
 // its first 13 hex digits (52 bits, exact in a double). Adding an axis or more samples leaves
@@ -150,52 +158,37 @@ local three_digits(x) =
       else strip(digits[0] + '.' + digits[1:]) + 'e' + std.toString(e)
     );
 
-// One sampled point of a distribution (uniform/log_uniform/int_uniform/choice) from a draw u.
+// What a member of a random sweep keeps of one axis, from a draw u: the label it is named by,
+// whose value is the number it reads as (uniform, log_uniform, int_uniform), or, for a choice,
+// the index of the value chosen.
 local sample(axis, dist, u) =
   assert std.isObject(dist) && std.objectHas(dist, 'distribution') :
          'sweep.random: axis "%s" must be a distribution: sweep.uniform(a, b), log_uniform(a, b), int_uniform(a, b) or choice([...])' % axis;
-  if dist.distribution == 'uniform' then
-    local label = three_digits(dist.low + u * (dist.high - dist.low));
-    { axis: axis, label: label, value: std.parseJson(label) }
+  if dist.distribution == 'uniform' then three_digits(dist.low + u * (dist.high - dist.low))
   else if dist.distribution == 'log_uniform' then
-    local x = std.exp(std.log(dist.low) + u * (std.log(dist.high) - std.log(dist.low)));
-    local label = three_digits(x);
-    { axis: axis, label: label, value: std.parseJson(label) }
-  else if dist.distribution == 'int_uniform' then
-    local v = dist.low + std.floor(u * (dist.high - dist.low + 1));
-    { axis: axis, label: std.toString(v), value: v }
-  else
-    points(axis, dist.values)[std.floor(u * std.length(dist.values))] { axis: axis };
+    three_digits(std.exp(std.log(dist.low) + u * (std.log(dist.high) - std.log(dist.low))))
+  else if dist.distribution == 'int_uniform' then std.toString(dist.low + std.floor(u * (dist.high - dist.low + 1)))
+  else std.floor(u * std.length(dist.values));
 
 {
   // Every combination of `axes` applied to `base`; member names like 'lr=3e-4,model=124m'.
   grid(base, axes)::
     assert std.isObject(axes) && std.length(axes) > 0 : 'sweep.grid needs at least one axis';
-    // Member k's combination by index arithmetic (the last axis varies fastest), not a list of
-    // every combination. Each axis is two plain arrays, its `axis=label` texts and (read when a
-    // member is made) its values: go-jsonnet keeps an array element in tens of bytes and an
-    // object in a kilobyte or so, which a 100,000-member grid paid once per member.
+    // Member k's combination by index arithmetic, each axis two plain arrays (table): its
+    // `axis=label` texts and its values.
     local fields = std.objectFields(axes);
     local n = std.length(fields);
-    local raw = [axes[a] for a in fields];
-    local texts = [[fields[i] + '=' + p.label for p in points(fields[i], raw[i])] for i in std.range(0, n - 1)];
-    local keys = [if std.isObject(raw[i]) then std.objectFields(raw[i]) else null for i in std.range(0, n - 1)];
-    // Each axis' values, parsed once: an array's element is evaluated when first read and kept,
-    // where a function would parse '3e-4' again for every member (a third of a millisecond each).
-    local values = [
-      if keys[i] != null then [raw[i][key] for key in keys[i]]
-      else [if std.isString(v) && reads_as_number(v) then std.parseJson(v) else v for v in raw[i]]
-      for i in std.range(0, n - 1)
-    ];
-    local value(i, j) = values[i][j];
+    local tables = [table(a, axes[a]) for a in fields];
+    local texts = [[fields[i] + '=' + label for label in tables[i].labels] for i in std.range(0, n - 1)];
+    local values = [t.values for t in tables];
     local sizes = [std.length(t) for t in texts];
-    local strides = std.foldr(function(i, acc) [acc[0] * sizes[i + 1]] + acc, std.range(0, n - 2), [1]);
+    local strides = strides_of(sizes);
     local count = strides[0] * sizes[0];
     local index(k, i) = std.modulo(std.floor(k / strides[i]), sizes[i]);
     // Concatenation, not `%`: go-jsonnet's std.format runs in Jsonnet and costs ~0.4 ms a call.
     local name(k) = if n == 1 then texts[0][k] else std.join(',', [texts[i][index(k, i)] for i in std.range(0, n - 1)]);
     // Two values with the same label (['1', 1]) make Jsonnet stop at a duplicate field name.
-    { [name(k)]: std.foldl(function(exp, i) exp + setter(fields[i], value(i, index(k, i))), std.range(0, n - 1), base)
+    { [name(k)]: std.foldl(function(exp, i) exp + setter(fields[i], values[i][index(k, i)]), std.range(0, n - 1), base)
       for k in std.range(0, count - 1) },
 
   // Paired axes: the i-th member takes the i-th value of every axis (all lists of one length):
@@ -207,14 +200,22 @@ local sample(axis, dist, u) =
     local lengths = [std.length(axes[a]) for a in names];
     assert std.length(std.set(lengths)) == 1 :
            'sweep.zip: every axis must have as many values; got ' + std.join(', ', [a + ': ' + std.length(axes[a]) for a in names]);
-    local per_axis = { [a]: [p { axis: a } for p in points(a, axes[a])] for a in names };
-    members(base, [[per_axis[a][i] for a in names] for i in std.range(0, lengths[0] - 1)], derived),
+    local tables = [table(a, axes[a]) for a in names];
+    local labels = [t.labels for t in tables], values = [t.values for t in tables];
+    members(base, names, lengths[0], function(k, i) labels[i][k], function(k, i) values[i][k], function(i) true, derived),
 
   // A grid with axes computed from the free ones: derived is axis -> function(values), e.g.
   // { warmup_steps: function(v) v['train.max_steps'] / 10 }; derived values are in the names too.
   grid_derived(base, axes, derived)::
     assert std.isObject(axes) && std.length(axes) > 0 : 'sweep.grid_derived needs at least one axis';
-    members(base, product(axes), derived),
+    local fields = std.objectFields(axes);
+    local tables = [table(a, axes[a]) for a in fields];
+    local labels = [t.labels for t in tables], values = [t.values for t in tables];
+    local sizes = [std.length(l) for l in labels];
+    local strides = strides_of(sizes);
+    local index(k, i) = std.modulo(std.floor(k / strides[i]), sizes[i]);
+    members(base, fields, strides[0] * sizes[0], function(k, i) labels[i][index(k, i)],
+            function(k, i) values[i][index(k, i)], function(i) true, derived),
 
   // `count` members whose axes are drawn from distributions, reproducibly from `seed`: member
   // i's value of an axis depends only on (seed, i, axis). Real values are rounded to 3
@@ -223,11 +224,22 @@ local sample(axis, dist, u) =
     assert std.isObject(space) && std.length(space) > 0 : 'sweep.random needs at least one axis';
     assert std.isNumber(count) && count >= 1 && count == std.floor(count) :
            'sweep.random: count must be a whole number >= 1, got %s' % [count];
-    members(base, [
-      [{ axis: 'sample', label: std.toString(i), value: i, sets: false }]
-      + [sample(a, space[a], draw(seed, i, a)) for a in std.objectFields(space)]
-      for i in std.range(0, count - 1)
-    ], derived),
+    local axes = std.objectFields(space);
+    // each member's draws, once: a label or a choice's index per axis (sample)
+    local rows = [[sample(a, space[a], draw(seed, i, a)) for a in axes] for i in std.range(0, count - 1)];
+    local choices = [
+      local d = space[a];
+      if std.isObject(d) && std.get(d, 'distribution') == 'choice' then table(a, d.values) else null
+      for a in axes
+    ];
+    // axis 0 is the sample's index, in the name only
+    local label(k, j) =
+      if j == 0 then std.toString(k)
+      else if choices[j - 1] != null then choices[j - 1].labels[rows[k][j - 1]] else rows[k][j - 1];
+    local value(k, j) =
+      if j == 0 then k
+      else if choices[j - 1] != null then choices[j - 1].values[rows[k][j - 1]] else std.parseJson(rows[k][j - 1]);
+    members(base, ['sample'] + axes, count, label, value, function(j) j > 0, derived),
 
   // Distributions for sweep.random.
   uniform(low, high):: { distribution: 'uniform', low: low, high: high },
