@@ -16,9 +16,10 @@
 // `hardware`, `data`) or a dotted path to a leaf (`train.max_steps`, `deepspeed.gradient_clipping`).
 // Its values are either a list or an object of label -> value:
 //   - a list of numbers, booleans or strings: the label is the value as written. A string that
-//     reads as a number ('3e-4') becomes that number; write numbers as strings to keep their
-//     spelling in the name, because Jsonnet prints 3e-4 as 0.00029999999999999997. Bare numbers
-//     are labelled with the shortest %g form that reads back to the same number ('0.0003').
+//     is a JSON number ('3e-4') becomes that number, any other stays a string ('2024-01', '5.');
+//     write numbers as strings to keep their spelling in the name, because Jsonnet prints 3e-4
+//     as 0.00029999999999999997. Bare numbers are labelled with the shortest %g form that reads
+//     back to the same number ('0.0003').
 //   - an object of label -> value, for values that are not scalars (model sizes, hardware, data).
 // Axes are combined in the order of their names; member names are `axis=label` joined by commas.
 

@@ -77,7 +77,7 @@ def test_grid_of_1000_members(project):
 
 def test_grid_refuses_unlabelled_objects(project):
     assert error_of(project, f"expc.sweep.grid({CPU}, {{ model: [expc.models.gpt_cpu] }})") == (
-        'lib/sweep.libsonnet:72:12: sweep axis "model": list values must be numbers, strings or '
+        'lib/sweep.libsonnet:73:12: sweep axis "model": list values must be numbers, strings or '
         "booleans; give other values labels: { label: value }\n  called from specs/case.jsonnet:2:1")
 
 

@@ -25,8 +25,9 @@ from . import canonical, validate
 from .pin import pin
 
 # Distinct fields kept at most: a sweep over a knob brings a new line or two with every member;
-# past this the memo starts again, and the shared fields are compiled once more.
-MAX_FIELDS = 20_000
+# past this the memo starts again, and the shared fields are compiled once more (every 1,000
+# members or so: nothing to measure; at 20,000 a zip over max_steps held 75 MB of them).
+MAX_FIELDS = 2_000
 
 
 class Field(NamedTuple):
