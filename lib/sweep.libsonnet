@@ -100,7 +100,8 @@ local table(axis, values) = {
 // value(k, j), unless sets(j) is false (a random sample's index, in the name only), then each
 // derived axis (`derived`: axis -> function(values), values: axis -> this member's value) set
 // to what it computes; named `axis=label` for them all, joined by commas, so a member's name
-// shows every value the sweep set. Only k is held for a member until it is made.
+// shows every value the sweep set. Only k is held for a member until it is made (its derived
+// values are computed again then).
 local members(base, names, count, label, value, sets, derived) =
   assert std.isObject(derived) : 'sweep: `derived` must be an object of axis -> function(values)';
   local free = std.range(0, std.length(names) - 1), extra = std.objectFields(derived);
