@@ -42,6 +42,21 @@ SPACE = "{ lr: expc.sweep.log_uniform(1e-5, 1e-2), 'model.dropout': expc.sweep.u
         "micro_batch_size: expc.sweep.choice([2, 4]) }"
 
 
+def test_random_draws_are_those_recorded(project):
+    # A member's name and values are a promise across lib versions: a rebuilt sweep must keep
+    # its members' digests (names recorded with the lib that kept each member's points as objects)
+    doc = run(project, "local r = expc.sweep.random({ lr:: 0, seed:: 0, mb:: 0, model: { dropout: 0 } }, {\n"
+                       "  lr: expc.sweep.log_uniform(1e-5, 1e-2), 'model.dropout': expc.sweep.uniform(0, 0.3),\n"
+                       "  mb: expc.sweep.choice([2, '4', 'x']), seed: expc.sweep.int_uniform(1, 1000) }, 4, 7);\n"
+                       "{ [m]: r[m] { values: [r[m].lr, r[m].mb, r[m].seed] } for m in std.objectFields(r) }")
+    assert {name: (m["values"], m["model"]["dropout"]) for name, m in doc.items()} == {
+        "sample=0,lr=0.00504,mb=4,model.dropout=0.141,seed=876": ([0.00504, 4, 876], 0.141),
+        "sample=1,lr=2.63e-4,mb=2,model.dropout=0.225,seed=938": ([2.63e-4, 2, 938], 0.225),
+        "sample=2,lr=0.00122,mb=x,model.dropout=0.222,seed=813": ([0.00122, "x", 813], 0.222),
+        "sample=3,lr=5e-5,mb=x,model.dropout=0.241,seed=214": ([5e-5, "x", 214], 0.241),
+    }
+
+
 def test_random_samples_are_seeded_stable_and_written_as_their_values(project):
     doc = run(project, f"expc.sweep.random({CPU} + {{ global_batch_size:: 8 }}, {SPACE}, 4, 7)")
     assert len(doc) == 4
