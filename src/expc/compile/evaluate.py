@@ -254,11 +254,12 @@ def _member_names(spec: Path, tla_codes: dict, overrides, grid, resolve_import) 
     error, which the full evaluation then reports as usual. With them, the early-stopping rules
     beside the sweep, as written (stopping.read_rules' field), or None if reading them failed:
     a second evaluation of the sweep object just for them cost as much as this one."""
+    from .stopping import RULES_OF_RESULT
+
     names = "if std.isObject(value) && !std.objectHas(value, 'schema') then std.objectFields(value) else null"
     code = value_code(spec, tla_codes, overrides, grid) + (
         f"local names = {names};\n"
-        "{ names: names, rules: if names != null && std.isObject(result) "
-        "then std.get(result, 'early_stopping', [], true) else [] }")
+        f"{{ names: names, rules: if names != null then ({RULES_OF_RESULT}) else [] }}")
     try:
         found = json.loads(_snippet(spec, "<sweep-members>", code, resolve_import))
         return found["names"], found["rules"]

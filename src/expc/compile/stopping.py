@@ -216,6 +216,11 @@ def _count(value, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
+# Jsonnet: the rules beside a sweep, as written, given `result` bound to the spec's result (a
+# streamed build reads them this way with the member names, evaluate._member_names).
+RULES_OF_RESULT = "if std.isObject(result) then std.get(result, 'early_stopping', [], true) else []"
+
+
 def read_rules(spec: Path, project: Project, tla: dict | None = None) -> list:
     """The rules beside a Jsonnet sweep ([] without any; the CUE lib declares none)."""
     spec = Path(spec).resolve()
@@ -226,7 +231,7 @@ def read_rules(spec: Path, project: Project, tla: dict | None = None) -> list:
     args = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted((tla or {}).items()))
     snippet = (f"local spec = import {json.dumps(spec.name)};\n"
                f"local result = if std.isFunction(spec) then spec({args}) else spec;\n"
-               "if std.isObject(result) then std.get(result, 'early_stopping', [], true) else []\n")
+               f"{RULES_OF_RESULT}\n")
     # under the spec's own import rules and bounds: a hidden field no build evaluated
     rules = json.loads(evaluate_snippet(spec, project, "<early_stopping>", snippet))
     where = project.relative(spec)
