@@ -249,13 +249,16 @@ def _located(error: ExpcError, spec: Path, project: Project) -> ExpcError:
     return ExpcError([p if p.location else Problem(p.message, where, p.origin) for p in error.problems])
 
 
+# Jsonnet: the early-stopping rules beside a sweep, as written, given `result` bound to the
+# spec's result (stopping.read_rules, and _member_names, which reads them with the names).
+RULES_OF_RESULT = "if std.isObject(result) then std.get(result, 'early_stopping', [], true) else []"
+
+
 def _member_names(spec: Path, tla_codes: dict, overrides, grid, resolve_import) -> tuple[list[str] | None, object]:
     """A sweep's member names (only its field names are computed), or None: not a sweep, or an
     error, which the full evaluation then reports as usual. With them, the early-stopping rules
     beside the sweep, as written (stopping.read_rules' field), or None if reading them failed:
     a second evaluation of the sweep object just for them cost as much as this one."""
-    from .stopping import RULES_OF_RESULT
-
     names = "if std.isObject(value) && !std.objectHas(value, 'schema') then std.objectFields(value) else null"
     code = value_code(spec, tla_codes, overrides, grid) + (
         f"local names = {names};\n"

@@ -216,17 +216,12 @@ def _count(value, low: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
-# Jsonnet: the rules beside a sweep, as written, given `result` bound to the spec's result (a
-# streamed build reads them this way with the member names, evaluate._member_names).
-RULES_OF_RESULT = "if std.isObject(result) then std.get(result, 'early_stopping', [], true) else []"
-
-
 def read_rules(spec: Path, project: Project, tla: dict | None = None) -> list:
     """The rules beside a Jsonnet sweep ([] without any; the CUE lib declares none)."""
     spec = Path(spec).resolve()
     if spec.suffix != ".jsonnet":
         return []
-    from .evaluate import evaluate_snippet
+    from .evaluate import RULES_OF_RESULT, evaluate_snippet
 
     args = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted((tla or {}).items()))
     snippet = (f"local spec = import {json.dumps(spec.name)};\n"
