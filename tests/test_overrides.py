@@ -226,10 +226,14 @@ def test_a_section_takes_a_preset_by_name(one):
                                 "(1 to 100000 are allowed)"),
     ("train.max_steps=range(a,b)", "--sweep 'train.max_steps=range(a,b)': expected range(start, stop) or "
                                    "range(start, stop, step), with numbers and a step that is not 0"),
+    # found by tests/test_fuzz.py: each range within its bound, their grid ten billion members,
+    # which took the machine's memory to list
+    (["lr=range(0,100000)", "seed=range(0,100000)"],
+     "--sweep: the grid has 10,000,000,000 members (100,000 lr x 100,000 seed); at most 100,000 are allowed"),
 ])
 def test_sweep_mistakes(one, sweep, message):
     with pytest.raises(ExpcError) as info:
-        compile_spec(one, sweeps=[sweep])
+        compile_spec(one, sweeps=sweep if isinstance(sweep, list) else [sweep])
     assert info.value.render() == message
 
 

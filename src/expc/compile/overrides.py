@@ -163,8 +163,17 @@ def parse_sweep(items) -> list[tuple[str, list[tuple[str, Override]]]]:
     return sorted(axes.items())
 
 
+# Members a `--sweep` grid may make: as many as one range may hold. Two such ranges made ten
+# billion combinations, and listing them took the machine's memory (found by tests/test_fuzz.py).
+MAX_GRID = 100_000
+
+
 def grid(axes) -> list[tuple[str, list[Override]]]:
     """Every combination of the axes: [(member name 'lr=1e-4,model=gpt_124m', its overrides)]."""
+    size = math.prod(len(points) for _, points in axes)
+    if size > MAX_GRID:
+        sizes = " x ".join(f"{len(points):,} {axis}" for axis, points in axes)
+        raise ExpcError(f"--sweep: the grid has {size:,} members ({sizes}); at most {MAX_GRID:,} are allowed")
     combos = [("", [])]
     for axis, points in axes:
         combos = [(f"{name},{axis}={label}".lstrip(","), [*overrides, override])
